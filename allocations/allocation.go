@@ -1,0 +1,366 @@
+package allocations
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Errors returned by Permit and BindChannel. They are wrapped with context;
+// test with errors.Is.
+var (
+	// ErrBadChannel: the channel number is outside 0x4000-0x4FFF
+	// (RFC 8656 §12.2: 400 Bad Request).
+	ErrBadChannel = errors.New("invalid channel number")
+	// ErrChannelConflict: the number is bound (or cooling) to another peer,
+	// or the peer to another number (RFC 8656 §12.2: 400 Bad Request).
+	ErrChannelConflict = errors.New("channel binding conflict")
+	// ErrBadPeer: the peer address is invalid (400 Bad Request).
+	ErrBadPeer = errors.New("invalid peer address")
+	// ErrCapacity: the allocation holds MaxPermissions permissions or
+	// MaxChannels channel bindings (RFC 8656 §10.2, §12.2: 508 Insufficient
+	// Capacity).
+	ErrCapacity = errors.New("too many permissions or channels")
+)
+
+// Protocol constants.
+const (
+	// PermissionLifetime: RFC 8656 §9: "The Permission Lifetime MUST be
+	// 300 seconds (= 5 minutes)."
+	PermissionLifetime = 300 * time.Second
+	// ChannelLifetime: RFC 8656 §12: "A channel binding lasts for 10 minutes
+	// unless refreshed."
+	ChannelLifetime = 10 * time.Minute
+	// ChannelQuarantine: RFC 8656 §12: "To prevent race conditions, the
+	// client MUST wait 5 minutes after a channel binding expires before
+	// attempting to bind the channel number to a different transport address
+	// or the transport address to a different channel number." The server
+	// enforces the same wait, so a delayed or retransmitted ChannelBind can
+	// never redirect a number that the peer may still be using.
+	ChannelQuarantine = 5 * time.Minute
+
+	// MinChannel and MaxChannel bound the channel numbers a client may
+	// bind (RFC 8656 §12: 0x4000 through 0x4FFF).
+	MinChannel = 0x4000
+	MaxChannel = 0x4FFF
+
+	// MaxPermissions and MaxChannels cap one allocation's lists, which the
+	// packet path scans linearly.
+	MaxPermissions = 256
+	MaxChannels    = 256
+)
+
+// ClientSink is how relayed data reaches the client: the UDP listener socket
+// (WriteToUDPAddrPort) or the stream connection's writer. HOT: it must not
+// block and should not allocate.
+type ClientSink interface {
+	WriteToClient(frame []byte) error
+}
+
+// Allocation is one TURN allocation (RFC 8656 §2.2). The exported fields are
+// set by the caller before Table.Create and never change afterwards; the
+// expiry, permissions and channels are safe for concurrent use.
+type Allocation struct {
+	FiveTuple FiveTuple
+	Username  string // USERNAME as sent, for logs
+	User      string // quota key
+	Key       []byte // long-term key that authenticated the Allocate; later requests must use it
+	Relayed   netip.AddrPort
+	Conn      *net.UDPConn // relay socket; closed by the table on removal
+	Sink      ClientSink
+	Created   time.Time // set by Create if zero
+	// TransactionID is the Allocate request's, so that a retransmission
+	// of it gets the same success response (RFC 8656 §7.2).
+	TransactionID [12]byte
+
+	table   *Table                // set once by Create, before publication
+	expires atomic.Int64          // unix nanoseconds
+	state   atomic.Pointer[state] // nil: no permissions, no channels
+
+	mu sync.Mutex
+	// mu guards the following, and serialises writers of state.
+	done    chan struct{} // made on first Done call
+	removed bool
+}
+
+// state is an immutable snapshot of permissions and channels. Each list
+// holds at most one entry per IP (permissions) and per number and per peer
+// (channels, live or cooling), so readers can stop at the first match.
+type state struct {
+	perms []permission
+	chans []channel
+	next  int64 // earliest time an entry can be pruned
+}
+
+type permission struct {
+	ip      netip.Addr // unmapped
+	expires int64
+}
+
+type channel struct {
+	peer    netip.AddrPort // address unmapped
+	expires int64          // end of the binding; the quarantine runs ChannelQuarantine more
+	number  uint16
+}
+
+const quarantine = int64(ChannelQuarantine)
+
+// now is the table's clock, or time.Now for an allocation not yet created.
+func (a *Allocation) now() time.Time {
+	if a.table != nil {
+		return a.table.cfg.Now()
+	}
+	return time.Now()
+}
+
+// Expires returns when the allocation expires.
+func (a *Allocation) Expires() time.Time {
+	return time.Unix(0, a.expires.Load())
+}
+
+// Refresh sets the expiry to lifetime from now (table clock). It copies
+// nothing. RFC 8656 §7: a Refresh with lifetime 0 deletes the allocation;
+// callers do that with Table.Delete, since Refresh(0) only leaves it for the
+// next Sweep.
+func (a *Allocation) Refresh(lifetime time.Duration) {
+	a.expires.Store(a.now().Add(lifetime).UnixNano())
+}
+
+// Done returns a channel closed when the allocation is removed from its table.
+func (a *Allocation) Done() <-chan struct{} {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.done == nil {
+		a.done = make(chan struct{})
+		if a.removed {
+			close(a.done)
+		}
+	}
+	return a.done
+}
+
+// markRemoved closes Done, once.
+func (a *Allocation) markRemoved() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.removed {
+		return
+	}
+	a.removed = true
+	if a.done != nil {
+		close(a.done)
+	}
+}
+
+// Permit installs or refreshes the permission for peer's IP for
+// PermissionLifetime from now. RFC 8656 §9: permissions are keyed by IP
+// address only; "port numbers are not considered". It fails with ErrCapacity
+// when the allocation already has MaxPermissions other live permissions.
+func (a *Allocation) Permit(peer netip.Addr, now time.Time) error {
+	if !peer.IsValid() {
+		return fmt.Errorf("allocations: permit %v: %w", peer, ErrBadPeer)
+	}
+	peer = peer.Unmap()
+	n := now.UnixNano()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	old := a.state.Load()
+	var s state
+	if old != nil {
+		s = *old
+	}
+	perms, err := withPermission(s.perms, peer, n)
+	if err != nil {
+		return err
+	}
+	a.state.Store(newState(perms, s.chans))
+	return nil
+}
+
+// withPermission returns a copy of perms without expired entries, with ip's
+// permission installed or refreshed.
+func withPermission(perms []permission, ip netip.Addr, n int64) ([]permission, error) {
+	out := make([]permission, 0, len(perms)+1)
+	for _, p := range perms {
+		if p.expires > n && p.ip != ip {
+			out = append(out, p)
+		}
+	}
+	if len(out) >= MaxPermissions {
+		return nil, fmt.Errorf("allocations: permit %v: %d permissions: %w", ip, len(out), ErrCapacity)
+	}
+	return append(out, permission{ip: ip, expires: n + int64(PermissionLifetime)}), nil
+}
+
+// Permitted reports whether peer's IP has a live permission. HOT: lock-free,
+// no allocation.
+func (a *Allocation) Permitted(peer netip.Addr, now time.Time) bool {
+	s := a.state.Load()
+	if s == nil {
+		return false
+	}
+	peer = peer.Unmap()
+	for i := range s.perms {
+		if s.perms[i].ip == peer {
+			return s.perms[i].expires > now.UnixNano()
+		}
+	}
+	return false
+}
+
+// BindChannel creates or refreshes the binding of number to peer for
+// ChannelLifetime from now, and installs or refreshes the permission for
+// peer's IP.
+//
+// RFC 8656 §12.2: the server checks that "the channel number is in the range
+// 0x4000 through 0x4FFF (inclusive)" (else ErrBadChannel), "the channel
+// number is not currently bound to a different transport address (same
+// transport address is OK)" and "the transport address is not currently
+// bound to a different channel number" (else ErrChannelConflict). Here a
+// binding counts as bound until ChannelQuarantine after it expires (see
+// ChannelQuarantine). "If the server can satisfy the request, then the
+// server creates or refreshes the channel binding ... The server also
+// installs or refreshes a permission for the IP address in the
+// XOR-PEER-ADDRESS attribute as described in Section 9."
+func (a *Allocation) BindChannel(number uint16, peer netip.AddrPort, now time.Time) error {
+	if number < MinChannel || number > MaxChannel {
+		return fmt.Errorf("allocations: bind channel 0x%04x to %v: %w", number, peer, ErrBadChannel)
+	}
+	if !peer.IsValid() {
+		return fmt.Errorf("allocations: bind channel 0x%04x to %v: %w", number, peer, ErrBadPeer)
+	}
+	peer = netip.AddrPortFrom(peer.Addr().Unmap(), peer.Port())
+	n := now.UnixNano()
+
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	old := a.state.Load()
+	var s state
+	if old != nil {
+		s = *old
+	}
+	chans := make([]channel, 0, len(s.chans)+1)
+	for _, c := range s.chans {
+		if c.expires+quarantine <= n {
+			continue // past its quarantine: forgotten
+		}
+		switch {
+		case c.number == number && c.peer == peer:
+			continue // refreshed below
+		case c.number == number:
+			return fmt.Errorf("allocations: bind channel 0x%04x to %v: channel 0x%04x %s %v: %w",
+				number, peer, number, boundTo(c, n), c.peer, ErrChannelConflict)
+		case c.peer == peer:
+			return fmt.Errorf("allocations: bind channel 0x%04x to %v: peer %v %s channel 0x%04x: %w",
+				number, peer, peer, boundTo(c, n), c.number, ErrChannelConflict)
+		}
+		chans = append(chans, c)
+	}
+	if len(chans) >= MaxChannels {
+		return fmt.Errorf("allocations: bind channel 0x%04x to %v: %d channels: %w",
+			number, peer, len(chans), ErrCapacity)
+	}
+	perms, err := withPermission(s.perms, peer.Addr(), n)
+	if err != nil {
+		return err
+	}
+	chans = append(chans, channel{peer: peer, expires: n + int64(ChannelLifetime), number: number})
+	a.state.Store(newState(perms, chans))
+	return nil
+}
+
+// boundTo describes an existing binding, live or cooling, for an error message.
+func boundTo(c channel, n int64) string {
+	if c.expires > n {
+		return "is bound to"
+	}
+	return "was bound until " + time.Unix(0, c.expires).UTC().Format(time.RFC3339) +
+		", quarantined until " + time.Unix(0, c.expires+quarantine).UTC().Format(time.RFC3339) + ", to"
+}
+
+// ChannelPeer returns the peer bound to channel number, if the binding is
+// live (not expired, not cooling). HOT: lock-free, no allocation. It does
+// not check the permission; relaying to the peer also needs Permitted.
+func (a *Allocation) ChannelPeer(number uint16, now time.Time) (netip.AddrPort, bool) {
+	s := a.state.Load()
+	if s == nil {
+		return netip.AddrPort{}, false
+	}
+	for i := range s.chans {
+		if s.chans[i].number == number {
+			if s.chans[i].expires > now.UnixNano() {
+				return s.chans[i].peer, true
+			}
+			return netip.AddrPort{}, false
+		}
+	}
+	return netip.AddrPort{}, false
+}
+
+// PeerChannel returns the channel number bound to peer, if the binding is
+// live. HOT: lock-free, no allocation.
+func (a *Allocation) PeerChannel(peer netip.AddrPort, now time.Time) (uint16, bool) {
+	s := a.state.Load()
+	if s == nil {
+		return 0, false
+	}
+	if peer.Addr().Is4In6() {
+		peer = netip.AddrPortFrom(peer.Addr().Unmap(), peer.Port())
+	}
+	for i := range s.chans {
+		if s.chans[i].peer == peer {
+			if s.chans[i].expires > now.UnixNano() {
+				return s.chans[i].number, true
+			}
+			return 0, false
+		}
+	}
+	return 0, false
+}
+
+// prune drops expired permissions and channels past their quarantine. The
+// lock-free check keeps the common case (nothing due) to one atomic load.
+func (a *Allocation) prune(n int64) {
+	if s := a.state.Load(); s == nil || s.next > n {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	s := a.state.Load()
+	if s == nil || s.next > n {
+		return
+	}
+	var perms []permission
+	for _, p := range s.perms {
+		if p.expires > n {
+			perms = append(perms, p)
+		}
+	}
+	var chans []channel
+	for _, c := range s.chans {
+		if c.expires+quarantine > n {
+			chans = append(chans, c)
+		}
+	}
+	a.state.Store(newState(perms, chans))
+}
+
+// newState builds a snapshot, or nil when both lists are empty so that an
+// idle allocation holds no state memory.
+func newState(perms []permission, chans []channel) *state {
+	if len(perms) == 0 && len(chans) == 0 {
+		return nil
+	}
+	s := &state{perms: perms, chans: chans, next: 1<<63 - 1}
+	for _, p := range perms {
+		s.next = min(s.next, p.expires)
+	}
+	for _, c := range chans {
+		s.next = min(s.next, c.expires+quarantine)
+	}
+	return s
+}

@@ -1,0 +1,167 @@
+package allocations
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+)
+
+// ErrNoPorts: every port of the relay range is in use on that address
+// (RFC 8656 §7.2: 508 Insufficient Capacity).
+var ErrNoPorts = errors.New("no free relay port")
+
+// PortRange is an inclusive range of UDP ports for relay sockets.
+type PortRange struct{ Low, High uint16 }
+
+// ParsePortRange parses "LOW-HIGH" (e.g. "49152-65535") or a single port.
+// Ports must be 1-65535 and LOW <= HIGH.
+func ParsePortRange(s string) (PortRange, error) {
+	lo, hi, found := strings.Cut(strings.TrimSpace(s), "-")
+	if !found {
+		hi = lo
+	}
+	low, err := parsePort(lo)
+	if err != nil {
+		return PortRange{}, fmt.Errorf("allocations: port range %q: %w", s, err)
+	}
+	high, err := parsePort(hi)
+	if err != nil {
+		return PortRange{}, fmt.Errorf("allocations: port range %q: %w", s, err)
+	}
+	r := PortRange{Low: low, High: high}
+	if err := r.validate(); err != nil {
+		return PortRange{}, fmt.Errorf("allocations: port range %q: %w", s, err)
+	}
+	return r, nil
+}
+
+func parsePort(s string) (uint16, error) {
+	s = strings.TrimSpace(s)
+	p, err := strconv.ParseUint(s, 10, 16)
+	if err != nil {
+		return 0, fmt.Errorf("port %q is not a number in 1-65535", s)
+	}
+	if p == 0 {
+		return 0, errors.New("port 0 is not allowed (the range must name real ports)")
+	}
+	return uint16(p), nil
+}
+
+func (r PortRange) validate() error {
+	switch {
+	case r.Low == 0:
+		return errors.New("port 0 is not allowed (the range must name real ports)")
+	case r.Low > r.High:
+		return fmt.Errorf("low port %d is above high port %d", r.Low, r.High)
+	}
+	return nil
+}
+
+// Len returns the number of ports in the range.
+func (r PortRange) Len() int { return int(r.High) - int(r.Low) + 1 }
+
+// Contains reports whether port is in the range.
+func (r PortRange) Contains(port uint16) bool { return port >= r.Low && port <= r.High }
+
+// String formats the range as "LOW-HIGH".
+func (r PortRange) String() string {
+	return strconv.Itoa(int(r.Low)) + "-" + strconv.Itoa(int(r.High))
+}
+
+// PortPool binds relay sockets on ports of a range. It is safe for
+// concurrent use. See the package doc for the in-use bitset.
+type PortPool struct {
+	r PortRange
+
+	mu sync.Mutex
+	// mu guards the following.
+	used map[netip.Addr][]uint64 // local IP -> bit i: port Low+i handed out, not released
+}
+
+// NewPortPool returns a pool for r. An invalid range makes every ListenUDP fail.
+func NewPortPool(r PortRange) *PortPool {
+	return &PortPool{r: r, used: make(map[netip.Addr][]uint64)}
+}
+
+// Range returns the pool's port range.
+func (p *PortPool) Range() PortRange { return p.r }
+
+// ListenUDP binds a UDP socket on ip at a free port of the range: it starts
+// at a random port and probes upwards, wrapping around, skipping ports the
+// kernel reports in use (EADDRINUSE). Ports this pool handed out and that
+// were not released are probed last. It returns an error wrapping ErrNoPorts
+// when every port is taken, and any other bind error at once.
+func (p *PortPool) ListenUDP(ip netip.Addr) (*net.UDPConn, error) {
+	if err := p.r.validate(); err != nil {
+		return nil, fmt.Errorf("allocations: relay ports %v: %w", p.r, err)
+	}
+	if !ip.IsValid() {
+		return nil, errors.New("allocations: relay socket: no relay address")
+	}
+	ip = ip.Unmap()
+	network := "udp6"
+	if ip.Is4() {
+		network = "udp4"
+	}
+	n := p.r.Len()
+	start := rand.IntN(n)
+
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	used := p.used[ip]
+	if used == nil {
+		used = make([]uint64, (n+63)/64)
+		p.used[ip] = used
+	}
+	// Pass 0 probes ports not marked in use; pass 1 the marked ones, in
+	// case a socket was closed without Release. Each port is tried at most
+	// once.
+	for pass := range 2 {
+		for i := range n {
+			idx := (start + i) % n
+			if marked := used[idx/64]&(1<<(idx%64)) != 0; marked != (pass == 1) {
+				continue
+			}
+			port := p.r.Low + uint16(idx)
+			c, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, port)))
+			if err == nil {
+				used[idx/64] |= 1 << (idx % 64)
+				return c, nil
+			}
+			if errors.Is(err, syscall.EADDRINUSE) {
+				continue
+			}
+			return nil, fmt.Errorf("allocations: relay socket on %v: %w", netip.AddrPortFrom(ip, port), err)
+		}
+	}
+	return nil, fmt.Errorf("allocations: relay socket on %v: all %d ports %v in use (widen --relay-ports): %w",
+		ip, n, p.r, ErrNoPorts)
+}
+
+// Release marks ap's port free again after its socket has been closed. The
+// Table calls it for every removed allocation when Config.Ports is set.
+// Releasing a port the pool did not hand out is harmless.
+func (p *PortPool) Release(ap netip.AddrPort) {
+	if !p.r.Contains(ap.Port()) {
+		return
+	}
+	idx := int(ap.Port() - p.r.Low)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if used := p.used[ap.Addr().Unmap()]; used != nil {
+		used[idx/64] &^= 1 << (idx % 64)
+	}
+}
+
+// releaseAddr releases a socket's local address as returned by LocalAddr.
+func (p *PortPool) releaseAddr(local net.Addr) {
+	if u, ok := local.(*net.UDPAddr); ok {
+		p.Release(u.AddrPort())
+	}
+}

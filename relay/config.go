@@ -1,0 +1,143 @@
+package relay
+
+import (
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/postern/postern/allocations"
+	"github.com/postern/postern/auth"
+)
+
+// ListenerKind is the transport a listener speaks to clients.
+type ListenerKind uint8
+
+// Listener kinds. TCPTLS serves plain TURN/TCP and TURN/TLS on one port, told
+// apart by the first byte of each connection (0x16 starts a TLS handshake).
+const (
+	UDP ListenerKind = iota + 1
+	TCP
+	TLS
+	TCPTLS
+)
+
+var kindSchemes = [...]string{UDP: "udp", TCP: "tcp", TLS: "tls", TCPTLS: "tcp+tls"}
+
+// String returns the URL scheme of the kind ("udp", "tcp", "tls", "tcp+tls").
+func (k ListenerKind) String() string {
+	if int(k) < len(kindSchemes) && kindSchemes[k] != "" {
+		return kindSchemes[k]
+	}
+	return "unknown(" + strconv.Itoa(int(k)) + ")"
+}
+
+// ListenSpec names one listener: its kind and the host:port it binds.
+type ListenSpec struct {
+	Kind ListenerKind
+	Addr string // host:port; an empty host means every address
+}
+
+// String returns the spec in the form ParseListenSpec accepts.
+func (s ListenSpec) String() string { return s.Kind.String() + "://" + s.Addr }
+
+// ParseListenSpec parses "udp://HOST:PORT", "tcp://HOST:PORT", "tls://HOST:PORT"
+// or "tcp+tls://HOST:PORT". HOST may be empty (all addresses), an IPv4
+// address, or a bracketed IPv6 address.
+func ParseListenSpec(s string) (ListenSpec, error) {
+	scheme, addr, ok := strings.Cut(s, "://")
+	if !ok {
+		return ListenSpec{}, fmt.Errorf("listener %q: want SCHEME://HOST:PORT with SCHEME udp, tcp, tls or tcp+tls", s)
+	}
+	var kind ListenerKind
+	for k, name := range kindSchemes {
+		if name != "" && strings.EqualFold(scheme, name) {
+			kind = ListenerKind(k)
+		}
+	}
+	if kind == 0 {
+		return ListenSpec{}, fmt.Errorf("listener %q: unknown scheme %q: use udp, tcp, tls or tcp+tls", s, scheme)
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return ListenSpec{}, fmt.Errorf("listener %q: %w (IPv6 hosts go in brackets: tcp://[::1]:3478)", s, err)
+	}
+	if host != "" {
+		if _, err := netip.ParseAddr(host); err != nil && host != "localhost" {
+			return ListenSpec{}, fmt.Errorf("listener %q: host %q is not an IP address (listeners bind addresses, not names)", s, host)
+		}
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return ListenSpec{}, fmt.Errorf("listener %q: port %q is not a number from 0 to 65535", s, port)
+	}
+	return ListenSpec{Kind: kind, Addr: net.JoinHostPort(host, strconv.FormatUint(p, 10))}, nil
+}
+
+// DefaultListeners are the listeners used when none is configured: the RFC
+// ports for every transport, and port 443 for clients behind firewalls that
+// let only 443 out (UDP, and TCP carrying either plain TURN or TURN/TLS).
+func DefaultListeners() []ListenSpec {
+	return []ListenSpec{
+		{UDP, ":3478"},
+		{TCP, ":3478"},
+		{TLS, ":5349"},
+		{UDP, ":443"},
+		{TCPTLS, ":443"},
+	}
+}
+
+// Lifetimes from RFC 8656.
+const (
+	// DefaultAllocationLifetime is the lifetime of an allocation whose
+	// request asks for less (RFC 8656 §3.9: 10 minutes).
+	DefaultAllocationLifetime = 10 * time.Minute
+	// DefaultMaxLifetime caps the lifetime a client may ask for.
+	DefaultMaxLifetime = time.Hour
+)
+
+// Config is everything a Server needs. Zero values take the documented
+// defaults; Auth and Policy are required.
+type Config struct {
+	// Listeners to bind; DefaultListeners() when empty.
+	Listeners []ListenSpec
+	// ListenersExplicit is true when the operator named the listeners: a
+	// listener that cannot bind is then fatal. Otherwise such a listener is
+	// logged with the remedy and skipped.
+	ListenersExplicit bool
+
+	// Auth checks long-term and REST-API credentials and issues nonces.
+	Auth *auth.Authenticator
+	// Policy decides which peer addresses may be relayed to.
+	Policy *auth.PeerPolicy
+
+	// RelayIP is the address relay sockets bind on. When invalid (zero), the
+	// listener's own address is used if it is specific, else the host's
+	// primary address (the one holding the default route).
+	RelayIP netip.Addr
+	// ExternalIP, when valid, is advertised in XOR-RELAYED-ADDRESS instead of
+	// the relay socket's address (the host is behind 1:1 NAT).
+	ExternalIP netip.Addr
+	// RelayPorts is the range relay sockets bind in; 49152-65535 when zero.
+	RelayPorts allocations.PortRange
+
+	// UserQuota is the maximum number of allocations per user across every
+	// listener; 0 means unlimited.
+	UserQuota int
+	// DefaultLifetime is the lifetime of allocations that ask for less
+	// (600 s when zero); MaxLifetime caps what they may ask for (3600 s).
+	DefaultLifetime, MaxLifetime time.Duration
+
+	// TLSCert is served on TLS listeners; nil generates a self-signed
+	// certificate in memory (and logs a warning).
+	TLSCert *tls.Certificate
+
+	// Software is sent in the SOFTWARE attribute of every response.
+	Software string
+	// Logger receives the server's logs; slog.Default() when nil.
+	Logger *slog.Logger
+}

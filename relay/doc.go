@@ -1,0 +1,27 @@
+// Package relay is the TURN server proper: it binds the listeners (UDP, TCP,
+// TLS, and TCP ports that carry both plain TURN and TURN/TLS), demultiplexes
+// what arrives on them (RFC 7983), answers STUN Binding and TURN requests
+// (RFC 8489, RFC 8656), and runs the packet relay between clients and peers.
+//
+// # Planes
+//
+// The control plane (Binding, Allocate, Refresh, CreatePermission,
+// ChannelBind) may lock and allocate; it never runs on the goroutine that
+// carries a UDP listener's media. UDP requests are copied into a bounded
+// queue served by a small worker pool, and dropped when the queue is full
+// (clients retransmit). Requests over TCP/TLS are answered on that
+// connection's own goroutine, which only delays that client.
+//
+// The data plane (ChannelData, Send and Data indications) takes no lock and
+// allocates nothing per packet in steady state: allocations are found in the
+// shared table with lock-free reads, permissions and channels are read from
+// immutable snapshots (package allocations), and the ChannelData or Data
+// indication header is written into headroom in front of the payload, so the
+// payload is never copied. The only exception is a write to a TCP/TLS client,
+// which serialises on that connection's own mutex.
+//
+// # One table
+//
+// Every listener shares one allocations.Table, so per-user quotas hold
+// across UDP, TCP and TLS, on every port.
+package relay

@@ -1,0 +1,377 @@
+package relay
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/pion/stun/v4"
+
+	"github.com/postern/postern/allocations"
+	"github.com/postern/postern/auth"
+	"github.com/postern/postern/relay/proto"
+)
+
+// handleRequest answers one STUN request from the client of ft. resp is
+// scratch space the caller reuses between requests.
+func (s *Server) handleRequest(req, resp *stun.Message, ft allocations.FiveTuple, sink allocations.ClientSink, relayIP netip.Addr) {
+	if req.Type.Class != stun.ClassRequest {
+		return // responses and unknown indications are not ours to answer
+	}
+	r := request{s: s, req: req, resp: resp, ft: ft, sink: sink, relayIP: relayIP}
+	if req.Type.Method == stun.MethodBinding {
+		r.binding()
+		return
+	}
+	switch req.Type.Method {
+	case stun.MethodAllocate, stun.MethodRefresh, stun.MethodCreatePermission, stun.MethodChannelBind:
+	default:
+		// RFC 8489 §6.3.1: a request with a method the server does not know.
+		r.fail(newError(stun.CodeBadRequest, "Bad Request: unsupported method"), nil)
+		return
+	}
+	if unknown := unknownRequired(req); len(unknown) > 0 {
+		// RFC 8489 §6.3.1.1: unknown comprehension-required attributes → 420.
+		r.fail(newError(stun.CodeUnknownAttribute, "Unknown Attribute"), nil, stun.UnknownAttributes(unknown))
+		return
+	}
+	id, ok := r.authenticate()
+	if !ok {
+		return
+	}
+	var err error
+	switch req.Type.Method {
+	case stun.MethodAllocate:
+		err = r.allocate(id)
+	case stun.MethodRefresh:
+		err = r.refresh(id)
+	case stun.MethodCreatePermission:
+		err = r.createPermission(id)
+	case stun.MethodChannelBind:
+		err = r.channelBind(id)
+	}
+	if err != nil {
+		r.fail(err, id.Key)
+	}
+}
+
+// request is one request being answered.
+type request struct {
+	s         *Server
+	req, resp *stun.Message
+	ft        allocations.FiveTuple
+	sink      allocations.ClientSink
+	relayIP   netip.Addr
+}
+
+// start begins a response of the given class to the request.
+func (r *request) start(class stun.MessageClass) {
+	r.resp.Reset()
+	r.resp.Type = stun.NewType(r.req.Type.Method, class)
+	r.resp.TransactionID = r.req.TransactionID
+	r.resp.WriteHeader()
+}
+
+// send finishes the response (SOFTWARE, MESSAGE-INTEGRITY when the request
+// was authenticated, FINGERPRINT) and writes it to the client.
+func (r *request) send(key []byte) {
+	_ = r.s.software.AddTo(r.resp)
+	if key != nil {
+		_ = stun.MessageIntegrity(key).AddTo(r.resp)
+	}
+	_ = stun.Fingerprint.AddTo(r.resp)
+	if err := r.sink.WriteToClient(r.resp.Raw); err != nil {
+		r.s.log.Debug("write response", "client", r.ft.Client.String(), "err", err)
+	}
+}
+
+// fail answers with the error code err maps to.
+func (r *request) fail(err error, key []byte, extra ...stun.Setter) {
+	code, reason := errorCode(err)
+	r.start(stun.ClassErrorResponse)
+	_ = stun.ErrorCodeAttribute{Code: code, Reason: []byte(reason)}.AddTo(r.resp)
+	for _, set := range extra {
+		_ = set.AddTo(r.resp)
+	}
+	if code == stun.CodeServerError {
+		r.s.log.Error("request failed", "method", r.req.Type.Method.String(), "client", r.ft.Client.String(), "err", err)
+	}
+	r.send(key)
+}
+
+// challenge answers 401 or 438 with a fresh NONCE and the REALM, so the
+// client can (re)compute its credentials (RFC 8489 §9.2.4).
+func (r *request) challenge(code stun.ErrorCode, reason string) {
+	r.fail(newError(code, reason), nil,
+		stun.NewRealm(r.s.cfg.Auth.Realm()),
+		stun.NewNonce(r.s.cfg.Auth.Nonce(r.ft.Client.Addr())))
+}
+
+// authenticate applies the long-term credential mechanism (RFC 8489 §9.2.4)
+// and answers the client itself when it fails.
+func (r *request) authenticate() (auth.Identity, bool) {
+	if !r.req.Contains(stun.AttrMessageIntegrity) {
+		r.challenge(stun.CodeUnauthorized, "Unauthorized")
+		return auth.Identity{}, false
+	}
+	var nonce stun.Nonce
+	if !r.req.Contains(stun.AttrUsername) || !r.req.Contains(stun.AttrRealm) || nonce.GetFrom(r.req) != nil {
+		r.fail(newError(stun.CodeBadRequest, "Bad Request: MESSAGE-INTEGRITY without USERNAME, REALM and NONCE"), nil)
+		return auth.Identity{}, false
+	}
+	if err := r.s.cfg.Auth.CheckNonce(nonce.String(), r.ft.Client.Addr()); err != nil {
+		r.challenge(stun.CodeStaleNonce, "Stale Nonce")
+		return auth.Identity{}, false
+	}
+	id, err := r.s.cfg.Auth.Verify(r.req)
+	if err != nil {
+		r.s.log.Info("authentication failed", "client", r.ft.Client.String(), "transport", r.ft.Transport.String(), "err", err)
+		r.challenge(stun.CodeUnauthorized, "Unauthorized")
+		return auth.Identity{}, false
+	}
+	return id, true
+}
+
+// binding answers a Binding request with the client's reflexive address
+// (RFC 8489 §7.3.1). It needs no authentication.
+func (r *request) binding() {
+	r.start(stun.ClassSuccessResponse)
+	_ = proto.AddXORAddress(r.resp, stun.AttrXORMappedAddress, r.ft.Client)
+	r.send(nil)
+}
+
+// lifetime computes the lifetime to grant (RFC 8656 §7.2 and §7.3): the
+// client's request capped at the maximum, and never below the default.
+// A request for 0 is returned as 0 (deletion, Refresh only).
+func (r *request) lifetime() time.Duration {
+	var lt proto.Lifetime
+	if err := lt.GetFrom(r.req); err != nil {
+		return r.s.cfg.DefaultLifetime
+	}
+	d := time.Duration(lt)
+	if d == 0 {
+		return 0
+	}
+	d = min(d, r.s.cfg.MaxLifetime)
+	return max(d, r.s.cfg.DefaultLifetime)
+}
+
+// allocate implements RFC 8656 §7.2.
+func (r *request) allocate(id auth.Identity) error {
+	if a := r.s.table.Get(r.ft); a != nil {
+		// A retransmission of the request that made the allocation gets
+		// the same success response; anything else is a mismatch.
+		if a.TransactionID == r.req.TransactionID {
+			r.allocateSuccess(a, time.Until(a.Expires()), id.Key)
+			return nil
+		}
+		return newError(stun.CodeAllocMismatch, "Allocation Mismatch: this 5-tuple already has an allocation")
+	}
+	var transport proto.RequestedTransport
+	if err := transport.GetFrom(r.req); err != nil {
+		return newError(stun.CodeBadRequest, "Bad Request: missing or malformed REQUESTED-TRANSPORT")
+	}
+	if transport != proto.ProtoUDP {
+		return newError(stun.CodeUnsupportedTransProto, "Unsupported Transport Protocol: only UDP relaying is offered")
+	}
+	evenPort := r.req.Contains(stun.AttrEvenPort)
+	if r.req.Contains(stun.AttrReservationToken) {
+		if evenPort || r.req.Contains(stun.AttrRequestedAddressFamily) {
+			return newError(stun.CodeBadRequest, "Bad Request: RESERVATION-TOKEN with EVEN-PORT or REQUESTED-ADDRESS-FAMILY")
+		}
+		// We make no reservations, so no token can be valid (RFC 8656 §7.2).
+		return newError(stun.CodeInsufficientCapacity, "Insufficient Capacity: unknown reservation token")
+	}
+	relayIP := r.relayIP
+	var family proto.RequestedAddressFamily
+	if err := family.GetFrom(r.req); err == nil {
+		switch {
+		case family == proto.FamilyIPv4 && relayIP.Is4(), family == proto.FamilyIPv6 && relayIP.Is6():
+		default:
+			return newError(stun.CodeAddrFamilyNotSupported, "Address Family not Supported")
+		}
+	}
+	// DONT-FRAGMENT is accepted: our relay sockets never fragment by
+	// themselves beyond what the kernel's path-MTU logic does.
+	lifetime := r.lifetime()
+	conn, err := r.s.listenRelay(relayIP, evenPort)
+	if err != nil {
+		return err
+	}
+	local := conn.LocalAddr().(interface{ AddrPort() netip.AddrPort }).AddrPort()
+	advertised := netip.AddrPortFrom(local.Addr().Unmap(), local.Port())
+	if r.s.cfg.ExternalIP.IsValid() {
+		advertised = netip.AddrPortFrom(r.s.cfg.ExternalIP, local.Port())
+	}
+	a := &allocations.Allocation{
+		FiveTuple:     r.ft,
+		Username:      id.Username,
+		User:          id.User,
+		Key:           id.Key,
+		Relayed:       advertised,
+		Conn:          conn,
+		Sink:          r.sink,
+		Created:       time.Now(),
+		TransactionID: r.req.TransactionID,
+	}
+	if err := r.s.table.Create(a, lifetime); err != nil {
+		_ = conn.Close()
+		r.s.ports.Release(local)
+		return err
+	}
+	r.s.relays.Go(func() { r.s.relayFromPeers(a) })
+	r.s.log.Info("allocation created", "user", id.Username, "client", r.ft.Client.String(),
+		"transport", r.ft.Transport.String(), "relayed", advertised.String(), "lifetime", lifetime)
+	r.allocateSuccess(a, lifetime, id.Key)
+	return nil
+}
+
+func (r *request) allocateSuccess(a *allocations.Allocation, lifetime time.Duration, key []byte) {
+	r.start(stun.ClassSuccessResponse)
+	_ = proto.AddXORAddress(r.resp, stun.AttrXORRelayedAddress, a.Relayed)
+	_ = proto.Lifetime(lifetime.Truncate(time.Second)).AddTo(r.resp)
+	_ = proto.AddXORAddress(r.resp, stun.AttrXORMappedAddress, r.ft.Client)
+	r.send(key)
+}
+
+// owned returns the allocation of this 5-tuple, checking it belongs to the
+// authenticated user (RFC 8656 §7.3, §9.2, §12.2: 437 and 441).
+func (r *request) owned(id auth.Identity) (*allocations.Allocation, error) {
+	a := r.s.table.Get(r.ft)
+	if a == nil {
+		return nil, newError(stun.CodeAllocMismatch, "Allocation Mismatch: no allocation for this 5-tuple")
+	}
+	if a.Username != id.Username {
+		return nil, newError(stun.CodeWrongCredentials, "Wrong Credentials: the allocation belongs to another username")
+	}
+	return a, nil
+}
+
+// refresh implements RFC 8656 §7.3; LIFETIME 0 deletes at once.
+func (r *request) refresh(id auth.Identity) error {
+	a, err := r.owned(id)
+	if err != nil {
+		return err
+	}
+	var family proto.RequestedAddressFamily
+	if err := family.GetFrom(r.req); err == nil {
+		if (family == proto.FamilyIPv4) != a.Relayed.Addr().Is4() {
+			return newError(stun.CodePeerAddrFamilyMismatch, "Peer Address Family Mismatch")
+		}
+	}
+	lifetime := r.lifetime()
+	if lifetime == 0 {
+		r.s.table.Delete(r.ft)
+	} else {
+		a.Refresh(lifetime)
+	}
+	r.start(stun.ClassSuccessResponse)
+	_ = proto.Lifetime(lifetime).AddTo(r.resp)
+	r.send(id.Key)
+	return nil
+}
+
+// checkPeer applies RFC 8656 §9.1/§12.1 family matching and the peer policy.
+func (r *request) checkPeer(a *allocations.Allocation, peer netip.AddrPort) error {
+	if peer.Addr().Is4() != a.Relayed.Addr().Is4() {
+		return newError(stun.CodePeerAddrFamilyMismatch, "Peer Address Family Mismatch")
+	}
+	if !r.s.cfg.Policy.Allowed(peer.Addr()) {
+		r.s.log.Info("peer denied by policy", "user", a.Username, "peer", peer.Addr().String())
+		return newError(stun.CodeForbidden, "Forbidden: relaying to this peer address is not allowed")
+	}
+	return nil
+}
+
+// createPermission implements RFC 8656 §9.2: every XOR-PEER-ADDRESS must be
+// acceptable, or none is installed.
+func (r *request) createPermission(id auth.Identity) error {
+	a, err := r.owned(id)
+	if err != nil {
+		return err
+	}
+	var peers []netip.Addr
+	var bad error
+	_ = r.req.ForEach(stun.AttrXORPeerAddress, func(m *stun.Message) error {
+		peer, err := proto.GetXORAddress(m, stun.AttrXORPeerAddress)
+		if err != nil {
+			bad = newError(stun.CodeBadRequest, "Bad Request: malformed XOR-PEER-ADDRESS")
+			return bad
+		}
+		if err := r.checkPeer(a, peer); err != nil {
+			bad = err
+			return err
+		}
+		peers = append(peers, peer.Addr())
+		return nil
+	})
+	if bad != nil {
+		return bad
+	}
+	if len(peers) == 0 {
+		return newError(stun.CodeBadRequest, "Bad Request: missing XOR-PEER-ADDRESS")
+	}
+	now := time.Now()
+	for _, p := range peers {
+		if err := a.Permit(p, now); err != nil {
+			return err
+		}
+	}
+	r.start(stun.ClassSuccessResponse)
+	r.send(id.Key)
+	return nil
+}
+
+// channelBind implements RFC 8656 §12.2.
+func (r *request) channelBind(id auth.Identity) error {
+	a, err := r.owned(id)
+	if err != nil {
+		return err
+	}
+	var number proto.ChannelNumber
+	if err := number.GetFrom(r.req); err != nil || !number.Valid() {
+		return newError(stun.CodeBadRequest, "Bad Request: missing CHANNEL-NUMBER or outside 0x4000-0x4FFF")
+	}
+	peer, err := proto.GetXORAddress(r.req, stun.AttrXORPeerAddress)
+	if err != nil {
+		return newError(stun.CodeBadRequest, "Bad Request: missing or malformed XOR-PEER-ADDRESS")
+	}
+	if err := r.checkPeer(a, peer); err != nil {
+		return err
+	}
+	if err := a.BindChannel(uint16(number), peer, time.Now()); err != nil {
+		return err
+	}
+	r.start(stun.ClassSuccessResponse)
+	r.send(id.Key)
+	return nil
+}
+
+// knownAttributes are the comprehension-required attributes (type < 0x8000)
+// a TURN request may carry that we understand or knowingly ignore.
+var knownAttributes = [...]stun.AttrType{
+	stun.AttrUsername, stun.AttrMessageIntegrity, stun.AttrErrorCode, stun.AttrRealm, stun.AttrNonce,
+	stun.AttrChannelNumber, stun.AttrLifetime, stun.AttrXORPeerAddress, stun.AttrData,
+	stun.AttrXORRelayedAddress, stun.AttrRequestedAddressFamily, stun.AttrEvenPort,
+	stun.AttrRequestedTransport, stun.AttrDontFragment, stun.AttrReservationToken,
+	stun.AttrXORMappedAddress, stun.AttrMessageIntegritySHA256, stun.AttrPasswordAlgorithm,
+	stun.AttrUserhash, stun.AttrPriority, stun.AttrUseCandidate,
+}
+
+// unknownRequired lists the comprehension-required attributes of m we do
+// not understand (RFC 8489 §14: types 0x0000-0x7FFF).
+func unknownRequired(m *stun.Message) []stun.AttrType {
+	var unknown []stun.AttrType
+outer:
+	for _, a := range m.Attributes {
+		if a.Type >= 0x8000 {
+			continue
+		}
+		for _, k := range knownAttributes {
+			if a.Type == k {
+				continue outer
+			}
+		}
+		unknown = append(unknown, a.Type)
+	}
+	return unknown
+}

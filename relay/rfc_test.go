@@ -1,0 +1,220 @@
+package relay_test
+
+import (
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/pion/stun/v4"
+
+	"github.com/postern/postern/relay"
+	"github.com/postern/postern/relay/proto"
+)
+
+// rawClient speaks STUN by hand over UDP, to check the exact answers the
+// RFC asks for where pion's client would hide them.
+type rawClient struct {
+	t     *testing.T
+	conn  *net.UDPConn
+	nonce stun.Nonce
+	user  string
+	pass  string
+}
+
+func newRawClient(t *testing.T, server string) *rawClient {
+	t.Helper()
+	raddr, err := net.ResolveUDPAddr("udp4", server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.DialUDP("udp4", nil, raddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return &rawClient{t: t, conn: c, user: testUser, pass: testPassword}
+}
+
+// do sends a request built from setters and returns the response.
+func (c *rawClient) do(setters ...stun.Setter) *stun.Message {
+	c.t.Helper()
+	req := stun.MustBuild(append([]stun.Setter{stun.TransactionID}, setters...)...)
+	return c.exchange(req)
+}
+
+func (c *rawClient) exchange(req *stun.Message) *stun.Message {
+	c.t.Helper()
+	buf := make([]byte, 1500)
+	for try := 0; try < 5; try++ {
+		if _, err := c.conn.Write(req.Raw); err != nil {
+			c.t.Fatal(err)
+		}
+		_ = c.conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		n, err := c.conn.Read(buf)
+		if err != nil {
+			continue
+		}
+		resp := &stun.Message{Raw: append([]byte(nil), buf[:n]...)}
+		if err := resp.Decode(); err != nil {
+			c.t.Fatalf("undecodable response: %v", err)
+		}
+		if resp.TransactionID != req.TransactionID {
+			continue
+		}
+		return resp
+	}
+	c.t.Fatal("no response")
+	return nil
+}
+
+// authed sends an authenticated request, fetching a nonce first if needed.
+func (c *rawClient) authed(method stun.Method, setters ...stun.Setter) *stun.Message {
+	c.t.Helper()
+	if c.nonce == nil {
+		resp := c.do(stun.NewType(stun.MethodAllocate, stun.ClassRequest), proto.RequestedTransport(proto.ProtoUDP))
+		if err := c.nonce.GetFrom(resp); err != nil {
+			c.t.Fatalf("challenge carries no NONCE: %v", err)
+		}
+	}
+	all := append([]stun.Setter{stun.TransactionID, stun.NewType(method, stun.ClassRequest)}, setters...)
+	all = append(all, stun.NewUsername(c.user), stun.NewRealm(testRealm), c.nonce,
+		stun.NewLongTermIntegrity(c.user, testRealm, c.pass), stun.Fingerprint)
+	return c.exchange(stun.MustBuild(all...))
+}
+
+func errCode(t *testing.T, m *stun.Message) stun.ErrorCode {
+	t.Helper()
+	if m.Type.Class == stun.ClassSuccessResponse {
+		return 0
+	}
+	var ec stun.ErrorCodeAttribute
+	if err := ec.GetFrom(m); err != nil {
+		t.Fatalf("error response without ERROR-CODE: %v", err)
+	}
+	return ec.Code
+}
+
+func wantCode(t *testing.T, what string, m *stun.Message, want stun.ErrorCode) {
+	t.Helper()
+	if got := errCode(t, m); got != want {
+		t.Errorf("%s: code %d, want %d", what, got, want)
+	}
+}
+
+func TestRFC8656ErrorCodes(t *testing.T) {
+	s := startServer(t)
+	c := newRawClient(t, s.addrs[relay.UDP])
+
+	// No credentials: 401 with REALM and NONCE, and SOFTWARE + FINGERPRINT.
+	resp := c.do(stun.NewType(stun.MethodAllocate, stun.ClassRequest), proto.RequestedTransport(proto.ProtoUDP))
+	wantCode(t, "unauthenticated Allocate", resp, stun.CodeUnauthorized)
+	for _, a := range []stun.AttrType{stun.AttrRealm, stun.AttrNonce, stun.AttrSoftware, stun.AttrFingerprint} {
+		if !resp.Contains(a) {
+			t.Errorf("401 lacks %v", a)
+		}
+	}
+	if err := stun.Fingerprint.Check(resp); err != nil {
+		t.Errorf("bad FINGERPRINT: %v", err)
+	}
+
+	peer := stunPeer(netip.MustParseAddrPort("127.0.0.1:40000"))
+
+	// A request on a 5-tuple with no allocation: 437.
+	wantCode(t, "Refresh without allocation", c.authed(stun.MethodRefresh, proto.Lifetime(time.Minute)), stun.CodeAllocMismatch)
+	wantCode(t, "CreatePermission without allocation", c.authed(stun.MethodCreatePermission, peer), stun.CodeAllocMismatch)
+
+	// Missing REQUESTED-TRANSPORT: 400. TCP relaying: 442.
+	wantCode(t, "Allocate without REQUESTED-TRANSPORT", c.authed(stun.MethodAllocate), stun.CodeBadRequest)
+	wantCode(t, "Allocate for TCP", c.authed(stun.MethodAllocate, proto.RequestedTransport(proto.ProtoTCP)), stun.CodeUnsupportedTransProto)
+
+	// Unknown comprehension-required attribute: 420 listing it.
+	resp = c.authed(stun.MethodAllocate, proto.RequestedTransport(proto.ProtoUDP), rawAttr{0x7777, []byte{1, 2, 3, 4}})
+	wantCode(t, "unknown attribute", resp, stun.CodeUnknownAttribute)
+	if !resp.Contains(stun.AttrUnknownAttributes) {
+		t.Error("420 without UNKNOWN-ATTRIBUTES")
+	}
+
+	// A real allocation, with DONT-FRAGMENT accepted and the lifetime clamped.
+	resp = c.authed(stun.MethodAllocate, proto.RequestedTransport(proto.ProtoUDP), proto.DontFragment{}, proto.Lifetime(10*time.Hour))
+	wantCode(t, "Allocate", resp, 0)
+	var lt proto.Lifetime
+	if err := lt.GetFrom(resp); err != nil || time.Duration(lt) != relay.DefaultMaxLifetime {
+		t.Errorf("granted lifetime %v (%v), want the 1h maximum", time.Duration(lt), err)
+	}
+	if err := stun.NewLongTermIntegrity(testUser, testRealm, testPassword).Check(resp); err != nil {
+		t.Errorf("success response integrity: %v", err)
+	}
+	relayed, err := proto.GetXORAddress(resp, stun.AttrXORRelayedAddress)
+	if err != nil || relayed.Addr() != netip.MustParseAddr("127.0.0.1") {
+		t.Errorf("XOR-RELAYED-ADDRESS %v (%v)", relayed, err)
+	}
+	if mapped, err := proto.GetXORAddress(resp, stun.AttrXORMappedAddress); err != nil || mapped.String() != c.conn.LocalAddr().String() {
+		t.Errorf("XOR-MAPPED-ADDRESS %v (%v), want %v", mapped, err, c.conn.LocalAddr())
+	}
+
+	// A second Allocate on the same 5-tuple (new transaction): 437.
+	wantCode(t, "second Allocate", c.authed(stun.MethodAllocate, proto.RequestedTransport(proto.ProtoUDP)), stun.CodeAllocMismatch)
+
+	// Another user on this 5-tuple: 441.
+	c.user, c.pass = "bob", "builder"
+	wantCode(t, "Refresh by another user", c.authed(stun.MethodRefresh), stun.CodeWrongCredentials)
+	c.user, c.pass = testUser, testPassword
+
+	// Channel numbers outside 0x4000-0x4FFF: 400.
+	for _, n := range []proto.ChannelNumber{0x3FFF, 0x5000, 0x0000, 0xFFFF} {
+		wantCode(t, "ChannelBind out of range", c.authed(stun.MethodChannelBind, n, peer), stun.CodeBadRequest)
+	}
+	wantCode(t, "ChannelBind", c.authed(stun.MethodChannelBind, proto.ChannelNumber(0x4000), peer), 0)
+	// Rebinding the number to another peer, or the peer to another number: 400.
+	other := stunPeer(netip.MustParseAddrPort("127.0.0.1:40001"))
+	wantCode(t, "rebind number to other peer", c.authed(stun.MethodChannelBind, proto.ChannelNumber(0x4000), other), stun.CodeBadRequest)
+	wantCode(t, "rebind peer to other number", c.authed(stun.MethodChannelBind, proto.ChannelNumber(0x4001), peer), stun.CodeBadRequest)
+	wantCode(t, "refresh same binding", c.authed(stun.MethodChannelBind, proto.ChannelNumber(0x4000), peer), 0)
+
+	// Peer address family mismatch: 443. Denied peer: 403.
+	wantCode(t, "IPv6 peer on IPv4 relay", c.authed(stun.MethodCreatePermission, stunPeer(netip.MustParseAddrPort("[2001:4860::1]:5000"))), stun.CodePeerAddrFamilyMismatch)
+	wantCode(t, "metadata peer", c.authed(stun.MethodCreatePermission, stunPeer(netip.MustParseAddrPort("169.254.169.254:80"))), stun.CodeForbidden)
+	wantCode(t, "CreatePermission without peer", c.authed(stun.MethodCreatePermission), stun.CodeBadRequest)
+
+	// Refresh with LIFETIME 0 deletes at once.
+	if s.Table().Len() != 1 {
+		t.Fatalf("table has %d allocations, want 1", s.Table().Len())
+	}
+	resp = c.authed(stun.MethodRefresh, proto.Lifetime(0))
+	wantCode(t, "Refresh 0", resp, 0)
+	if n := s.Table().Len(); n != 0 {
+		t.Errorf("table has %d allocations right after Refresh 0, want 0", n)
+	}
+	wantCode(t, "Refresh after delete", c.authed(stun.MethodRefresh), stun.CodeAllocMismatch)
+}
+
+func TestStaleNonce(t *testing.T) {
+	s := startServer(t, withAuth(newAuth(t, time.Second)))
+	c := newRawClient(t, s.addrs[relay.UDP])
+	wantCode(t, "fresh nonce", c.authed(stun.MethodAllocate, proto.RequestedTransport(proto.ProtoUDP)), 0)
+	time.Sleep(2100 * time.Millisecond) // nonce lifetime is whole seconds
+	resp := c.authed(stun.MethodRefresh)
+	wantCode(t, "stale nonce", resp, stun.CodeStaleNonce)
+	var fresh stun.Nonce
+	if err := fresh.GetFrom(resp); err != nil {
+		t.Fatal("438 without a new NONCE")
+	}
+	c.nonce = fresh
+	wantCode(t, "Refresh with the new nonce", c.authed(stun.MethodRefresh), 0)
+}
+
+// stunPeer is an XOR-PEER-ADDRESS setter.
+type stunPeer netip.AddrPort
+
+func (p stunPeer) AddTo(m *stun.Message) error {
+	return proto.AddXORAddress(m, stun.AttrXORPeerAddress, netip.AddrPort(p))
+}
+
+// rawAttr adds an arbitrary attribute.
+type rawAttr struct {
+	t stun.AttrType
+	v []byte
+}
+
+func (r rawAttr) AddTo(m *stun.Message) error { m.Add(r.t, r.v); return nil }

@@ -1,0 +1,309 @@
+package relay
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime"
+	"sync"
+	"syscall"
+
+	"github.com/pion/stun/v4"
+
+	"github.com/postern/postern/allocations"
+)
+
+// BoundListener is a listener that is bound and serving.
+type BoundListener struct {
+	Kind ListenerKind
+	Addr net.Addr // the actual address, with the port the kernel chose for port 0
+}
+
+// Server is a STUN/TURN server: every listener of its Config, one shared
+// allocation table, and the relay loops. Create it with New, run it with
+// Start, and stop it by cancelling Start's context.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	table    *allocations.Table
+	ports    *allocations.PortPool
+	tls      *tls.Config
+	software stun.Software
+	primary  netip.Addr // relay address for listeners bound to every address
+
+	requests chan udpRequest // UDP control-plane work for the worker pool
+	done     chan struct{}   // closed when the server has stopped
+
+	// Goroutines, in the order shutdown stops them: readers (listener
+	// loops and TCP/TLS connections) feed workers, and both create
+	// allocations, whose relay loops end only when the table is closed.
+	readers, workers, relays sync.WaitGroup
+
+	// mu guards the following.
+	mu      sync.Mutex
+	bound   []BoundListener
+	closers []func() error        // listener sockets, closed on shutdown
+	conns   map[net.Conn]struct{} // live TCP/TLS connections
+	stopped bool                  // shutdown has begun: refuse new conns
+}
+
+// New checks cfg and returns a server ready to Start.
+func New(cfg Config) (*Server, error) {
+	if cfg.Auth == nil {
+		return nil, errors.New("relay: Config.Auth is required")
+	}
+	if cfg.Policy == nil {
+		return nil, errors.New("relay: Config.Policy is required")
+	}
+	if len(cfg.Listeners) == 0 {
+		cfg.Listeners = DefaultListeners()
+		cfg.ListenersExplicit = false
+	}
+	if cfg.RelayPorts == (allocations.PortRange{}) {
+		cfg.RelayPorts = allocations.PortRange{Low: 49152, High: 65535}
+	}
+	if cfg.DefaultLifetime <= 0 {
+		cfg.DefaultLifetime = DefaultAllocationLifetime
+	}
+	if cfg.MaxLifetime <= 0 {
+		cfg.MaxLifetime = DefaultMaxLifetime
+	}
+	if cfg.MaxLifetime < cfg.DefaultLifetime {
+		return nil, fmt.Errorf("relay: maximum lifetime %v is shorter than the default lifetime %v: raise max_lifetime", cfg.MaxLifetime, cfg.DefaultLifetime)
+	}
+	if cfg.Software == "" {
+		cfg.Software = "postern"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Server{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		ports:    allocations.NewPortPool(cfg.RelayPorts),
+		software: stun.NewSoftware(cfg.Software),
+		requests: make(chan udpRequest, 1024),
+		done:     make(chan struct{}),
+		conns:    make(map[net.Conn]struct{}),
+	}
+	s.table = allocations.NewTable(allocations.Config{
+		UserQuota: cfg.UserQuota,
+		Ports:     s.ports,
+		OnRemove:  s.onRemove,
+	})
+	return s, nil
+}
+
+// Table returns the server's allocation table (for tests and admin views).
+func (s *Server) Table() *allocations.Table { return s.table }
+
+// Addrs returns the listeners that are bound.
+func (s *Server) Addrs() []BoundListener {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]BoundListener(nil), s.bound...)
+}
+
+// Start binds every listener and starts serving until ctx is cancelled.
+// A listener named explicitly (Config.ListenersExplicit) that cannot bind is
+// an error, and nothing is left running; a default one is logged with the
+// remedy and skipped. Start fails too when no listener at all could bind.
+func (s *Server) Start(ctx context.Context) error {
+	tlsConf, err := s.tlsConfig()
+	if err != nil {
+		return err
+	}
+	s.tls = tlsConf
+	s.primary = s.cfg.RelayIP
+	if !s.primary.IsValid() {
+		s.primary = s.choosePrimaryIP()
+	}
+
+	var udps []*udpListener
+	var streams []*streamListener
+	fail := func(err error) error {
+		for _, c := range s.closers {
+			_ = c()
+		}
+		return err
+	}
+	for _, spec := range s.cfg.Listeners {
+		relayIP := s.relayIPFor(spec)
+		switch spec.Kind {
+		case UDP:
+			l, err := s.listenUDP(spec, relayIP)
+			if err != nil {
+				if s.cfg.ListenersExplicit {
+					return fail(err)
+				}
+				s.log.Warn("default listener skipped", "listener", spec.String(), "err", err)
+				continue
+			}
+			udps = append(udps, l)
+		default:
+			l, err := s.listenStream(spec, relayIP)
+			if err != nil {
+				if s.cfg.ListenersExplicit {
+					return fail(err)
+				}
+				s.log.Warn("default listener skipped", "listener", spec.String(), "err", err)
+				continue
+			}
+			streams = append(streams, l)
+		}
+	}
+	if len(s.bound) == 0 {
+		return errors.New("relay: no listener could bind: see the warnings above, or name listeners with --listen")
+	}
+
+	for range 2 * runtime.GOMAXPROCS(0) {
+		s.workers.Go(s.requestWorker)
+	}
+	for _, l := range udps {
+		s.readers.Go(l.serve)
+	}
+	for _, l := range streams {
+		s.readers.Go(l.serve)
+	}
+	janitorCtx, stopJanitor := context.WithCancel(context.Background())
+	janitorDone := make(chan struct{})
+	go func() {
+		defer close(janitorDone)
+		s.table.Run(janitorCtx)
+	}()
+
+	for _, b := range s.bound {
+		s.log.Info("listening", "listener", b.Kind.String()+"://"+b.Addr.String())
+	}
+	go func() {
+		<-ctx.Done()
+		s.shutdown()
+		stopJanitor()
+		<-janitorDone
+		close(s.done)
+	}()
+	return nil
+}
+
+// Wait blocks until the server has stopped after its context was cancelled.
+func (s *Server) Wait() error {
+	<-s.done
+	return nil
+}
+
+// shutdown closes every listener and connection, then every allocation.
+func (s *Server) shutdown() {
+	s.mu.Lock()
+	s.stopped = true
+	closers := s.closers
+	conns := make([]net.Conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range closers {
+		_ = c()
+	}
+	for _, c := range conns {
+		_ = c.Close()
+	}
+	s.readers.Wait()
+	close(s.requests) // no reader is left to send
+	s.workers.Wait()
+	s.table.Close() // closes every relay socket: the relay loops end
+	s.relays.Wait()
+	s.log.Info("stopped")
+}
+
+// trackConn registers a TCP/TLS connection for shutdown; false means the
+// server is stopping and the connection must be closed.
+func (s *Server) trackConn(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+func (s *Server) untrackConn(c net.Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+func (s *Server) onRemove(a *allocations.Allocation, why allocations.Reason) {
+	s.log.Info("allocation ended", "user", a.Username, "client", a.FiveTuple.Client.String(),
+		"transport", a.FiveTuple.Transport.String(), "relayed", a.Relayed.String(), "reason", reasonName(why))
+}
+
+func reasonName(r allocations.Reason) string {
+	switch r {
+	case allocations.ReasonExpired:
+		return "expired"
+	case allocations.ReasonDeleted:
+		return "deleted"
+	case allocations.ReasonClosed:
+		return "closed"
+	}
+	return "unknown"
+}
+
+// relayIPFor picks the address relay sockets bind on for allocations made
+// through the listener spec: the configured relay IP, else the listener's own
+// address when it is specific, else the host's primary address.
+func (s *Server) relayIPFor(spec ListenSpec) netip.Addr {
+	if s.cfg.RelayIP.IsValid() {
+		return s.cfg.RelayIP
+	}
+	host, _, _ := net.SplitHostPort(spec.Addr)
+	if host == "localhost" {
+		return netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	}
+	if ip, err := netip.ParseAddr(host); err == nil && !ip.IsUnspecified() {
+		return ip.Unmap()
+	}
+	return s.primary
+}
+
+// choosePrimaryIP finds the host's primary address and logs the choice.
+func (s *Server) choosePrimaryIP() netip.Addr {
+	ip, err := PrimaryIP()
+	if err != nil {
+		ip = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+		s.log.Warn("no default route: relaying on loopback only; set --relay-ip to the address peers can reach", "err", err)
+		return ip
+	}
+	s.log.Info("relay address chosen from the default route; set --relay-ip to override", "relay_ip", ip.String())
+	return ip
+}
+
+// PrimaryIP returns the host's primary IPv4 address: the source address of
+// its default route. It sends nothing: connecting a UDP socket only asks the
+// kernel for a route.
+func PrimaryIP() (netip.Addr, error) {
+	c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.MustParseAddrPort("192.0.2.1:9")))
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("find primary address: %w", err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap(), nil
+}
+
+// bindError explains why a listener could not bind and what to do about it.
+func bindError(spec ListenSpec, err error) error {
+	switch {
+	case errors.Is(err, syscall.EACCES):
+		return fmt.Errorf("listener %s: %w: ports below 1024 need privilege: run `setcap cap_net_bind_service=+ep` on the binary, set AmbientCapabilities=CAP_NET_BIND_SERVICE in the systemd unit, or use another port", spec, err)
+	case errors.Is(err, syscall.EADDRINUSE):
+		return fmt.Errorf("listener %s: %w: another process holds this port (find it with `ss -lntup`), stop it or choose another port", spec, err)
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		return fmt.Errorf("listener %s: %w: the host has no such address: listen on one of its addresses or on all (udp://:PORT)", spec, err)
+	}
+	return fmt.Errorf("listener %s: %w", spec, err)
+}
