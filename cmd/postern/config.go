@@ -1,0 +1,346 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/urfave/cli/v3"
+)
+
+// Config is the schema of the TOML configuration file; config.toml.example
+// documents every key. The zero value of a field means "use the default", so
+// an empty file and no file at all configure the same server. Config holds the
+// text as written; settings() validates it.
+type Config struct {
+	// Listen lists the listeners as SCHEME://HOST:PORT (relay.ParseListenSpec).
+	Listen []string `toml:"listen"`
+	// Realm is the authentication realm sent to clients (RFC 8489 §9.2).
+	Realm  string       `toml:"realm"`
+	Log    LogConfig    `toml:"log"`
+	Auth   AuthConfig   `toml:"auth"`
+	Relay  RelayConfig  `toml:"relay"`
+	Limits LimitsConfig `toml:"limits"`
+	TLS    TLSConfig    `toml:"tls"`
+}
+
+// LogConfig is the [log] table.
+type LogConfig struct {
+	// Level is debug, info, warn or error.
+	Level string `toml:"level"`
+	// Format is text or json.
+	Format string `toml:"format"`
+}
+
+// AuthConfig is the [auth] table: who may allocate.
+type AuthConfig struct {
+	// Users maps user names to passwords (long-term credentials).
+	Users map[string]string `toml:"users"`
+	// UsersFile names a file of "user:password" or "user:0x<md5 key>" lines.
+	UsersFile string `toml:"users_file"`
+	// Secrets are TURN REST API shared secrets; the first one mints
+	// credentials, every one verifies them (so secrets can be rotated).
+	Secrets []string `toml:"secrets"`
+	// NonceLifetime is how long a nonce stays valid before a 438 Stale Nonce.
+	NonceLifetime Duration `toml:"nonce_lifetime"`
+}
+
+// RelayConfig is the [relay] table: the relayed addresses and which peers
+// they may reach.
+type RelayConfig struct {
+	// IP is the address relay sockets bind on.
+	IP string `toml:"ip"`
+	// ExternalIP is advertised in XOR-RELAYED-ADDRESS behind 1:1 NAT.
+	ExternalIP string `toml:"external_ip"`
+	// Ports is the relay port range, "LOW-HIGH".
+	Ports string `toml:"ports"`
+	// AllowPeers are addresses or CIDRs peers may have even when the default
+	// policy denies them.
+	AllowPeers []string `toml:"allow_peers"`
+	// DenyPeers are addresses or CIDRs denied on top of the default policy.
+	DenyPeers []string `toml:"deny_peers"`
+}
+
+// LimitsConfig is the [limits] table.
+type LimitsConfig struct {
+	// UserQuota is the maximum number of allocations per user across every
+	// listener; 0 means unlimited.
+	UserQuota int `toml:"user_quota"`
+	// MaxLifetime caps the allocation lifetime a client may ask for.
+	MaxLifetime Duration `toml:"max_lifetime"`
+	// DefaultLifetime is given to allocations that ask for less.
+	DefaultLifetime Duration `toml:"default_lifetime"`
+}
+
+// TLSConfig is the [tls] table: the certificate of tls:// and tcp+tls://
+// listeners.
+type TLSConfig struct {
+	// Cert is a PEM certificate chain file.
+	Cert string `toml:"cert"`
+	// Key is the PEM private key file of Cert.
+	Key string `toml:"key"`
+}
+
+// Duration is a time.Duration written in TOML as a string such as "10m" or
+// "1h30m". A bare number is rejected instead of being read as nanoseconds,
+// which is what "max_lifetime = 3600" would otherwise silently mean.
+type Duration time.Duration
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("%q is not a duration: write a quoted string such as \"10m\" or \"1h30m\"", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText formats d as a Go duration string.
+func (d Duration) MarshalText() ([]byte, error) {
+	return []byte(time.Duration(d).String()), nil
+}
+
+// ErrUnknownKey is returned (wrapped) by Load for keys the schema lacks.
+var ErrUnknownKey = errors.New("unknown key")
+
+// Load reads the TOML file at path strictly: a key the schema does not know
+// is an error naming it, so a typo never silently leaves a default in force.
+func Load(path string) (Config, error) {
+	var c Config
+	md, err := toml.DecodeFile(path, &c)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return Config{}, fmt.Errorf("config: %w", err)
+		}
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	if bad := unknownKeys(md.Undecoded()); len(bad) > 0 {
+		return Config{}, fmt.Errorf("config %s: %w %s", path, ErrUnknownKey, strings.Join(bad, "; "))
+	}
+	return c, nil
+}
+
+// unknownKeys describes each undecoded key with the keys valid in its table.
+// Keys below an unknown table are not listed again.
+func unknownKeys(undecoded []toml.Key) []string {
+	var out []string
+	var reported []toml.Key
+	for _, k := range undecoded {
+		if slices.ContainsFunc(reported, func(p toml.Key) bool { return isPrefix(p, k) }) {
+			continue
+		}
+		reported = append(reported, k)
+		table, valid := validKeys(k[:len(k)-1])
+		where := "at the top level"
+		if table != "" {
+			where = "in [" + table + "]"
+		}
+		msg := k.String()
+		if len(valid) > 0 {
+			msg += fmt.Sprintf(" (keys %s: %s)", where, strings.Join(valid, ", "))
+		}
+		out = append(out, msg)
+	}
+	return out
+}
+
+func isPrefix(p, k toml.Key) bool {
+	return len(p) <= len(k) && slices.Equal(p, k[:len(p)])
+}
+
+// validKeys returns the toml names of the fields of the table at path, or
+// nil when path is not a table of the schema.
+func validKeys(path toml.Key) (table string, keys []string) {
+	t := reflect.TypeFor[Config]()
+	for _, name := range path {
+		f, ok := fieldByTag(t, name)
+		if !ok || f.Type.Kind() != reflect.Struct {
+			return path.String(), nil
+		}
+		t = f.Type
+	}
+	for f := range t.Fields() {
+		keys = append(keys, f.Tag.Get("toml"))
+	}
+	return path.String(), keys
+}
+
+func fieldByTag(t reflect.Type, tag string) (reflect.StructField, bool) {
+	for f := range t.Fields() {
+		if f.Tag.Get("toml") == tag {
+			return f, true
+		}
+	}
+	return reflect.StructField{}, false
+}
+
+// Command-line flag names of the serve command (and of later commands that
+// read the same configuration).
+const (
+	flagConfig          = "config"
+	flagListen          = "listen"
+	flagRealm           = "realm"
+	flagUser            = "user"
+	flagUsersFile       = "users-file"
+	flagSecret          = "secret"
+	flagNonceLifetime   = "nonce-lifetime"
+	flagRelayIP         = "relay-ip"
+	flagExternalIP      = "external-ip"
+	flagRelayPorts      = "relay-ports"
+	flagAllowPeer       = "allow-peer"
+	flagDenyPeer        = "deny-peer"
+	flagUserQuota       = "user-quota"
+	flagMaxLifetime     = "max-lifetime"
+	flagDefaultLifetime = "default-lifetime"
+	flagTLSCert         = "tls-cert"
+	flagTLSKey          = "tls-key"
+	flagLogLevel        = "log-level"
+	flagLogFormat       = "log-format"
+)
+
+// Flag categories in --help.
+const (
+	catListen = "Listeners"
+	catAuth   = "Authentication"
+	catRelay  = "Relay"
+	catLimits = "Limits"
+	catTLS    = "TLS"
+	catLog    = "Logging"
+)
+
+// configFlags returns fresh flags mirroring every Config key. Repeatable
+// flags take one value per use (commas are not separators: passwords and
+// secrets may contain them).
+func configFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: flagConfig, Aliases: []string{"c"}, TakesFile: true,
+			Usage: "read settings from the TOML `FILE` (see config.toml.example); flags override it"},
+
+		&cli.StringSliceFlag{Name: flagListen, Category: catListen,
+			Usage:       "listen on `SPEC`: udp://, tcp://, tls:// or tcp+tls:// then HOST:PORT (replaces the file's list)",
+			DefaultText: "udp+tcp :3478, tls :5349, udp :443, tcp+tls :443"},
+		&cli.StringFlag{Name: flagRealm, Category: catAuth, Value: defaultRealm,
+			Usage: "authentication realm `R`"},
+		&cli.StringSliceFlag{Name: flagUser, Category: catAuth,
+			Usage: "static user `NAME:PASSWORD` (replaces the file's users)"},
+		&cli.StringFlag{Name: flagUsersFile, Category: catAuth, TakesFile: true,
+			Usage: "read users from `FILE`: lines user:password or user:0x<md5 key hex>, # comments"},
+		&cli.StringSliceFlag{Name: flagSecret, Category: catAuth,
+			Usage: "TURN REST API shared secret `S`; the first mints, all verify (replaces the file's secrets)"},
+		&cli.DurationFlag{Name: flagNonceLifetime, Category: catAuth, Value: defaultNonceLifetime,
+			Usage: "how long a nonce stays valid, a duration `D` such as 90s"},
+
+		&cli.StringFlag{Name: flagRelayIP, Category: catRelay,
+			Usage:       "bind relay sockets on `IP`",
+			DefaultText: "the listener's address if specific, else the host's primary address"},
+		&cli.StringFlag{Name: flagExternalIP, Category: catRelay,
+			Usage: "advertise `IP` in XOR-RELAYED-ADDRESS (host behind 1:1 NAT)"},
+		&cli.StringFlag{Name: flagRelayPorts, Category: catRelay, Value: defaultRelayPorts,
+			Usage: "relay port range `LOW-HIGH`"},
+		&cli.StringSliceFlag{Name: flagAllowPeer, Category: catRelay,
+			Usage: "let peers in `CIDR` through even if the default policy denies them, e.g. 127.0.0.0/8 for tests"},
+		&cli.StringSliceFlag{Name: flagDenyPeer, Category: catRelay,
+			Usage: "deny peers in `CIDR` on top of the default policy"},
+
+		&cli.IntFlag{Name: flagUserQuota, Category: catLimits,
+			Usage:       "at most `N` allocations per user across all listeners",
+			DefaultText: "0, unlimited"},
+		&cli.DurationFlag{Name: flagMaxLifetime, Category: catLimits, Value: defaultMaxLifetime,
+			Usage: "longest allocation lifetime a client may request, a duration `D` such as 2h"},
+		&cli.DurationFlag{Name: flagDefaultLifetime, Category: catLimits, Value: defaultDefaultLifetime,
+			Usage: "lifetime of allocations that request less, a duration `D` such as 5m"},
+
+		&cli.StringFlag{Name: flagTLSCert, Category: catTLS, TakesFile: true,
+			Usage:       "PEM certificate chain `FILE` for tls:// and tcp+tls:// listeners",
+			DefaultText: "a self-signed certificate made at start"},
+		&cli.StringFlag{Name: flagTLSKey, Category: catTLS, TakesFile: true,
+			Usage: "PEM private key `FILE` of --tls-cert"},
+
+		&cli.StringFlag{Name: flagLogLevel, Category: catLog, Value: defaultLogLevel,
+			Usage: "log `LEVEL`: debug, info, warn or error"},
+		&cli.StringFlag{Name: flagLogFormat, Category: catLog, Value: defaultLogFormat,
+			Usage: "log `FORMAT`: text or json"},
+	}
+}
+
+// applyFlags overrides c with the flags given on the command line. A
+// repeatable flag replaces the file's whole list, so the command line alone
+// says what is in force.
+func (c *Config) applyFlags(cmd *cli.Command) error {
+	setString := func(dst *string, name string) {
+		if cmd.IsSet(name) {
+			*dst = cmd.String(name)
+		}
+	}
+	setList := func(dst *[]string, name string) {
+		if cmd.IsSet(name) {
+			*dst = cmd.StringSlice(name)
+		}
+	}
+	setDuration := func(dst *Duration, name string) {
+		if cmd.IsSet(name) {
+			*dst = Duration(cmd.Duration(name))
+		}
+	}
+
+	setList(&c.Listen, flagListen)
+	setString(&c.Realm, flagRealm)
+	if cmd.IsSet(flagUser) {
+		users, err := parseUserFlags(cmd.StringSlice(flagUser))
+		if err != nil {
+			return err
+		}
+		c.Auth.Users = users
+	}
+	setString(&c.Auth.UsersFile, flagUsersFile)
+	setList(&c.Auth.Secrets, flagSecret)
+	setDuration(&c.Auth.NonceLifetime, flagNonceLifetime)
+
+	setString(&c.Relay.IP, flagRelayIP)
+	setString(&c.Relay.ExternalIP, flagExternalIP)
+	setString(&c.Relay.Ports, flagRelayPorts)
+	setList(&c.Relay.AllowPeers, flagAllowPeer)
+	setList(&c.Relay.DenyPeers, flagDenyPeer)
+
+	if cmd.IsSet(flagUserQuota) {
+		c.Limits.UserQuota = cmd.Int(flagUserQuota)
+	}
+	setDuration(&c.Limits.MaxLifetime, flagMaxLifetime)
+	setDuration(&c.Limits.DefaultLifetime, flagDefaultLifetime)
+
+	setString(&c.TLS.Cert, flagTLSCert)
+	setString(&c.TLS.Key, flagTLSKey)
+
+	setString(&c.Log.Level, flagLogLevel)
+	setString(&c.Log.Format, flagLogFormat)
+	return nil
+}
+
+// parseUserFlags turns --user NAME:PASSWORD values into a map. The password
+// may contain colons; the name may not. Errors never echo the value, which
+// may hold a password.
+func parseUserFlags(values []string) (map[string]string, error) {
+	users := make(map[string]string, len(values))
+	for i, v := range values {
+		name, password, ok := strings.Cut(v, ":")
+		switch {
+		case !ok:
+			return nil, fmt.Errorf("--%s (value %d of %d): no colon: write NAME:PASSWORD", flagUser, i+1, len(values))
+		case name == "":
+			return nil, fmt.Errorf("--%s (value %d of %d): empty user name: write NAME:PASSWORD", flagUser, i+1, len(values))
+		case password == "":
+			return nil, fmt.Errorf("--%s %s: empty password: write NAME:PASSWORD", flagUser, name)
+		}
+		if _, dup := users[name]; dup {
+			return nil, fmt.Errorf("--%s %s: given twice: keep one", flagUser, name)
+		}
+		users[name] = password
+	}
+	return users, nil
+}

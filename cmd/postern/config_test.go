@@ -1,0 +1,478 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/urfave/cli/v3"
+
+	"github.com/postern/postern/allocations"
+	"github.com/postern/postern/relay"
+)
+
+// writeFile writes content to a new file in a test directory and returns its
+// path.
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// settingsFor runs "postern serve ARGS" with the action replaced by one that
+// only loads the settings, so flag parsing is the real one.
+func settingsFor(t *testing.T, args ...string) (settings, error) {
+	t.Helper()
+	var got settings
+	var loadErr error
+	serve := serveCommand()
+	serve.Action = func(_ context.Context, cmd *cli.Command) error {
+		got, loadErr = loadSettings(cmd)
+		return loadErr
+	}
+	app := newApp()
+	app.Commands = []*cli.Command{serve}
+	app.Writer, app.ErrWriter = io.Discard, io.Discard
+	err := app.Run(t.Context(), append([]string{"postern", "serve"}, args...))
+	if err != nil && loadErr == nil {
+		return settings{}, err // a parsing error, before the action
+	}
+	return got, loadErr
+}
+
+func TestLoadStrict(t *testing.T) {
+	tests := []struct {
+		name    string
+		toml    string
+		wantErr []string // substrings; nil means success
+	}{
+		{name: "empty", toml: ""},
+		{name: "known keys", toml: "realm = \"r\"\n[auth]\nsecrets = [\"s\"]\nnonce_lifetime = \"30s\"\n"},
+		{name: "unknown top-level key", toml: "relam = \"r\"\n",
+			wantErr: []string{"unknown key", "relam", "keys at the top level", "realm"}},
+		{name: "unknown key in table", toml: "[auth]\nusres = { a = \"b\" }\n",
+			wantErr: []string{"auth.usres", "keys in [auth]", "users_file"}},
+		{name: "unknown table reported once", toml: "[metrics]\nlisten = \"x\"\nport = 1\n",
+			wantErr: []string{"unknown key metrics", "listen, realm, log"}},
+		{name: "two unknown keys", toml: "[relay]\nport = \"1-2\"\n[limits]\nquota = 1\n",
+			wantErr: []string{"relay.port", "limits.quota"}},
+		{name: "key of the wrong table", toml: "[relay]\nuser_quota = 3\n",
+			wantErr: []string{"relay.user_quota"}},
+		{name: "duration as a number", toml: "[limits]\nmax_lifetime = 3600\n",
+			wantErr: []string{"max_lifetime", `"3600" is not a duration`, `"10m"`}},
+		{name: "bad duration", toml: "[auth]\nnonce_lifetime = \"ten minutes\"\n",
+			wantErr: []string{"nonce_lifetime", "not a duration"}},
+		{name: "wrong type", toml: "listen = \"udp://:3478\"\n",
+			wantErr: []string{"listen"}},
+		{name: "syntax error", toml: "realm = \n",
+			wantErr: []string{"line 1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := writeFile(t, "config.toml", tt.toml)
+			_, err := Load(path)
+			if tt.wantErr == nil {
+				if err != nil {
+					t.Fatalf("Load: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Load succeeded, want an error containing %q", tt.wantErr)
+			}
+			for _, want := range tt.wantErr {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not contain %q", err, want)
+				}
+			}
+			if !strings.Contains(err.Error(), path) {
+				t.Errorf("error %q does not name the file", err)
+			}
+		})
+	}
+}
+
+func TestLoadUnknownKeyIsSentinel(t *testing.T) {
+	_, err := Load(writeFile(t, "c.toml", "bogus = 1\n"))
+	if !errors.Is(err, ErrUnknownKey) {
+		t.Fatalf("Load: %v, want ErrUnknownKey", err)
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "nope.toml"))
+	if !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("Load: %v, want a not-exist error", err)
+	}
+}
+
+func TestLoadValues(t *testing.T) {
+	path := writeFile(t, "c.toml", `
+listen = ["udp://127.0.0.1:3478", "tcp+tls://[::1]:443"]
+realm = "example.org"
+[log]
+level = "debug"
+format = "json"
+[auth]
+users = { alice = "pw:with:colons", bob = "x" }
+secrets = ["s1", "s2"]
+nonce_lifetime = "90s"
+[relay]
+ip = "192.0.2.10"
+external_ip = "203.0.113.5"
+ports = "50000-50010"
+allow_peers = ["10.0.0.0/8"]
+deny_peers = ["198.51.100.7"]
+[limits]
+user_quota = 3
+max_lifetime = "2h"
+default_lifetime = "5m"
+[tls]
+cert = "c.pem"
+key = "k.pem"
+`)
+	c, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.settings()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := settings{
+		listeners: []relay.ListenSpec{
+			{Kind: relay.UDP, Addr: "127.0.0.1:3478"},
+			{Kind: relay.TCPTLS, Addr: "[::1]:443"},
+		},
+		listenersExplicit: true,
+		realm:             "example.org",
+		users:             map[string]string{"alice": "pw:with:colons", "bob": "x"},
+		keys:              map[string][]byte{},
+		secrets:           []string{"s1", "s2"},
+		nonceLifetime:     90 * time.Second,
+		relayIP:           netip.MustParseAddr("192.0.2.10"),
+		externalIP:        netip.MustParseAddr("203.0.113.5"),
+		relayPorts:        allocations.PortRange{Low: 50000, High: 50010},
+		allowPeers:        []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
+		denyPeers:         []netip.Prefix{netip.MustParsePrefix("198.51.100.7/32")},
+		userQuota:         3,
+		maxLifetime:       2 * time.Hour,
+		defaultLifetime:   5 * time.Minute,
+		tlsCert:           "c.pem",
+		tlsKey:            "k.pem",
+		logLevel:          -4, // slog.LevelDebug
+		logFormat:         "json",
+	}
+	if !reflect.DeepEqual(s, want) {
+		t.Errorf("settings:\n got %+v\nwant %+v", s, want)
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	s, err := Config{}.settings()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(s.listeners, relay.DefaultListeners()) || s.listenersExplicit {
+		t.Errorf("listeners = %v explicit=%v, want relay.DefaultListeners() not explicit", s.listeners, s.listenersExplicit)
+	}
+	if s.realm != "postern" || s.nonceLifetime != 10*time.Minute || s.maxLifetime != time.Hour ||
+		s.defaultLifetime != 10*time.Minute || s.relayPorts != (allocations.PortRange{Low: 49152, High: 65535}) ||
+		s.userQuota != 0 || s.logFormat != "text" || s.logLevel != 0 {
+		t.Errorf("defaults: %+v", s)
+	}
+	if s.relayIP.IsValid() || s.externalIP.IsValid() || len(s.users)+len(s.keys)+len(s.secrets) != 0 {
+		t.Errorf("defaults: %+v", s)
+	}
+}
+
+// exampleSetting matches the commented-out settings of config.toml.example,
+// "# key = value"; prose and indented examples do not match.
+var exampleSetting = regexp.MustCompile(`(?m)^# ?([a-z_]+ = .*)$`)
+
+// TestConfigExample parses the real config.toml.example, as shipped and with
+// every setting uncommented, and checks that it documents every key of the
+// schema with the default the code uses.
+func TestConfigExample(t *testing.T) {
+	raw, err := os.ReadFile("../../config.toml.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// As shipped: loads, and configures exactly the defaults.
+	c, err := Load("../../config.toml.example")
+	if err != nil {
+		t.Fatalf("config.toml.example: %v", err)
+	}
+	shipped, err := c.settings()
+	if err != nil {
+		t.Fatalf("config.toml.example: %v", err)
+	}
+	defaults, err := Config{}.settings()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(shipped, defaults) {
+		t.Errorf("config.toml.example as shipped:\n got %+v\nwant %+v", shipped, defaults)
+	}
+
+	// Uncommented: still the defaults (only the listeners become explicit).
+	uncommented := exampleSetting.ReplaceAll(raw, []byte("$1"))
+	path := writeFile(t, "config.toml", string(uncommented))
+	c, err = Load(path)
+	if err != nil {
+		t.Fatalf("config.toml.example uncommented: %v", err)
+	}
+	got, err := c.settings()
+	if err != nil {
+		t.Fatalf("config.toml.example uncommented: %v", err)
+	}
+	if !got.listenersExplicit {
+		t.Error("uncommented listen did not make the listeners explicit")
+	}
+	got.listenersExplicit = false
+	if !reflect.DeepEqual(got, defaults) {
+		t.Errorf("config.toml.example uncommented is not the defaults:\n got %+v\nwant %+v", got, defaults)
+	}
+
+	// Every key of the schema is there.
+	var decoded Config
+	md, err := toml.Decode(string(uncommented), &decoded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range schemaKeys(reflect.TypeFor[Config](), nil) {
+		if !md.IsDefined(key...) {
+			t.Errorf("config.toml.example does not document %s (as a commented-out \"# key = default\" line)", toml.Key(key))
+		}
+	}
+}
+
+// schemaKeys lists the paths of every leaf key of a Config-like struct.
+func schemaKeys(t reflect.Type, prefix []string) [][]string {
+	var out [][]string
+	for f := range t.Fields() {
+		path := append(append([]string(nil), prefix...), f.Tag.Get("toml"))
+		if f.Type.Kind() == reflect.Struct {
+			out = append(out, schemaKeys(f.Type, path)...)
+			continue
+		}
+		out = append(out, path)
+	}
+	return out
+}
+
+func TestFlagsOverrideConfig(t *testing.T) {
+	path := writeFile(t, "c.toml", `
+listen = ["udp://127.0.0.1:1000", "tcp://127.0.0.1:1000"]
+realm = "file-realm"
+[auth]
+users = { alice = "a", bob = "b" }
+secrets = ["f1", "f2"]
+[relay]
+ports = "50000-50100"
+external_ip = "203.0.113.1"
+allow_peers = ["10.0.0.0/8", "172.16.0.0/12"]
+[limits]
+user_quota = 5
+max_lifetime = "30m"
+[log]
+level = "warn"
+`)
+	s, err := settingsFor(t, "--config", path,
+		"--realm", "flag-realm",
+		"--listen", "tcp://127.0.0.1:2000",
+		"--secret", "c1,with,commas",
+		"--user", "carol:p:w",
+		"--relay-ports", "40000-40010",
+		"--allow-peer", "127.0.0.0/8",
+		"--user-quota", "0",
+		"--max-lifetime", "2h",
+		"--nonce-lifetime", "1s",
+		"--log-level", "debug",
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(name string, got, want any) {
+		t.Helper()
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+	check("realm", s.realm, "flag-realm")
+	check("listeners", s.listeners, []relay.ListenSpec{{Kind: relay.TCP, Addr: "127.0.0.1:2000"}})
+	check("listenersExplicit", s.listenersExplicit, true)
+	check("secrets", s.secrets, []string{"c1,with,commas"})
+	check("users", s.users, map[string]string{"carol": "p:w"})
+	check("relayPorts", s.relayPorts, allocations.PortRange{Low: 40000, High: 40010})
+	check("allowPeers", s.allowPeers, []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")})
+	check("userQuota", s.userQuota, 0)
+	check("maxLifetime", s.maxLifetime, 2*time.Hour)
+	check("nonceLifetime", s.nonceLifetime, time.Second)
+	check("logLevel", s.logLevel.String(), "DEBUG")
+	// Not overridden: the file's value stands.
+	check("externalIP", s.externalIP, netip.MustParseAddr("203.0.113.1"))
+	check("defaultLifetime", s.defaultLifetime, 10*time.Minute)
+}
+
+func TestFlagsAlone(t *testing.T) {
+	s, err := settingsFor(t, "--listen", "udp://127.0.0.1:0", "--listen", "tls://127.0.0.1:0",
+		"--user", "a:1", "--user", "b:2", "--deny-peer", "8.8.8.8", "--max-lifetime", "5m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.listeners) != 2 || s.listeners[1].Kind != relay.TLS {
+		t.Errorf("listeners = %v", s.listeners)
+	}
+	if len(s.users) != 2 || s.users["b"] != "2" {
+		t.Errorf("users = %v", s.users)
+	}
+	if s.denyPeers[0] != netip.MustParsePrefix("8.8.8.8/32") {
+		t.Errorf("denyPeers = %v", s.denyPeers)
+	}
+	// An unset default lifetime follows a maximum set below it.
+	if s.maxLifetime != 5*time.Minute || s.defaultLifetime != 5*time.Minute {
+		t.Errorf("lifetimes max %v default %v, want 5m 5m", s.maxLifetime, s.defaultLifetime)
+	}
+}
+
+func TestUsersFile(t *testing.T) {
+	file := writeFile(t, "users", "# comment\nalice:secret\nbob:0x0123456789abcdef0123456789abcdef\n")
+	s, err := settingsFor(t, "--users-file", file, "--user", "carol:c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.users["alice"] != "secret" || s.users["carol"] != "c" || len(s.keys["bob"]) != 16 {
+		t.Errorf("users %v keys %v", s.users, s.keys)
+	}
+
+	_, err = settingsFor(t, "--users-file", file, "--user", "bob:b")
+	if err == nil || !strings.Contains(err.Error(), "bob") || !strings.Contains(err.Error(), "keep one") {
+		t.Errorf("user in both --user and --users-file: err %v", err)
+	}
+}
+
+func TestBadValues(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want []string // substrings of the error
+	}{
+		{"listen without scheme", []string{"--listen", "127.0.0.1:3478"}, []string{"listen (--listen)", "SCHEME://HOST:PORT"}},
+		{"listen unknown scheme", []string{"--listen", "sctp://:3478"}, []string{"listen (--listen)", "unknown scheme"}},
+		{"listen bad port", []string{"--listen", "udp://:99999"}, []string{"listen (--listen)", "99999"}},
+		{"listen host name", []string{"--listen", "udp://example.com:3478"}, []string{"listen (--listen)", "not an IP"}},
+		{"bad CIDR", []string{"--allow-peer", "10.0.0.0/33"}, []string{"relay.allow_peers (--allow-peer)", "10.0.0.0/33"}},
+		{"bad deny peer", []string{"--deny-peer", "nowhere"}, []string{"relay.deny_peers (--deny-peer)", "nowhere"}},
+		{"port range reversed", []string{"--relay-ports", "60000-50000"}, []string{"relay.ports (--relay-ports)", "60000", "LOW-HIGH"}},
+		{"port range not numbers", []string{"--relay-ports", "low-high"}, []string{"relay.ports (--relay-ports)", "LOW-HIGH"}},
+		{"port range zero", []string{"--relay-ports", "0-100"}, []string{"relay.ports (--relay-ports)"}},
+		{"user without colon", []string{"--user", "alice"}, []string{"--user", "no colon", "NAME:PASSWORD"}},
+		{"user without name", []string{"--user", ":pw"}, []string{"--user", "empty user name"}},
+		{"user without password", []string{"--user", "alice:"}, []string{"--user alice", "empty password"}},
+		{"user twice", []string{"--user", "a:1", "--user", "a:2"}, []string{"--user a", "twice"}},
+		{"empty secret", []string{"--secret", ""}, []string{"auth.secrets (--secret)", "empty"}},
+		{"relay ip not an IP", []string{"--relay-ip", "host"}, []string{"relay.ip (--relay-ip)", "not an IP"}},
+		{"relay ip unspecified", []string{"--relay-ip", "0.0.0.0"}, []string{"relay.ip (--relay-ip)", "unicast"}},
+		{"external ip multicast", []string{"--external-ip", "224.0.0.1"}, []string{"relay.external_ip (--external-ip)", "unicast"}},
+		{"negative quota", []string{"--user-quota", "-1"}, []string{"limits.user_quota (--user-quota)", "0 for unlimited"}},
+		{"negative lifetime", []string{"--max-lifetime", "-1s"}, []string{"limits.max_lifetime (--max-lifetime)", "positive"}},
+		{"default above max", []string{"--default-lifetime", "2h"}, []string{"limits.default_lifetime (--default-lifetime)", "limits.max_lifetime (--max-lifetime)"}},
+		{"negative nonce lifetime", []string{"--nonce-lifetime", "-5m"}, []string{"auth.nonce_lifetime (--nonce-lifetime)"}},
+		{"cert without key", []string{"--tls-cert", "c.pem"}, []string{"tls.cert (--tls-cert)", "tls.key (--tls-key)", "both or neither"}},
+		{"key without cert", []string{"--tls-key", "k.pem"}, []string{"both or neither"}},
+		{"log level", []string{"--log-level", "loud"}, []string{"log.level (--log-level)", "debug, info, warn or error"}},
+		{"log format", []string{"--log-format", "xml"}, []string{"log.format (--log-format)", "text or json"}},
+		{"realm with quote", []string{"--realm", `a"b`}, []string{"realm (--realm)"}},
+		{"realm too long", []string{"--realm", strings.Repeat("r", 128)}, []string{"realm (--realm)", "127"}},
+		{"users file missing", []string{"--users-file", "/nonexistent/users"}, []string{"auth.users_file (--users-file)", "/nonexistent/users"}},
+		{"config missing", []string{"--config", "/nonexistent/postern.toml"}, []string{"/nonexistent/postern.toml"}},
+		{"duration flag syntax", []string{"--max-lifetime", "forever"}, []string{"max-lifetime", "--help"}},
+		{"unknown flag", []string{"--realmm", "x"}, []string{"realmm", "postern serve --help"}},
+		{"stray argument", []string{"extra"}, []string{"no arguments", "extra"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var err error
+			if tt.name == "stray argument" {
+				// Checked by the real action, before it loads anything.
+				err = runServe(t, t.Context(), tt.args...)
+			} else {
+				_, err = settingsFor(t, tt.args...)
+			}
+			if err == nil {
+				t.Fatalf("no error, want one containing %q", tt.want)
+			}
+			msg := err.Error()
+			for _, want := range tt.want {
+				if !strings.Contains(msg, want) {
+					t.Errorf("error %q does not contain %q", msg, want)
+				}
+			}
+			if strings.Contains(msg, "\n") {
+				t.Errorf("error %q is more than one line", msg)
+			}
+		})
+	}
+}
+
+// TestUserErrorHidesPassword: a malformed --user may hold a password (say
+// "alice=hunter2"); the error must not print it.
+func TestUserErrorHidesPassword(t *testing.T) {
+	_, err := settingsFor(t, "--user", "alice=hunter2")
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("error %v: want an error without the password", err)
+	}
+}
+
+func TestConfigErrorsInSettings(t *testing.T) {
+	tests := []struct {
+		name, toml string
+		want       []string
+	}{
+		{"user name with colon", "[auth]\nusers = { \"a:b\" = \"pw\" }\n", []string{"auth.users", "':'"}},
+		{"user with empty password", "[auth]\nusers = { a = \"\" }\n", []string{"auth.users", "empty password"}},
+		{"bad listen", "listen = [\"udp:/:1\"]\n", []string{"listen (--listen)"}},
+		{"bad ports", "[relay]\nports = \"9-1\"\n", []string{"relay.ports"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := settingsFor(t, "--config", writeFile(t, "c.toml", tt.toml))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, want := range tt.want {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not contain %q", err, want)
+				}
+			}
+		})
+	}
+}
+
+func TestDurationText(t *testing.T) {
+	var d Duration
+	if err := d.UnmarshalText([]byte("1h30m")); err != nil || time.Duration(d) != 90*time.Minute {
+		t.Fatalf("UnmarshalText: %v %v", d, err)
+	}
+	b, _ := d.MarshalText()
+	if string(b) != "1h30m0s" {
+		t.Errorf("MarshalText = %q", b)
+	}
+	if err := d.UnmarshalText([]byte("600")); err == nil {
+		t.Error("UnmarshalText(600) succeeded: a bare number must be refused")
+	}
+}

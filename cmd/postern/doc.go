@@ -1,0 +1,17 @@
+// Command postern runs the Postern STUN/TURN relay.
+//
+//	postern serve [--config FILE] [flags]
+//
+// The command only turns configuration into typed values and wires the
+// packages together: a TOML file (Config, read strictly: unknown keys are
+// errors) is read first, then command-line flags override it, then the
+// result is validated into settings and handed to relay.New. Validation
+// errors name both the TOML key and the flag and say how to fix the value.
+//
+// Invariants: no package-level mutable state (flag values are read from the
+// *cli.Command inside the action, so the command can run many times in one
+// process, as the tests do); the process exits 0 after a graceful shutdown
+// on SIGINT or SIGTERM and 1 with a one-line error otherwise; stdout carries
+// only the iceServers JSON printed when no credentials are configured, logs
+// go to stderr.
+package main

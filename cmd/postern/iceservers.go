@@ -1,0 +1,156 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/postern/postern/auth"
+	"github.com/postern/postern/relay"
+)
+
+// iceServers is the JSON a WebRTC application passes to RTCPeerConnection:
+// {"iceServers":[{"urls":[...],"username":"...","credential":"..."}]}
+// (W3C WebRTC 1.0, RTCConfiguration and RTCIceServer).
+type iceServers struct {
+	ICEServers []iceServer `json:"iceServers"`
+}
+
+// iceServer is one RTCIceServer. Browsers ignore the credentials for stun:
+// URLs, so one entry carries every URL of the server.
+type iceServer struct {
+	URLs       []string `json:"urls"`
+	Username   string   `json:"username,omitempty"`
+	Credential string   `json:"credential,omitempty"`
+}
+
+// restCredentialTTL is how long the credential printed at start stays valid.
+const restCredentialTTL = 24 * time.Hour
+
+// restCredentialUser is the USER part of the printed EXPIRY:USER username.
+const restCredentialUser = "postern"
+
+// newICEServers returns the iceServers JSON for urls with a TURN REST API
+// credential minted from secret, valid for ttl from now.
+func newICEServers(urls []string, secret string, ttl time.Duration, now time.Time) ([]byte, error) {
+	username, password := auth.MintREST(secret, restCredentialUser, ttl, now)
+	b, err := json.Marshal(iceServers{ICEServers: []iceServer{{URLs: urls, Username: username, Credential: password}}})
+	if err != nil {
+		return nil, fmt.Errorf("iceServers JSON: %w", err)
+	}
+	return b, nil
+}
+
+// endpoint is where clients reach one listener: its kind and the address
+// they dial (already the advertised host, not the bound one).
+type endpoint struct {
+	kind relay.ListenerKind
+	addr netip.AddrPort
+}
+
+// hostPolicy picks the host written in the URLs. The first valid address
+// wins: external (the NAT's address), relay (where relay sockets bind), the
+// listener's own address when it is specific; else primary() (the host's
+// default-route address) is asked.
+type hostPolicy struct {
+	external, relay netip.Addr
+	primary         func() (netip.Addr, error)
+}
+
+// host returns the address clients should dial for a listener bound on
+// bound.
+func (p hostPolicy) host(bound netip.Addr) (netip.Addr, error) {
+	bound = bound.Unmap()
+	switch {
+	case p.external.IsValid():
+		return p.external, nil
+	case p.relay.IsValid():
+		return p.relay, nil
+	case bound.IsValid() && !bound.IsUnspecified():
+		return bound, nil
+	}
+	if p.primary == nil {
+		return netip.Addr{}, fmt.Errorf("listener on %v: no address to advertise: set --%s", bound, flagExternalIP)
+	}
+	ip, err := p.primary()
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("listener on %v: finding this host's address: %w (set --%s)", bound, err, flagExternalIP)
+	}
+	return ip.Unmap(), nil
+}
+
+// endpoints maps the bound listeners to the addresses clients dial.
+func endpoints(bound []relay.BoundListener, p hostPolicy) ([]endpoint, error) {
+	out := make([]endpoint, 0, len(bound))
+	for _, b := range bound {
+		ap, err := addrPort(b.Addr)
+		if err != nil {
+			return nil, fmt.Errorf("%v listener: %w", b.Kind, err)
+		}
+		host, err := p.host(ap.Addr())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, endpoint{kind: b.Kind, addr: netip.AddrPortFrom(host, ap.Port())})
+	}
+	return out, nil
+}
+
+// addrPort converts the net.Addr of a bound socket.
+func addrPort(a net.Addr) (netip.AddrPort, error) {
+	switch a := a.(type) {
+	case *net.UDPAddr:
+		return a.AddrPort(), nil
+	case *net.TCPAddr:
+		return a.AddrPort(), nil
+	case nil:
+		return netip.AddrPort{}, fmt.Errorf("no address")
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("address %q: %w", a, err)
+	}
+	return ap, nil
+}
+
+// iceURLs returns the STUN and TURN URLs of the endpoints, without
+// duplicates, UDP first, then TCP, then TLS: clients try them in order and
+// UDP is the cheapest, TLS the most likely to pass a firewall.
+//
+//   - udp:     stun:HOST:PORT and turn:HOST:PORT?transport=udp (RFC 7064, RFC 7065)
+//   - tcp:     turn:HOST:PORT?transport=tcp
+//   - tls:     turns:HOST:PORT?transport=tcp
+//   - tcp+tls: both of the above on its port
+//
+// IPv6 hosts are bracketed (RFC 3986 IP-literal).
+func iceURLs(eps []endpoint) []string {
+	var udp, tcp, tls []string
+	for _, e := range eps {
+		hp := net.JoinHostPort(e.addr.Addr().String(), strconv.Itoa(int(e.addr.Port())))
+		switch e.kind {
+		case relay.UDP:
+			udp = append(udp, "stun:"+hp, "turn:"+hp+"?transport=udp")
+		case relay.TCP:
+			tcp = append(tcp, "turn:"+hp+"?transport=tcp")
+		case relay.TLS:
+			tls = append(tls, "turns:"+hp+"?transport=tcp")
+		case relay.TCPTLS:
+			tcp = append(tcp, "turn:"+hp+"?transport=tcp")
+			tls = append(tls, "turns:"+hp+"?transport=tcp")
+		}
+	}
+	seen := make(map[string]bool)
+	var out []string
+	for _, group := range [][]string{udp, tcp, tls} {
+		for _, u := range group {
+			if !seen[u] {
+				seen[u] = true
+				out = append(out, u)
+			}
+		}
+	}
+	return out
+}

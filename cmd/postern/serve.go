@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v3"
+
+	"github.com/postern/postern/auth"
+	"github.com/postern/postern/relay"
+)
+
+// serveCommand returns the "serve" subcommand: run the relay until SIGINT or
+// SIGTERM.
+func serveCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "serve",
+		Usage: "run the STUN/TURN relay until SIGINT or SIGTERM",
+		Description: "Reads the optional TOML file given with --config, then the flags (a flag wins over the file;\n" +
+			"a repeatable flag replaces the file's list). With no users and no secrets configured, a random\n" +
+			"secret is generated and a ready iceServers JSON with a 24 h credential is printed on stdout.",
+		Flags: configFlags(),
+		// Passwords and secrets may contain commas: one value per flag use.
+		DisableSliceFlagSeparator: true,
+		OnUsageError:              usageError,
+		Action:                    serveAction,
+	}
+}
+
+// serveAction reads the configuration and runs the server.
+func serveAction(ctx context.Context, cmd *cli.Command) error {
+	if cmd.NArg() > 0 {
+		return fmt.Errorf("serve takes no arguments, got %q (did you forget -- before a flag?)", cmd.Args().First())
+	}
+	s, err := loadSettings(cmd)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cmd.Root().ErrWriter, s.logLevel, s.logFormat)
+	return serve(ctx, s, log, cmd.Root().Writer)
+}
+
+// loadSettings reads --config (if given), applies the flags over it and
+// validates the result.
+func loadSettings(cmd *cli.Command) (settings, error) {
+	var c Config
+	if path := cmd.String(flagConfig); path != "" {
+		var err error
+		if c, err = Load(path); err != nil {
+			return settings{}, err
+		}
+	}
+	if err := c.applyFlags(cmd); err != nil {
+		return settings{}, err
+	}
+	return c.settings()
+}
+
+// newLogger returns a slog logger writing to w in format "text" or "json".
+func newLogger(w io.Writer, level slog.Level, format string) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// serve runs the relay configured by s until ctx is cancelled. stdout
+// receives the iceServers JSON when the secret was generated here.
+func serve(ctx context.Context, s settings, log *slog.Logger, stdout io.Writer) error {
+	secrets := s.secrets
+	// With nothing configured nobody could allocate; rather than refuse to
+	// start, make a secret for this run and print a credential from it.
+	generated := len(s.users) == 0 && len(s.keys) == 0 && len(secrets) == 0
+	if generated {
+		secrets = []string{rand.Text()}
+	}
+
+	authn, err := auth.New(auth.Config{
+		Realm:         s.realm,
+		Users:         s.users,
+		Keys:          s.keys,
+		Secrets:       secrets,
+		NonceLifetime: s.nonceLifetime,
+	})
+	if err != nil {
+		return fmt.Errorf("auth: %w", err)
+	}
+
+	var cert *tls.Certificate
+	if s.tlsCert != "" {
+		c, err := tls.LoadX509KeyPair(s.tlsCert, s.tlsKey)
+		if err != nil {
+			return fmt.Errorf("tls.cert (--%s) / tls.key (--%s): %w", flagTLSCert, flagTLSKey, err)
+		}
+		cert = &c
+	}
+
+	srv, err := relay.New(relay.Config{
+		Listeners:         s.listeners,
+		ListenersExplicit: s.listenersExplicit,
+		Auth:              authn,
+		Policy:            auth.NewPeerPolicy(s.allowPeers, s.denyPeers),
+		RelayIP:           s.relayIP,
+		ExternalIP:        s.externalIP,
+		RelayPorts:        s.relayPorts,
+		UserQuota:         s.userQuota,
+		MaxLifetime:       s.maxLifetime,
+		DefaultLifetime:   s.defaultLifetime,
+		TLSCert:           cert,
+		Software:          software(),
+		Logger:            log,
+	})
+	if err != nil {
+		return fmt.Errorf("relay: %w", err)
+	}
+	if err := srv.Start(ctx); err != nil {
+		return fmt.Errorf("start: %w", err)
+	}
+
+	bound := srv.Addrs()
+	addrs := make([]string, 0, len(bound))
+	for _, b := range bound {
+		addrs = append(addrs, b.Kind.String()+"://"+b.Addr.String())
+	}
+	log.Info("postern serving", "version", version(), "realm", s.realm, "listeners", strings.Join(addrs, " "),
+		"users", len(s.users)+len(s.keys), "secrets", len(secrets))
+
+	if generated {
+		if err := printICEServers(stdout, bound, s, secrets[0]); err != nil {
+			// The server runs fine without the printout: say why it is missing.
+			log.Warn("cannot print iceServers", "err", err)
+		} else {
+			log.Warn("no users or secrets configured: generated a secret for this run only; "+
+				"the iceServers JSON on stdout holds a credential valid for 24h. "+
+				"Configure auth.secrets or auth.users for lasting credentials",
+				"expires", time.Now().Add(restCredentialTTL).Format(time.RFC3339))
+		}
+	}
+
+	// Wait returns once ctx is cancelled (SIGINT, SIGTERM) and every
+	// listener, connection and allocation is closed: a graceful stop.
+	if err := srv.Wait(); err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("relay: %w", err)
+	}
+	return nil
+}
+
+// printICEServers writes one line of iceServers JSON for the bound
+// listeners, with a REST credential minted from secret.
+func printICEServers(w io.Writer, bound []relay.BoundListener, s settings, secret string) error {
+	eps, err := endpoints(bound, hostPolicy{external: s.externalIP, relay: s.relayIP, primary: relay.PrimaryIP})
+	if err != nil {
+		return err
+	}
+	b, err := newICEServers(iceURLs(eps), secret, restCredentialTTL, time.Now())
+	if err != nil {
+		return err
+	}
+	if _, err := fmt.Fprintf(w, "%s\n", b); err != nil {
+		return fmt.Errorf("writing iceServers: %w", err)
+	}
+	return nil
+}

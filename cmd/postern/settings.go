@@ -1,0 +1,224 @@
+package main
+
+import (
+	"cmp"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/postern/postern/allocations"
+	"github.com/postern/postern/auth"
+	"github.com/postern/postern/relay"
+)
+
+// Defaults, shared by the flags' help, Config.settings and
+// config.toml.example (a test checks the example against them).
+const (
+	defaultRealm           = "postern"
+	defaultNonceLifetime   = 10 * time.Minute
+	defaultRelayPorts      = "49152-65535"
+	defaultMaxLifetime     = relay.DefaultMaxLifetime
+	defaultDefaultLifetime = relay.DefaultAllocationLifetime
+	defaultLogLevel        = "info"
+	defaultLogFormat       = "text"
+)
+
+// maxRealmLen is the limit of RFC 8489 §14.9: "less than 128 characters".
+const maxRealmLen = 127
+
+// settings is a validated Config with defaults filled in, in the types the
+// packages take. It holds no open resources.
+type settings struct {
+	listeners         []relay.ListenSpec
+	listenersExplicit bool // the operator named the listeners
+
+	realm         string
+	users         map[string]string // user -> password
+	keys          map[string][]byte // user -> long-term key, from the users file
+	secrets       []string
+	nonceLifetime time.Duration
+
+	relayIP    netip.Addr // invalid: chosen per listener by relay
+	externalIP netip.Addr // invalid: advertise the relay socket's address
+	relayPorts allocations.PortRange
+	allowPeers []netip.Prefix
+	denyPeers  []netip.Prefix
+
+	userQuota       int
+	maxLifetime     time.Duration
+	defaultLifetime time.Duration
+
+	tlsCert, tlsKey string // both empty: self-signed
+
+	logLevel  slog.Level
+	logFormat string
+}
+
+// settings validates c and fills in defaults. Errors name the TOML key and
+// the flag, and say how to fix the value.
+func (c Config) settings() (settings, error) {
+	var s settings
+
+	if len(c.Listen) == 0 {
+		s.listeners = relay.DefaultListeners()
+	} else {
+		s.listenersExplicit = true
+		for _, v := range c.Listen {
+			spec, err := relay.ParseListenSpec(v)
+			if err != nil {
+				return settings{}, fmt.Errorf("listen (--%s): %w", flagListen, err)
+			}
+			s.listeners = append(s.listeners, spec)
+		}
+	}
+
+	s.realm = cmp.Or(c.Realm, defaultRealm)
+	if len(s.realm) > maxRealmLen || strings.ContainsFunc(s.realm, isControlOrQuote) {
+		return settings{}, fmt.Errorf("realm (--%s) %q: write at most %d printable characters without '\"' (RFC 8489 §14.9)", flagRealm, s.realm, maxRealmLen)
+	}
+
+	if err := s.loadUsers(c.Auth); err != nil {
+		return settings{}, err
+	}
+	for i, secret := range c.Auth.Secrets {
+		if secret == "" {
+			return settings{}, fmt.Errorf("auth.secrets (--%s): secret %d is empty: remove it or give a long random string", flagSecret, i+1)
+		}
+	}
+	s.secrets = append([]string(nil), c.Auth.Secrets...)
+
+	var err error
+	if s.nonceLifetime, err = positive(c.Auth.NonceLifetime, defaultNonceLifetime, "auth.nonce_lifetime", flagNonceLifetime); err != nil {
+		return settings{}, err
+	}
+
+	if s.relayIP, err = parseHostIP(c.Relay.IP, "relay.ip", flagRelayIP); err != nil {
+		return settings{}, err
+	}
+	if s.externalIP, err = parseHostIP(c.Relay.ExternalIP, "relay.external_ip", flagExternalIP); err != nil {
+		return settings{}, err
+	}
+	ports := cmp.Or(c.Relay.Ports, defaultRelayPorts)
+	if s.relayPorts, err = allocations.ParsePortRange(ports); err != nil {
+		return settings{}, fmt.Errorf("relay.ports (--%s): %w (write LOW-HIGH, e.g. %s)", flagRelayPorts, err, defaultRelayPorts)
+	}
+	if s.allowPeers, err = parsePrefixes(c.Relay.AllowPeers, "relay.allow_peers", flagAllowPeer); err != nil {
+		return settings{}, err
+	}
+	if s.denyPeers, err = parsePrefixes(c.Relay.DenyPeers, "relay.deny_peers", flagDenyPeer); err != nil {
+		return settings{}, err
+	}
+
+	if c.Limits.UserQuota < 0 {
+		return settings{}, fmt.Errorf("limits.user_quota (--%s) %d: write 0 for unlimited or a positive count", flagUserQuota, c.Limits.UserQuota)
+	}
+	s.userQuota = c.Limits.UserQuota
+	if s.maxLifetime, err = positive(c.Limits.MaxLifetime, defaultMaxLifetime, "limits.max_lifetime", flagMaxLifetime); err != nil {
+		return settings{}, err
+	}
+	// An unset default lifetime follows a max lifetime set below it rather
+	// than failing the check below.
+	if s.defaultLifetime, err = positive(c.Limits.DefaultLifetime, min(defaultDefaultLifetime, s.maxLifetime), "limits.default_lifetime", flagDefaultLifetime); err != nil {
+		return settings{}, err
+	}
+	if s.defaultLifetime > s.maxLifetime {
+		return settings{}, fmt.Errorf("limits.default_lifetime (--%s) %v > limits.max_lifetime (--%s) %v: lower the default or raise the maximum",
+			flagDefaultLifetime, s.defaultLifetime, flagMaxLifetime, s.maxLifetime)
+	}
+
+	s.tlsCert, s.tlsKey = c.TLS.Cert, c.TLS.Key
+	if (s.tlsCert == "") != (s.tlsKey == "") {
+		return settings{}, fmt.Errorf("tls.cert (--%s) and tls.key (--%s): give both or neither (neither: a self-signed certificate)", flagTLSCert, flagTLSKey)
+	}
+
+	level := cmp.Or(c.Log.Level, defaultLogLevel)
+	if err := s.logLevel.UnmarshalText([]byte(level)); err != nil {
+		return settings{}, fmt.Errorf("log.level (--%s) %q: write debug, info, warn or error", flagLogLevel, level)
+	}
+	s.logFormat = strings.ToLower(cmp.Or(c.Log.Format, defaultLogFormat))
+	if s.logFormat != "text" && s.logFormat != "json" {
+		return settings{}, fmt.Errorf("log.format (--%s) %q: write text or json", flagLogFormat, c.Log.Format)
+	}
+	return s, nil
+}
+
+// loadUsers merges auth.users with the users file. A user defined twice is
+// an error rather than a silent override: the two passwords disagree.
+func (s *settings) loadUsers(a AuthConfig) error {
+	s.users = make(map[string]string, len(a.Users))
+	for name, password := range a.Users {
+		if name == "" || strings.Contains(name, ":") {
+			return fmt.Errorf("auth.users (--%s) %q: a user name must be non-empty and without ':'", flagUser, name)
+		}
+		if password == "" {
+			return fmt.Errorf("auth.users (--%s) %s: empty password", flagUser, name)
+		}
+		s.users[name] = password
+	}
+	s.keys = map[string][]byte{}
+	if a.UsersFile == "" {
+		return nil
+	}
+	fileUsers, fileKeys, err := auth.LoadUsersFile(a.UsersFile)
+	if err != nil {
+		return fmt.Errorf("auth.users_file (--%s): %w", flagUsersFile, err)
+	}
+	for name := range maps.Keys(fileUsers) {
+		if _, dup := s.users[name]; dup {
+			return fmt.Errorf("auth.users_file (--%s) %s: user %s is also in auth.users (--%s): keep one", flagUsersFile, a.UsersFile, name, flagUser)
+		}
+	}
+	for name := range maps.Keys(fileKeys) {
+		if _, dup := s.users[name]; dup {
+			return fmt.Errorf("auth.users_file (--%s) %s: user %s is also in auth.users (--%s): keep one", flagUsersFile, a.UsersFile, name, flagUser)
+		}
+	}
+	maps.Copy(s.users, fileUsers)
+	maps.Copy(s.keys, fileKeys)
+	return nil
+}
+
+func isControlOrQuote(r rune) bool { return r < 0x20 || r == 0x7f || r == '"' }
+
+// positive returns d, def when d is zero, and an error when d is negative.
+func positive(d Duration, def time.Duration, key, flag string) (time.Duration, error) {
+	switch {
+	case d < 0:
+		return 0, fmt.Errorf("%s (--%s) %v: write a positive duration such as %q", key, flag, time.Duration(d), def.String())
+	case d == 0:
+		return def, nil
+	}
+	return time.Duration(d), nil
+}
+
+// parseHostIP parses an optional unicast address of this host (or of its
+// NAT). IPv4-mapped IPv6 is unmapped so it compares equal to the IPv4 form.
+func parseHostIP(v, key, flag string) (netip.Addr, error) {
+	if v == "" {
+		return netip.Addr{}, nil
+	}
+	ip, err := netip.ParseAddr(v)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("%s (--%s) %q: not an IP address: write e.g. 203.0.113.7 or 2001:db8::7", key, flag, v)
+	}
+	ip = ip.Unmap()
+	if ip.IsUnspecified() || ip.IsMulticast() || ip.Zone() != "" {
+		return netip.Addr{}, fmt.Errorf("%s (--%s) %s: write one unicast address, or leave it unset", key, flag, v)
+	}
+	return ip, nil
+}
+
+func parsePrefixes(vs []string, key, flag string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(vs))
+	for _, v := range vs {
+		p, err := auth.ParsePrefix(v)
+		if err != nil {
+			return nil, fmt.Errorf("%s (--%s): %w", key, flag, err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}

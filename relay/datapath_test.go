@@ -1,0 +1,256 @@
+package relay
+
+import (
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pion/stun/v4"
+
+	"github.com/postern/postern/allocations"
+	"github.com/postern/postern/auth"
+	"github.com/postern/postern/relay/proto"
+)
+
+// countingSink counts frames relayed to the client, allocation-free.
+type countingSink struct {
+	frames atomic.Int64
+	last   atomic.Int64 // length of the last frame
+}
+
+func (c *countingSink) WriteToClient(b []byte) error {
+	c.last.Store(int64(len(b)))
+	c.frames.Add(1)
+	return nil
+}
+
+// dataPathFixture is a server (not started) holding one UDP allocation with
+// a permission and a channel for a loopback peer socket.
+type dataPathFixture struct {
+	s     *Server
+	ft    allocations.FiveTuple
+	a     *allocations.Allocation
+	peer  *net.UDPConn
+	sink  *countingSink
+	chNum uint16
+}
+
+func newDataPathFixture(tb testing.TB, transport allocations.Transport) *dataPathFixture {
+	tb.Helper()
+	au, err := auth.New(auth.Config{Realm: "bench", Users: map[string]string{"u": "p"}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s, err := New(Config{
+		Auth:   au,
+		Policy: auth.NewPeerPolicy([]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, nil),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(s.table.Close)
+	conn, err := s.ports.ListenUDP(netip.MustParseAddr("127.0.0.1"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	peer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = peer.Close() })
+	f := &dataPathFixture{
+		s: s,
+		ft: allocations.FiveTuple{
+			Client:    netip.MustParseAddrPort("127.0.0.1:40000"),
+			Server:    netip.MustParseAddrPort("127.0.0.1:3478"),
+			Transport: transport,
+		},
+		peer:  peer,
+		sink:  &countingSink{},
+		chNum: 0x4001,
+	}
+	f.a = &allocations.Allocation{
+		FiveTuple: f.ft, Username: "u", User: "u",
+		Relayed: conn.LocalAddr().(*net.UDPAddr).AddrPort(), Conn: conn, Sink: f.sink,
+	}
+	if err := s.table.Create(f.a, time.Hour); err != nil {
+		tb.Fatal(err)
+	}
+	peerAP := peer.LocalAddr().(*net.UDPAddr).AddrPort()
+	if err := f.a.BindChannel(f.chNum, peerAP, time.Now()); err != nil {
+		tb.Fatal(err)
+	}
+	return f
+}
+
+func (f *dataPathFixture) peerAddr() netip.AddrPort {
+	return f.peer.LocalAddr().(*net.UDPAddr).AddrPort()
+}
+
+// drainPeer reads everything the relay sends to the peer until closed.
+func (f *dataPathFixture) drainPeer(got *atomic.Int64) {
+	buf := make([]byte, 2048)
+	for {
+		if _, _, err := f.peer.ReadFromUDPAddrPort(buf); err != nil {
+			return
+		}
+		got.Add(1)
+	}
+}
+
+func channelDataPacket(number uint16, payload int) []byte {
+	pkt := make([]byte, proto.ChannelDataHeaderSize+payload)
+	proto.PutChannelDataHeader(pkt, number, payload)
+	return pkt
+}
+
+func sendIndicationPacket(tb testing.TB, peer netip.AddrPort, payload int) []byte {
+	tb.Helper()
+	m, err := stun.Build(stun.TransactionID, stun.NewType(stun.MethodSend, stun.ClassIndication),
+		setterFunc(func(m *stun.Message) error { return proto.AddXORAddress(m, stun.AttrXORPeerAddress, peer) }),
+		proto.Data(make([]byte, payload)))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return m.Raw
+}
+
+// TestClientToPeerAllocatesNothing proves the client→peer data plane
+// (ChannelData and Send indications) allocates nothing per packet.
+func TestClientToPeerAllocatesNothing(t *testing.T) {
+	f := newDataPathFixture(t, allocations.UDP)
+	var got atomic.Int64
+	go f.drainPeer(&got)
+
+	cd := channelDataPacket(f.chNum, 1200)
+	if n := testing.AllocsPerRun(1000, func() { f.s.relayChannelData(f.ft, cd) }); n != 0 {
+		t.Errorf("ChannelData relay: %v allocations per packet, want 0", n)
+	}
+	// Bursts overflow the peer's socket buffer; some must arrive.
+	waitFor(t, func() bool { return got.Load() > 0 }, "peer to receive relayed ChannelData")
+	got.Store(0)
+	send := sendIndicationPacket(t, f.peerAddr(), 1200)
+	var msg stun.Message
+	f.s.relaySend(f.ft, send, &msg) // first call sizes msg.Attributes
+	if n := testing.AllocsPerRun(1000, func() { f.s.relaySend(f.ft, send, &msg) }); n != 0 {
+		t.Errorf("Send indication relay: %v allocations per packet, want 0", n)
+	}
+	waitFor(t, func() bool { return got.Load() > 0 }, "peer to receive relayed Send indications")
+}
+
+// TestPeerToClientAllocatesNothing proves the peer→client loop allocates
+// nothing per packet, for ChannelData and for Data indications.
+func TestPeerToClientAllocatesNothing(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		transport allocations.Transport
+		channel   bool
+	}{
+		{"udp channel", allocations.UDP, true},
+		{"tcp channel padded", allocations.TCP, true},
+		{"udp data indication", allocations.UDP, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newDataPathFixture(t, tc.transport)
+			src := f.peer
+			if !tc.channel {
+				// A second peer with a permission but no channel.
+				other, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer other.Close()
+				src = other
+			}
+			go f.s.relayFromPeers(f.a)
+			payload := make([]byte, 1001)
+			to := f.a.Relayed
+			// sendUntil keeps at most 64 packets in flight, so the relay
+			// socket's buffer never overflows, until target frames have
+			// reached the client.
+			sendUntil := func(target int64) {
+				deadline := time.Now().Add(5 * time.Second)
+				for sent := f.sink.frames.Load(); f.sink.frames.Load() < target; {
+					if time.Now().After(deadline) {
+						t.Fatalf("only %d of %d frames relayed", f.sink.frames.Load(), target)
+					}
+					if sent-f.sink.frames.Load() >= 64 {
+						time.Sleep(50 * time.Microsecond)
+						sent = f.sink.frames.Load() + 32 // allow for drops
+						continue
+					}
+					if _, err := src.WriteToUDPAddrPort(payload, to); err != nil {
+						t.Fatal(err)
+					}
+					sent++
+				}
+			}
+			const warm, count = 100, 2000
+			sendUntil(warm)
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			start := f.sink.frames.Load()
+			sendUntil(start + count)
+			runtime.ReadMemStats(&after)
+			relayed := f.sink.frames.Load() - start
+			// The test's own sends allocate nothing either; allow a few
+			// stray runtime allocations, not one per packet.
+			if perPacket := float64(after.Mallocs-before.Mallocs) / float64(relayed); perPacket > 0.05 {
+				t.Errorf("%.3f allocations per relayed packet, want 0", perPacket)
+			}
+			want := int64(4 + 1004) // header + payload padded to 4
+			switch {
+			case !tc.channel:
+				want = 20 + 12 + 4 + 1004 // STUN header, XOR-PEER-ADDRESS, DATA
+			case tc.transport == allocations.UDP:
+				want = 4 + 1001
+			}
+			if l := f.sink.last.Load(); l != want {
+				t.Errorf("frame length %d, want %d", l, want)
+			}
+		})
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func BenchmarkRelayChannelData(b *testing.B) {
+	f := newDataPathFixture(b, allocations.UDP)
+	var got atomic.Int64
+	go f.drainPeer(&got)
+	pkt := channelDataPacket(f.chNum, 1200)
+	b.ReportAllocs()
+	b.SetBytes(1200)
+	for b.Loop() {
+		f.s.relayChannelData(f.ft, pkt)
+	}
+}
+
+func BenchmarkRelaySend(b *testing.B) {
+	f := newDataPathFixture(b, allocations.UDP)
+	var got atomic.Int64
+	go f.drainPeer(&got)
+	pkt := sendIndicationPacket(b, f.peerAddr(), 1200)
+	var msg stun.Message
+	b.ReportAllocs()
+	b.SetBytes(1200)
+	for b.Loop() {
+		f.s.relaySend(f.ft, pkt, &msg)
+	}
+}
