@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/pion/stun/v4"
 
@@ -25,12 +26,18 @@ func (r *recordSink) WriteToClient(b []byte) error {
 // the listeners use. Nothing may panic, and every answer must be a valid
 // STUN message with a correct FINGERPRINT.
 func FuzzServerPacket(f *testing.F) {
-	for _, seed := range fuzzSeeds(f) {
-		f.Add(seed)
-	}
-	a, err := auth.New(auth.Config{Realm: "fuzz", Users: map[string]string{"u": "p"}})
+	// A fixed clock and nonce key make nonces deterministic, so seeds can
+	// carry valid credentials and reach the authenticated handlers.
+	fixed := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	a, err := auth.New(auth.Config{
+		Realm: "fuzz", Users: map[string]string{"u": "p"},
+		NonceKey: []byte("fuzz-nonce-key-0123456789"), Now: func() time.Time { return fixed },
+	})
 	if err != nil {
 		f.Fatal(err)
+	}
+	for _, seed := range fuzzSeeds(f, a.Nonce(netip.MustParseAddr("127.0.0.1"))) {
+		f.Add(seed)
 	}
 	s, err := New(Config{
 		Auth:       a,
@@ -81,13 +88,13 @@ func FuzzServerPacket(f *testing.F) {
 }
 
 // fuzzSeeds are real requests of every method, authenticated or not.
-func fuzzSeeds(f *testing.F) [][]byte {
+func fuzzSeeds(f *testing.F, nonce string) [][]byte {
 	f.Helper()
 	integrity := stun.NewLongTermIntegrity("u", "fuzz", "p")
 	peer := setterFunc(func(m *stun.Message) error {
 		return proto.AddXORAddress(m, stun.AttrXORPeerAddress, netip.MustParseAddrPort("127.0.0.1:5000"))
 	})
-	creds := []stun.Setter{stun.NewUsername("u"), stun.NewRealm("fuzz"), stun.NewNonce("bogus"), integrity, stun.Fingerprint}
+	creds := []stun.Setter{stun.NewUsername("u"), stun.NewRealm("fuzz"), stun.NewNonce(nonce), integrity, stun.Fingerprint}
 	build := func(setters ...stun.Setter) []byte {
 		return stun.MustBuild(append([]stun.Setter{stun.TransactionID}, setters...)...).Raw
 	}

@@ -218,3 +218,151 @@ type rawAttr struct {
 }
 
 func (r rawAttr) AddTo(m *stun.Message) error { m.Add(r.t, r.v); return nil }
+
+// read returns the next datagram from the server.
+func (c *rawClient) read() []byte {
+	c.t.Helper()
+	buf := make([]byte, 2048)
+	_ = c.conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+	n, err := c.conn.Read(buf)
+	if err != nil {
+		c.t.Fatalf("read from server: %v", err)
+	}
+	return buf[:n]
+}
+
+// TestSendDataAndChannelData drives both data paths by hand: a Send
+// indication out and a Data indication back, then ChannelData both ways.
+func TestSendDataAndChannelData(t *testing.T) {
+	s := startServer(t)
+	c := newRawClient(t, s.addrs[relay.UDP])
+	resp := c.authed(stun.MethodAllocate, proto.RequestedTransport(proto.ProtoUDP))
+	wantCode(t, "Allocate", resp, 0)
+	relayed, err := proto.GetXORAddress(resp, stun.AttrXORRelayedAddress)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	peerAP := peer.LocalAddr().(*net.UDPAddr).AddrPort()
+	peerRead := func() ([]byte, netip.AddrPort) {
+		t.Helper()
+		buf := make([]byte, 2048)
+		_ = peer.SetReadDeadline(time.Now().Add(2 * time.Second))
+		n, from, err := peer.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			t.Fatalf("peer read: %v", err)
+		}
+		return buf[:n], from
+	}
+	sendInd := func(data string) {
+		m := stun.MustBuild(stun.TransactionID, stun.NewType(stun.MethodSend, stun.ClassIndication),
+			stunPeer(peerAP), proto.Data(data), proto.DontFragment{})
+		if _, err := c.conn.Write(m.Raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Without a permission, a Send indication is dropped (RFC 8656 §11.2)...
+	sendInd("dropped")
+	_ = peer.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if _, _, err := peer.ReadFromUDPAddrPort(make([]byte, 64)); err == nil {
+		t.Fatal("Send indication relayed without a permission")
+	}
+	// ...and with one it reaches the peer from the relayed address.
+	wantCode(t, "CreatePermission", c.authed(stun.MethodCreatePermission, stunPeer(peerAP)), 0)
+	sendInd("via send")
+	if got, from := peerRead(); string(got) != "via send" || from != relayed {
+		t.Fatalf("peer got %q from %v, want %q from %v", got, from, "via send", relayed)
+	}
+
+	// The peer answers: a Data indication with its address.
+	if _, err := peer.WriteToUDPAddrPort([]byte("via data"), relayed); err != nil {
+		t.Fatal(err)
+	}
+	ind := &stun.Message{Raw: c.read()}
+	if err := ind.Decode(); err != nil || ind.Type != stun.NewType(stun.MethodData, stun.ClassIndication) {
+		t.Fatalf("got %v (%v), want a Data indication", ind.Type, err)
+	}
+	var data proto.Data
+	from, err := proto.GetXORAddress(ind, stun.AttrXORPeerAddress)
+	if err := data.GetFrom(ind); err != nil || string(data) != "via data" || from != peerAP {
+		t.Fatalf("Data indication carries %q from %v (%v), want %q from %v", data, from, err, "via data", peerAP)
+	}
+
+	// Bind a channel: ChannelData both ways from now on.
+	wantCode(t, "ChannelBind", c.authed(stun.MethodChannelBind, proto.ChannelNumber(0x4ABC), stunPeer(peerAP)), 0)
+	cd := make([]byte, 4+5)
+	copy(cd[4:], "hello")
+	proto.PutChannelDataHeader(cd, 0x4ABC, 5)
+	if _, err := c.conn.Write(cd); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := peerRead(); string(got) != "hello" {
+		t.Fatalf("peer got %q over the channel, want hello", got)
+	}
+	// ChannelData on an unbound channel goes nowhere.
+	proto.PutChannelDataHeader(cd, 0x4ABD, 5)
+	_, _ = c.conn.Write(cd)
+	if _, err := peer.WriteToUDPAddrPort([]byte("back"), relayed); err != nil {
+		t.Fatal(err)
+	}
+	number, payload, err := proto.ParseChannelData(c.read())
+	if err != nil || number != 0x4ABC || string(payload) != "back" {
+		t.Fatalf("client got channel %#x %q (%v), want 0x4abc \"back\"", number, payload, err)
+	}
+	_ = peer.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if _, _, err := peer.ReadFromUDPAddrPort(make([]byte, 64)); err == nil {
+		t.Fatal("ChannelData on an unbound channel reached the peer")
+	}
+}
+
+// TestStreamAllocationEndsWithConnection: an allocation made over TCP ends
+// when its connection closes (RFC 8656 §3.1), and a stream that is not
+// TURN is closed at once without touching anyone else.
+func TestStreamAllocationEndsWithConnection(t *testing.T) {
+	s := startServer(t)
+	addr := s.addrs[relay.TCP]
+	conn := clientConn(t, relay.TCP, addr, false)
+	client := newClient(t, conn, addr, testUser, testPassword)
+	if _, err := client.Allocate(); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.Table().Len(); n != 1 {
+		t.Fatalf("table has %d allocations, want 1", n)
+	}
+
+	// Garbage and HTTP on other connections are closed by the server.
+	for _, junk := range []string{"\xff\xff\xff\xff garbage", "GET / HTTP/1.1\r\nHost: x\r\n\r\n", "\x00\x01\x00\x00\x00\x00\x00\x00bad cookie.."} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = c.Write([]byte(junk))
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if _, err := c.Read(make([]byte, 16)); err == nil || isTimeout(err) {
+			t.Errorf("connection sending %q was not closed by the server (%v)", junk, err)
+		}
+		_ = c.Close()
+	}
+	if n := s.Table().Len(); n != 1 {
+		t.Fatalf("junk connections disturbed the allocation table: %d allocations", n)
+	}
+
+	_ = conn.Close() // the client's TCP connection goes away without a Refresh
+	deadline := time.Now().Add(2 * time.Second)
+	for s.Table().Len() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("allocation survived its TCP connection")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func isTimeout(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
+}
