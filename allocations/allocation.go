@@ -76,6 +76,13 @@ type Allocation struct {
 	// TransactionID is the Allocate request's, so that a retransmission
 	// of it gets the same success response (RFC 8656 §7.2).
 	TransactionID [12]byte
+	// ID is assigned by Create: unique in the table, for admin tools.
+	ID uint64
+
+	// ToPeer and ToClient count what the relay forwarded each way. The
+	// packet path adds to them atomically: each allocation has its own, so
+	// there is no sharing between allocations.
+	ToPeer, ToClient Counter
 
 	table   *Table                // set once by Create, before publication
 	expires atomic.Int64          // unix nanoseconds
@@ -85,6 +92,28 @@ type Allocation struct {
 	// mu guards the following, and serialises writers of state.
 	done    chan struct{} // made on first Done call
 	removed bool
+}
+
+// Counter counts relayed packets and bytes in one direction.
+type Counter struct {
+	packets, bytes atomic.Uint64
+}
+
+// Add counts one packet of n bytes. HOT: lock-free, no allocation.
+func (c *Counter) Add(n int) {
+	c.packets.Add(1)
+	c.bytes.Add(uint64(n))
+}
+
+// AddN counts packets packets of bytes bytes in all.
+func (c *Counter) AddN(packets, bytes uint64) {
+	c.packets.Add(packets)
+	c.bytes.Add(bytes)
+}
+
+// Load returns the packets and bytes counted so far.
+func (c *Counter) Load() (packets, bytes uint64) {
+	return c.packets.Load(), c.bytes.Load()
 }
 
 // state is an immutable snapshot of permissions and channels. Each list

@@ -324,10 +324,10 @@ func TestHotPathAllocs(t *testing.T) {
 }
 
 // TestAllocationSize guards the per-allocation memory: the struct fits the
-// 288-byte size class of Go's allocator.
+// 320-byte size class of Go's allocator.
 func TestAllocationSize(t *testing.T) {
-	if n := unsafe.Sizeof(Allocation{}); n > 288 {
-		t.Fatalf("Allocation is %d bytes, want <= 288", n)
+	if n := unsafe.Sizeof(Allocation{}); n > 320 {
+		t.Fatalf("Allocation is %d bytes, want <= 320", n)
 	}
 }
 

@@ -118,6 +118,7 @@ type Table struct {
 	relayed map[netip.AddrPort]*Allocation
 	users   map[string]int
 	closed  bool
+	lastID  uint64
 }
 
 // NewTable returns an empty table.
@@ -196,6 +197,8 @@ func (t *Table) Create(a *Allocation, lifetime time.Duration) error {
 	// Everything a reader may look at is set before the allocation is
 	// published by the shard pointer swap below.
 	a.table = t
+	t.lastID++
+	a.ID = t.lastID
 	if a.Created.IsZero() {
 		a.Created = now
 	}

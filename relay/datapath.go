@@ -31,17 +31,24 @@ func isSendIndication(pkt []byte) bool {
 func (s *Server) relayChannelData(ft allocations.FiveTuple, pkt []byte) {
 	number, payload, err := proto.ParseChannelData(pkt)
 	if err != nil {
+		s.stats.drop(DropMalformed)
 		return
 	}
 	a := s.table.Get(ft)
 	if a == nil {
+		s.stats.drop(DropNoAllocation)
 		return
 	}
+	// RFC 8656 §12.6: only the channel binding is checked ("If the
+	// ChannelData message is received on a channel that is not bound to any
+	// peer, then the message is silently discarded"), and nothing is
+	// refreshed.
 	peer, ok := a.ChannelPeer(number, time.Now())
-	if !ok || !s.cfg.Policy.Allowed(peer.Addr()) {
+	if !ok {
+		s.stats.drop(DropNoPermission)
 		return
 	}
-	_, _ = a.Conn.WriteToUDPAddrPort(payload, peer)
+	s.writeToPeer(a, payload, peer)
 }
 
 // relaySend forwards the DATA of a client's Send indication to its
@@ -50,25 +57,45 @@ func (s *Server) relayChannelData(ft allocations.FiveTuple, pkt []byte) {
 func (s *Server) relaySend(ft allocations.FiveTuple, pkt []byte, msg *stun.Message) {
 	a := s.table.Get(ft)
 	if a == nil {
+		s.stats.drop(DropNoAllocation)
 		return
 	}
 	msg.Raw = pkt
 	defer func() { msg.Raw = nil }() // never keep the caller's buffer
 	if err := msg.Decode(); err != nil {
+		s.stats.drop(DropMalformed)
 		return
 	}
 	peer, err := proto.GetXORAddress(msg, stun.AttrXORPeerAddress)
 	if err != nil {
+		s.stats.drop(DropMalformed)
 		return
 	}
 	data, err := msg.Get(stun.AttrData)
 	if err != nil {
+		s.stats.drop(DropMalformed)
 		return
 	}
-	if !a.Permitted(peer.Addr(), time.Now()) || !s.cfg.Policy.Allowed(peer.Addr()) {
+	if !a.Permitted(peer.Addr(), time.Now()) {
+		s.stats.drop(DropNoPermission)
 		return
 	}
-	_, _ = a.Conn.WriteToUDPAddrPort(data, peer)
+	s.writeToPeer(a, data, peer)
+}
+
+// writeToPeer sends payload from the allocation's relay socket, if the peer
+// policy (which may have been reloaded since the permission was made) still
+// allows the peer.
+func (s *Server) writeToPeer(a *allocations.Allocation, payload []byte, peer netip.AddrPort) {
+	if !s.policy().Allowed(peer.Addr()) {
+		s.stats.drop(DropPolicy)
+		return
+	}
+	if _, err := a.Conn.WriteToUDPAddrPort(payload, peer); err != nil {
+		s.stats.drop(DropWriteFailed)
+		return
+	}
+	a.ToPeer.Add(len(payload))
 }
 
 // relayFromPeers reads the allocation's relay socket until the allocation
@@ -98,18 +125,22 @@ func (s *Server) relayFromPeers(a *allocations.Allocation) {
 		from = unmapAddrPort(from)
 		now := time.Now()
 		if !a.Permitted(from.Addr(), now) {
-			continue // RFC 8656 §11.3: no permission, silently discarded
-		}
-		if number, ok := a.PeerChannel(from, now); ok {
-			// RFC 8656 §12.5: over TCP/TLS, padded to a multiple of 4.
-			frame := proto.PutChannelData(buf[headroom-proto.ChannelDataHeaderSize:], number, n, stream)
-			_ = a.Sink.WriteToClient(frame)
+			s.stats.drop(DropNoPermission) // RFC 8656 §11.3: silently discarded
 			continue
 		}
-		// A datagram too large for a Data indication gives nil: dropped.
-		if frame := proto.PutDataIndication(buf, n, from, proto.NewTransactionID(rng)); frame != nil {
-			_ = a.Sink.WriteToClient(frame)
+		var frame []byte
+		if number, ok := a.PeerChannel(from, now); ok {
+			// RFC 8656 §12.5: over TCP/TLS, padded to a multiple of 4.
+			frame = proto.PutChannelData(buf[headroom-proto.ChannelDataHeaderSize:], number, n, stream)
+		} else if frame = proto.PutDataIndication(buf, n, from, proto.NewTransactionID(rng)); frame == nil {
+			s.stats.drop(DropTooLarge) // over 65504 bytes: no Data indication holds it
+			continue
 		}
+		if err := a.Sink.WriteToClient(frame); err != nil {
+			s.stats.drop(DropWriteFailed)
+			continue
+		}
+		a.ToClient.Add(n)
 	}
 }
 

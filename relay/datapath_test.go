@@ -254,3 +254,43 @@ func BenchmarkRelaySend(b *testing.B) {
 		f.s.relaySend(f.ft, pkt, &msg)
 	}
 }
+
+// TestStatsAndPolicyReload: traffic is counted per allocation and in the
+// server totals, and a reloaded policy stops relaying to a peer that an
+// earlier permission and channel still name.
+func TestStatsAndPolicyReload(t *testing.T) {
+	f := newDataPathFixture(t, allocations.UDP)
+	var got atomic.Int64
+	go f.drainPeer(&got)
+	cd := channelDataPacket(f.chNum, 100)
+	for range 10 {
+		f.s.relayChannelData(f.ft, cd)
+	}
+	if p, b := f.a.ToPeer.Load(); p != 10 || b != 1000 {
+		t.Fatalf("allocation counted %d packets, %d bytes to the peer; want 10, 1000", p, b)
+	}
+	st := f.s.Stats()
+	if st.ToPeer.Packets != 10 || st.ToPeer.Bytes != 1000 || st.AllocationsActive != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+
+	f.s.SetPolicy(auth.NewPeerPolicy(nil, nil)) // loopback no longer allowed
+	f.s.relayChannelData(f.ft, cd)
+	if p, _ := f.a.ToPeer.Load(); p != 10 {
+		t.Fatal("relayed to a peer the reloaded policy denies")
+	}
+	if d := f.s.Stats().Drops[DropPolicy.String()]; d != 1 {
+		t.Fatalf("policy drops = %d, want 1", d)
+	}
+	f.s.relayChannelData(allocations.FiveTuple{Client: netip.MustParseAddrPort("127.0.0.9:1"), Server: f.ft.Server, Transport: allocations.UDP}, cd)
+	if d := f.s.Stats().Drops[DropNoAllocation.String()]; d != 1 {
+		t.Fatalf("no-allocation drops = %d, want 1", d)
+	}
+
+	// Totals survive the allocation's end and never go down.
+	f.s.table.Delete(f.ft)
+	st = f.s.Stats()
+	if st.ToPeer.Packets != 10 || st.AllocationsActive != 0 || st.AllocationsEnded["deleted"] != 1 {
+		t.Fatalf("after delete: %+v", st)
+	}
+}

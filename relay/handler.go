@@ -102,8 +102,8 @@ func (r *request) fail(err error, key []byte, extra ...stun.Setter) {
 // client can (re)compute its credentials (RFC 8489 §9.2.4).
 func (r *request) challenge(code stun.ErrorCode, reason string) {
 	r.fail(newError(code, reason), nil,
-		stun.NewRealm(r.s.cfg.Auth.Realm()),
-		stun.NewNonce(r.s.cfg.Auth.Nonce(r.ft.Client.Addr())))
+		stun.NewRealm(r.s.auth().Realm()),
+		stun.NewNonce(r.s.auth().Nonce(r.ft.Client.Addr())))
 }
 
 // authenticate applies the long-term credential mechanism (RFC 8489 §9.2.4)
@@ -118,12 +118,14 @@ func (r *request) authenticate() (auth.Identity, bool) {
 		r.fail(newError(stun.CodeBadRequest, "Bad Request: MESSAGE-INTEGRITY without USERNAME, REALM and NONCE"), nil)
 		return auth.Identity{}, false
 	}
-	if err := r.s.cfg.Auth.CheckNonce(nonce.String(), r.ft.Client.Addr()); err != nil {
+	if err := r.s.auth().CheckNonce(nonce.String(), r.ft.Client.Addr()); err != nil {
+		r.s.stats.staleNonces.Add(1)
 		r.challenge(stun.CodeStaleNonce, "Stale Nonce")
 		return auth.Identity{}, false
 	}
-	id, err := r.s.cfg.Auth.Verify(r.req)
+	id, err := r.s.auth().Verify(r.req)
 	if err != nil {
+		r.s.stats.authFailures.Add(1)
 		r.s.log.Info("authentication failed", "client", r.ft.Client.String(), "transport", r.ft.Transport.String(), "err", err)
 		r.challenge(stun.CodeUnauthorized, "Unauthorized")
 		return auth.Identity{}, false
@@ -218,6 +220,7 @@ func (r *request) allocate(id auth.Identity) error {
 		r.s.ports.Release(local)
 		return err
 	}
+	r.s.stats.created.Add(1)
 	r.s.relays.Go(func() { r.s.relayFromPeers(a) })
 	r.s.log.Info("allocation created", "user", id.Username, "client", r.ft.Client.String(),
 		"transport", r.ft.Transport.String(), "relayed", advertised.String(), "lifetime", lifetime)
@@ -275,7 +278,7 @@ func (r *request) checkPeer(a *allocations.Allocation, peer netip.AddrPort) erro
 	if peer.Addr().Is4() != a.Relayed.Addr().Is4() {
 		return newError(stun.CodePeerAddrFamilyMismatch, "Peer Address Family Mismatch")
 	}
-	if !r.s.cfg.Policy.Allowed(peer.Addr()) {
+	if !r.s.policy().Allowed(peer.Addr()) {
 		r.s.log.Info("peer denied by policy", "user", a.Username, "peer", peer.Addr().String())
 		return newError(stun.CodeForbidden, "Forbidden: relaying to this peer address is not allowed")
 	}

@@ -10,11 +10,13 @@ import (
 	"net/netip"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/pion/stun/v4"
 
 	"github.com/postern/postern/allocations"
+	"github.com/postern/postern/auth"
 )
 
 // BoundListener is a listener that is bound and serving.
@@ -34,6 +36,12 @@ type Server struct {
 	tls      *tls.Config
 	software stun.Software
 	primary  netip.Addr // relay address for listeners bound to every address
+	stats    stats
+
+	// Replaced at run time by SetAuth and SetPolicy (configuration reload);
+	// read on every request, and the policy on every packet.
+	curAuth   atomic.Pointer[auth.Authenticator]
+	curPolicy atomic.Pointer[auth.PeerPolicy]
 
 	requests chan udpRequest // UDP control-plane work for the worker pool
 	done     chan struct{}   // closed when the server has stopped
@@ -90,6 +98,8 @@ func New(cfg Config) (*Server, error) {
 		done:     make(chan struct{}),
 		conns:    make(map[net.Conn]struct{}),
 	}
+	s.curAuth.Store(cfg.Auth)
+	s.curPolicy.Store(cfg.Policy)
 	s.table = allocations.NewTable(allocations.Config{
 		UserQuota: cfg.UserQuota,
 		Ports:     s.ports,
@@ -97,6 +107,27 @@ func New(cfg Config) (*Server, error) {
 	})
 	return s, nil
 }
+
+// SetAuth replaces the credentials checked from the next request on (a
+// configuration reload). Existing allocations stay; their later requests
+// are checked against the new credentials.
+func (s *Server) SetAuth(a *auth.Authenticator) {
+	if a != nil {
+		s.curAuth.Store(a)
+	}
+}
+
+// SetPolicy replaces the peer policy. It applies to the next packet on
+// every path, including permissions and channels made under the old one.
+func (s *Server) SetPolicy(p *auth.PeerPolicy) {
+	if p != nil {
+		s.curPolicy.Store(p)
+	}
+}
+
+func (s *Server) auth() *auth.Authenticator { return s.curAuth.Load() }
+
+func (s *Server) policy() *auth.PeerPolicy { return s.curPolicy.Load() }
 
 // Table returns the server's allocation table (for tests and admin views).
 func (s *Server) Table() *allocations.Table { return s.table }
@@ -238,20 +269,15 @@ func (s *Server) untrackConn(c net.Conn) {
 }
 
 func (s *Server) onRemove(a *allocations.Allocation, why allocations.Reason) {
-	s.log.Info("allocation ended", "user", a.Username, "client", a.FiveTuple.Client.String(),
-		"transport", a.FiveTuple.Transport.String(), "relayed", a.Relayed.String(), "reason", reasonName(why))
-}
-
-func reasonName(r allocations.Reason) string {
-	switch r {
-	case allocations.ReasonExpired:
-		return "expired"
-	case allocations.ReasonDeleted:
-		return "deleted"
-	case allocations.ReasonClosed:
-		return "closed"
+	p, b := a.ToPeer.Load()
+	s.stats.endedToPeer.AddN(p, b)
+	p, b = a.ToClient.Load()
+	s.stats.endedToClient.AddN(p, b)
+	if int(why) < len(s.stats.ended) {
+		s.stats.ended[why].Add(1)
 	}
-	return "unknown"
+	s.log.Info("allocation ended", "user", a.Username, "client", a.FiveTuple.Client.String(),
+		"transport", a.FiveTuple.Transport.String(), "relayed", a.Relayed.String(), "reason", why.String())
 }
 
 // relayIPFor picks the address relay sockets bind on for allocations made

@@ -88,6 +88,7 @@ func (l *udpListener) serve() {
 			select {
 			case l.s.requests <- req:
 			default: // overloaded: drop, the client retransmits
+				l.s.stats.drop(DropOverload)
 			}
 		}
 	}
