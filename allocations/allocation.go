@@ -22,9 +22,9 @@ var (
 	// ErrBadPeer: the peer address is invalid (400 Bad Request).
 	ErrBadPeer = errors.New("invalid peer address")
 	// ErrCapacity: the allocation holds MaxPermissions permissions or
-	// MaxChannels channel bindings (RFC 8656 §10.2, §12.2: 508 Insufficient
-	// Capacity).
-	ErrCapacity = errors.New("too many permissions or channels")
+	// MaxChannels channel bindings, or the table holds Config.TotalQuota
+	// allocations (RFC 8656 §7.2, §10.2, §12.2: 508 Insufficient Capacity).
+	ErrCapacity = errors.New("insufficient capacity")
 )
 
 // Protocol constants.

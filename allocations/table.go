@@ -91,6 +91,13 @@ type Config struct {
 	// UserQuota is the most allocations one user (Allocation.User) may hold
 	// at once, across every transport and listener. 0 means unlimited.
 	UserQuota int
+	// IPQuota is the most allocations clients at one IP address may hold
+	// at once (ErrQuota), across every transport and listener. 0 means
+	// unlimited.
+	IPQuota int
+	// TotalQuota is the most allocations the table holds (ErrCapacity,
+	// answered 508). 0 means unlimited.
+	TotalQuota int
 	// Now is the clock used for expiry; time.Now if nil.
 	Now func() time.Time
 	// OnRemove, if set, is called once for every removed allocation, after
@@ -117,6 +124,7 @@ type Table struct {
 	built   [numShards]int // per shard: most entries since the map was last built by re-inserting
 	relayed map[netip.AddrPort]*Allocation
 	users   map[string]int
+	ips     map[netip.Addr]int
 	closed  bool
 	lastID  uint64
 }
@@ -130,6 +138,7 @@ func NewTable(cfg Config) *Table {
 		cfg:     cfg,
 		relayed: make(map[netip.AddrPort]*Allocation),
 		users:   make(map[string]int),
+		ips:     make(map[netip.Addr]int),
 	}
 	for i := range t.shards {
 		m := make(map[FiveTuple]*Allocation)
@@ -192,6 +201,10 @@ func (t *Table) Create(a *Allocation, lifetime time.Duration) error {
 		return fmt.Errorf("allocations: create %v: relayed address %v in use: %w", ft, a.Relayed, ErrExists)
 	case t.cfg.UserQuota > 0 && t.users[a.User] >= t.cfg.UserQuota:
 		return fmt.Errorf("allocations: create %v: user %q holds %d of %d: %w", ft, a.User, t.users[a.User], t.cfg.UserQuota, ErrQuota)
+	case t.cfg.IPQuota > 0 && t.ips[ft.Client.Addr()] >= t.cfg.IPQuota:
+		return fmt.Errorf("allocations: create %v: address %v holds %d of %d: %w", ft, ft.Client.Addr(), t.ips[ft.Client.Addr()], t.cfg.IPQuota, ErrQuota)
+	case t.cfg.TotalQuota > 0 && int(t.count.Load()) >= t.cfg.TotalQuota:
+		return fmt.Errorf("allocations: create %v: the server holds %d of %d allocations: %w", ft, t.count.Load(), t.cfg.TotalQuota, ErrCapacity)
 	}
 
 	// Everything a reader may look at is set before the allocation is
@@ -213,6 +226,7 @@ func (t *Table) Create(a *Allocation, lifetime time.Duration) error {
 		t.relayed[a.Relayed] = a
 	}
 	t.users[a.User]++
+	t.ips[ft.Client.Addr()]++
 	t.count.Add(1)
 	return nil
 }
@@ -245,6 +259,13 @@ func (t *Table) Delete(ft FiveTuple) bool {
 
 // Len returns the number of allocations.
 func (t *Table) Len() int { return int(t.count.Load()) }
+
+// IPCount returns how many allocations clients at ip hold.
+func (t *Table) IPCount(ip netip.Addr) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.ips[ip]
+}
 
 // UserCount returns the number of allocations user holds.
 func (t *Table) UserCount(user string) int {
@@ -356,6 +377,11 @@ func (t *Table) removeLocked(as []*Allocation) []*Allocation {
 			}
 			if t.users[a.User]--; t.users[a.User] <= 0 {
 				delete(t.users, a.User)
+			}
+			if ip := a.FiveTuple.Client.Addr(); t.ips[ip] > 1 {
+				t.ips[ip]--
+			} else {
+				delete(t.ips, ip)
 			}
 			t.count.Add(-1)
 		}

@@ -126,8 +126,16 @@ type Config struct {
 	RelayPorts allocations.PortRange
 
 	// UserQuota is the maximum number of allocations per user across every
-	// listener; 0 means unlimited.
-	UserQuota int
+	// listener; 0 means unlimited. IPQuota is the same per client IP
+	// address, and TotalQuota for the whole server (508 when reached).
+	UserQuota, IPQuota, TotalQuota int
+
+	// UnauthenticatedRate limits, per client address, the answers to
+	// requests that have not authenticated (401, 438, 400, 420), in answers
+	// per second with UnauthenticatedBurst; 0 means unlimited. Such answers
+	// cost an HMAC and bandwidth toward a possibly spoofed address.
+	UnauthenticatedRate  float64
+	UnauthenticatedBurst int
 	// DefaultLifetime is the lifetime of allocations that ask for less
 	// (600 s when zero); MaxLifetime caps what they may ask for (3600 s).
 	DefaultLifetime, MaxLifetime time.Duration

@@ -36,7 +36,7 @@ func errorCode(err error) (stun.ErrorCode, string) {
 	case errors.Is(err, allocations.ErrChannelConflict):
 		return stun.CodeBadRequest, "Bad Request: channel or peer already bound otherwise"
 	case errors.Is(err, allocations.ErrCapacity):
-		return stun.CodeInsufficientCapacity, "Insufficient Capacity: too many permissions or channels on this allocation"
+		return stun.CodeInsufficientCapacity, "Insufficient Capacity"
 	case errors.Is(err, allocations.ErrBadPeer):
 		return stun.CodeBadRequest, "Bad Request: invalid peer address"
 	case errors.Is(err, allocations.ErrBadChannel):

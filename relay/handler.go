@@ -72,9 +72,13 @@ func (r *request) start(class stun.MessageClass) {
 }
 
 // send finishes the response (SOFTWARE, MESSAGE-INTEGRITY when the request
-// was authenticated, FINGERPRINT) and writes it to the client.
+// was authenticated, FINGERPRINT) and writes it to the client. Error answers
+// to unauthenticated requests carry no SOFTWARE: it would only tell a
+// scanner what we run and add to the amplification factor.
 func (r *request) send(key []byte) {
-	_ = r.s.software.AddTo(r.resp)
+	if key != nil || r.resp.Type.Class == stun.ClassSuccessResponse {
+		_ = r.s.software.AddTo(r.resp)
+	}
 	if key != nil {
 		_ = stun.MessageIntegrity(key).AddTo(r.resp)
 	}
@@ -84,8 +88,13 @@ func (r *request) send(key []byte) {
 	}
 }
 
-// fail answers with the error code err maps to.
+// fail answers with the error code err maps to. Answers to requests that
+// did not authenticate (key nil) are rate-limited per client address.
 func (r *request) fail(err error, key []byte, extra ...stun.Setter) {
+	if key == nil && !r.s.unauthLimit.allow(r.ft.Client.Addr()) {
+		r.s.stats.drop(DropRateLimited)
+		return
+	}
 	code, reason := errorCode(err)
 	r.start(stun.ClassErrorResponse)
 	_ = stun.ErrorCodeAttribute{Code: code, Reason: []byte(reason)}.AddTo(r.resp)

@@ -106,10 +106,10 @@ func TestRFC8656ErrorCodes(t *testing.T) {
 	s := startServer(t)
 	c := newRawClient(t, s.addrs[relay.UDP])
 
-	// No credentials: 401 with REALM and NONCE, and SOFTWARE + FINGERPRINT.
+	// No credentials: 401 with REALM and NONCE, and FINGERPRINT.
 	resp := c.do(stun.NewType(stun.MethodAllocate, stun.ClassRequest), proto.RequestedTransport(proto.ProtoUDP))
 	wantCode(t, "unauthenticated Allocate", resp, stun.CodeUnauthorized)
-	for _, a := range []stun.AttrType{stun.AttrRealm, stun.AttrNonce, stun.AttrSoftware, stun.AttrFingerprint} {
+	for _, a := range []stun.AttrType{stun.AttrRealm, stun.AttrNonce, stun.AttrFingerprint} {
 		if !resp.Contains(a) {
 			t.Errorf("401 lacks %v", a)
 		}

@@ -38,6 +38,8 @@ type Server struct {
 	primary  netip.Addr // relay address for listeners bound to every address
 	stats    stats
 
+	unauthLimit *ipLimiter // nil: unlimited
+
 	// Replaced at run time by SetAuth and SetPolicy (configuration reload);
 	// read on every request, and the policy on every packet.
 	curAuth   atomic.Pointer[auth.Authenticator]
@@ -97,13 +99,17 @@ func New(cfg Config) (*Server, error) {
 		requests: make(chan udpRequest, 1024),
 		done:     make(chan struct{}),
 		conns:    make(map[net.Conn]struct{}),
+
+		unauthLimit: newIPLimiter(cfg.UnauthenticatedRate, cfg.UnauthenticatedBurst),
 	}
 	s.curAuth.Store(cfg.Auth)
 	s.curPolicy.Store(cfg.Policy)
 	s.table = allocations.NewTable(allocations.Config{
-		UserQuota: cfg.UserQuota,
-		Ports:     s.ports,
-		OnRemove:  s.onRemove,
+		UserQuota:  cfg.UserQuota,
+		IPQuota:    cfg.IPQuota,
+		TotalQuota: cfg.TotalQuota,
+		Ports:      s.ports,
+		OnRemove:   s.onRemove,
 	})
 	return s, nil
 }

@@ -39,6 +39,10 @@ func withQuota(n int) serverOption { return func(c *relay.Config) { c.UserQuota 
 
 func withPolicy(p *auth.PeerPolicy) serverOption { return func(c *relay.Config) { c.Policy = p } }
 
+func withRateLimit(perSecond float64, burst int) serverOption {
+	return func(c *relay.Config) { c.UnauthenticatedRate, c.UnauthenticatedBurst = perSecond, burst }
+}
+
 func withAuth(a *auth.Authenticator) serverOption { return func(c *relay.Config) { c.Auth = a } }
 
 func newAuth(t testing.TB, nonceLifetime time.Duration) *auth.Authenticator {

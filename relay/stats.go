@@ -19,10 +19,11 @@ const (
 	DropTooLarge                       // a datagram too large for a Data indication
 	DropOverload                       // the request queue was full
 	DropWriteFailed                    // the client or peer socket refused the write
+	DropRateLimited                    // an unauthenticated client's answer over its rate limit
 	numDropReasons
 )
 
-var dropNames = [numDropReasons]string{"no_allocation", "no_permission", "policy", "malformed", "too_large", "overload", "write_failed"}
+var dropNames = [numDropReasons]string{"no_allocation", "no_permission", "policy", "malformed", "too_large", "overload", "write_failed", "rate_limited"}
 
 // String returns the reason as a metric label value.
 func (r DropReason) String() string {

@@ -1,0 +1,157 @@
+package relay_test
+
+import (
+	"net"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/stun/v4"
+
+	"github.com/postern/postern/relay"
+	"github.com/postern/postern/relay/proto"
+)
+
+// TestUnauthenticatedRateLimit: one address gets at most its budget of
+// answers to unauthenticated requests; another address is unaffected.
+func TestUnauthenticatedRateLimit(t *testing.T) {
+	s := startServer(t, withRateLimit(5, 5))
+	server, err := net.ResolveUDPAddr("udp4", s.addrs[relay.UDP])
+	if err != nil {
+		t.Fatal(err)
+	}
+	flood := func(from string, n int) int {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(from)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		for range n {
+			req := stun.MustBuild(stun.TransactionID, stun.NewType(stun.MethodAllocate, stun.ClassRequest),
+				proto.RequestedTransport(proto.ProtoUDP))
+			if _, err := c.WriteToUDP(req.Raw, server); err != nil {
+				t.Fatal(err)
+			}
+		}
+		answers := 0
+		buf := make([]byte, 1500)
+		for {
+			_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+			if _, _, err := c.ReadFromUDP(buf); err != nil {
+				return answers
+			}
+			answers++
+		}
+	}
+	// 50 requests in well under a second: the burst of 5, plus at most a
+	// few tokens refilled at 5/s while they are answered.
+	if got := flood("127.0.0.1", 50); got < 5 || got > 8 {
+		t.Errorf("127.0.0.1 got %d answers to 50 unauthenticated requests, want 5-8", got)
+	}
+	if got := flood("127.0.0.2", 3); got != 3 {
+		t.Errorf("another address got %d answers to 3 requests, want 3", got)
+	}
+	if d := s.Stats().Drops[relay.DropRateLimited.String()]; d < 40 {
+		t.Errorf("rate_limited drops = %d, want >= 40", d)
+	}
+}
+
+// TestAmplificationFactor measures what an unauthenticated request can make
+// the server send: the smallest requests that get an answer, against the
+// answer. README's "Security" section quotes the bound asserted here.
+func TestAmplificationFactor(t *testing.T) {
+	s := startServer(t)
+	c := newRawClient(t, s.addrs[relay.UDP])
+	cases := []struct {
+		name string
+		req  *stun.Message
+	}{
+		{"Binding", stun.MustBuild(stun.TransactionID, stun.BindingRequest)},
+		{"Allocate", stun.MustBuild(stun.TransactionID, stun.NewType(stun.MethodAllocate, stun.ClassRequest))},
+		{"Refresh", stun.MustBuild(stun.TransactionID, stun.NewType(stun.MethodRefresh, stun.ClassRequest))},
+	}
+	// 5x for the 12-byte test realm; each 4 bytes of realm add 0.2.
+	const maxFactor = 5.0
+	for _, tc := range cases {
+		resp := c.exchange(tc.req)
+		factor := float64(len(resp.Raw)) / float64(len(tc.req.Raw))
+		t.Logf("%s: %d-byte request, %d-byte answer: factor %.1f", tc.name, len(tc.req.Raw), len(resp.Raw), factor)
+		if factor > maxFactor {
+			t.Errorf("%s: amplification factor %.1f > %.1f", tc.name, factor, maxFactor)
+		}
+	}
+}
+
+// TestFloodKeepsHeapBoundedAndServesClients sends thousands of
+// unauthenticated Allocates from 256 addresses and many ports. The server
+// keeps no state for them (stateless nonces, fixed-size rate-limit table),
+// so the heap must not grow with the flood, and a legitimate client must
+// allocate and relay meanwhile.
+func TestFloodKeepsHeapBoundedAndServesClients(t *testing.T) {
+	if testing.Short() {
+		t.Skip("flood test skipped in -short mode")
+	}
+	s := startServer(t, withRateLimit(10, 20))
+	server, err := net.ResolveUDPAddr("udp4", s.addrs[relay.UDP])
+	if err != nil {
+		t.Fatal(err)
+	}
+	heap := func() uint64 {
+		var m runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	before := heap()
+
+	const addrs, perAddr = 256, 20
+	stop := make(chan struct{})
+	var flooders sync.WaitGroup
+	for i := range addrs {
+		flooders.Go(func() {
+			c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 1, byte(i>>8), byte(i+1))})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Close()
+			for range perAddr {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				req := stun.MustBuild(stun.TransactionID, stun.NewType(stun.MethodAllocate, stun.ClassRequest),
+					proto.RequestedTransport(proto.ProtoUDP))
+				_, _ = c.WriteToUDP(req.Raw, server)
+			}
+		})
+	}
+
+	// Meanwhile a real client from its own address allocates and relays.
+	pc, err := net.ListenPacket("udp4", "127.0.0.2:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	client := newClient(t, pc, s.addrs[relay.UDP], testUser, testPassword)
+	relayConn, err := client.Allocate()
+	if err != nil {
+		t.Fatalf("legitimate allocate during the flood: %v", err)
+	}
+	defer relayConn.Close()
+	roundTrip(t, relayConn, echoPeer(t).LocalAddr(), 10)
+	flooders.Wait()
+	close(stop)
+
+	growth := int64(heap()) - int64(before)
+	t.Logf("heap growth after %d unauthenticated requests from %d addresses: %d bytes", addrs*perAddr, addrs, growth)
+	const bound = 2 << 20
+	if growth > bound {
+		t.Errorf("heap grew %d bytes during the flood, bound %d", growth, bound)
+	}
+	if n := s.Table().Len(); n != 1 {
+		t.Errorf("table holds %d allocations, want only the legitimate one", n)
+	}
+}
