@@ -85,6 +85,7 @@ type Allocation struct {
 	ToPeer, ToClient Counter
 
 	table   *Table                // set once by Create, before publication
+	limits  *allocLimits          // set once by Create; nil when no bandwidth limit is configured
 	expires atomic.Int64          // unix nanoseconds
 	state   atomic.Pointer[state] // nil: no permissions, no channels
 
@@ -92,6 +93,41 @@ type Allocation struct {
 	// mu guards the following, and serialises writers of state.
 	done    chan struct{} // made on first Done call
 	removed bool
+}
+
+// allocLimits are an allocation's own byte-rate limiters and its user's,
+// shared with the user's other allocations.
+type allocLimits struct {
+	own  Limits
+	user *Limits // nil: no per-user limit
+}
+
+// AllowToPeer spends n bytes of the allocation's and its user's bandwidth
+// toward peers at now (monotonic nanoseconds), reporting whether the packet
+// may go. HOT: lock-free, no allocation.
+func (a *Allocation) AllowToPeer(n int, now int64) bool {
+	l := a.limits
+	if l == nil {
+		return true
+	}
+	var user *ByteRate
+	if l.user != nil {
+		user = l.user.ToPeer
+	}
+	return allowBoth(l.own.ToPeer, user, n, now)
+}
+
+// AllowToClient is AllowToPeer for the other direction.
+func (a *Allocation) AllowToClient(n int, now int64) bool {
+	l := a.limits
+	if l == nil {
+		return true
+	}
+	var user *ByteRate
+	if l.user != nil {
+		user = l.user.ToClient
+	}
+	return allowBoth(l.own.ToClient, user, n, now)
 }
 
 // Counter counts relayed packets and bytes in one direction.

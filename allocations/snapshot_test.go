@@ -1,6 +1,7 @@
 package allocations
 
 import (
+	"fmt"
 	"net/netip"
 	"reflect"
 	"testing"
@@ -38,36 +39,11 @@ func TestSnapshotAccessors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			perms, chans := a.Permissions(tt.at), a.Channels(tt.at)
-			// Compare instants, not time.Time internals.
-			norm := func(ts []time.Time) []int64 {
-				out := make([]int64, len(ts))
-				for i, x := range ts {
-					out[i] = x.UnixNano()
-				}
-				return out
+			if got, want := permStrings(perms), permStrings(tt.wantPerms); !reflect.DeepEqual(got, want) {
+				t.Errorf("Permissions = %v, want %v", got, want)
 			}
-			var gotP, wantP, gotC, wantC []time.Time
-			for i := range perms {
-				gotP = append(gotP, perms[i].Expires)
-				perms[i].Expires = time.Time{}
-			}
-			for i := range tt.wantPerms {
-				wantP = append(wantP, tt.wantPerms[i].Expires)
-				tt.wantPerms[i].Expires = time.Time{}
-			}
-			for i := range chans {
-				gotC = append(gotC, chans[i].Expires)
-				chans[i].Expires = time.Time{}
-			}
-			for i := range tt.wantChans {
-				wantC = append(wantC, tt.wantChans[i].Expires)
-				tt.wantChans[i].Expires = time.Time{}
-			}
-			if !reflect.DeepEqual(perms, tt.wantPerms) || !reflect.DeepEqual(norm(gotP), norm(wantP)) {
-				t.Errorf("Permissions = %v %v, want %v %v", perms, gotP, tt.wantPerms, wantP)
-			}
-			if !reflect.DeepEqual(chans, tt.wantChans) || !reflect.DeepEqual(norm(gotC), norm(wantC)) {
-				t.Errorf("Channels = %v %v, want %v %v", chans, gotC, tt.wantChans, wantC)
+			if got, want := chanStrings(chans), chanStrings(tt.wantChans); !reflect.DeepEqual(got, want) {
+				t.Errorf("Channels = %v, want %v", got, want)
 			}
 			if p, c := a.CountLive(tt.at); p != len(perms) || c != len(chans) {
 				t.Errorf("CountLive = %d, %d; want %d, %d", p, c, len(perms), len(chans))
@@ -78,4 +54,22 @@ func TestSnapshotAccessors(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() { a.CountLive(t0) }); n != 0 {
 		t.Errorf("CountLive allocates %v times, want 0", n)
 	}
+}
+
+// permStrings and chanStrings format entries with their expiry as an
+// instant, so comparisons ignore time.Time's internal representation.
+func permStrings(ps []Permission) []string {
+	var out []string
+	for _, p := range ps {
+		out = append(out, fmt.Sprintf("%v until %d", p.Peer, p.Expires.UnixNano()))
+	}
+	return out
+}
+
+func chanStrings(cs []Channel) []string {
+	var out []string
+	for _, c := range cs {
+		out = append(out, fmt.Sprintf("0x%04x %v until %d", c.Number, c.Peer, c.Expires.UnixNano()))
+	}
+	return out
 }

@@ -98,6 +98,11 @@ type Config struct {
 	// TotalQuota is the most allocations the table holds (ErrCapacity,
 	// answered 508). 0 means unlimited.
 	TotalQuota int
+	// AllocationBandwidth and UserBandwidth limit relayed bytes per second
+	// in each direction, for one allocation and for all of one user's
+	// allocations together; 0 means unlimited. Excess packets are dropped
+	// by the relay (Allocation.AllowToPeer, AllowToClient).
+	AllocationBandwidth, UserBandwidth int64
 	// Now is the clock used for expiry; time.Now if nil.
 	Now func() time.Time
 	// OnRemove, if set, is called once for every removed allocation, after
@@ -125,6 +130,7 @@ type Table struct {
 	relayed map[netip.AddrPort]*Allocation
 	users   map[string]int
 	ips     map[netip.Addr]int
+	bw      map[string]*Limits // per-user bandwidth limiters, while the user holds allocations
 	closed  bool
 	lastID  uint64
 }
@@ -139,6 +145,7 @@ func NewTable(cfg Config) *Table {
 		relayed: make(map[netip.AddrPort]*Allocation),
 		users:   make(map[string]int),
 		ips:     make(map[netip.Addr]int),
+		bw:      make(map[string]*Limits),
 	}
 	for i := range t.shards {
 		m := make(map[FiveTuple]*Allocation)
@@ -224,6 +231,16 @@ func (t *Table) Create(a *Allocation, lifetime time.Duration) error {
 
 	if a.Relayed.IsValid() {
 		t.relayed[a.Relayed] = a
+	}
+	if t.cfg.AllocationBandwidth > 0 || t.cfg.UserBandwidth > 0 {
+		a.limits = &allocLimits{own: newLimits(t.cfg.AllocationBandwidth)}
+		if t.cfg.UserBandwidth > 0 {
+			if t.bw[a.User] == nil {
+				t.bw[a.User] = &Limits{}
+				*t.bw[a.User] = newLimits(t.cfg.UserBandwidth)
+			}
+			a.limits.user = t.bw[a.User]
+		}
 	}
 	t.users[a.User]++
 	t.ips[ft.Client.Addr()]++
@@ -377,6 +394,7 @@ func (t *Table) removeLocked(as []*Allocation) []*Allocation {
 			}
 			if t.users[a.User]--; t.users[a.User] <= 0 {
 				delete(t.users, a.User)
+				delete(t.bw, a.User)
 			}
 			if ip := a.FiveTuple.Client.Addr(); t.ips[ip] > 1 {
 				t.ips[ip]--

@@ -2,6 +2,7 @@ package relay_test
 
 import (
 	"net"
+	"net/netip"
 	"runtime"
 	"sync"
 	"testing"
@@ -153,5 +154,94 @@ func TestFloodKeepsHeapBoundedAndServesClients(t *testing.T) {
 	}
 	if n := s.Table().Len(); n != 1 {
 		t.Errorf("table holds %d allocations, want only the legitimate one", n)
+	}
+}
+
+// TestConnectionCaps: past max_conns_per_ip a source's new TCP connections
+// are closed at once; another source is unaffected; closing frees a slot.
+func TestConnectionCaps(t *testing.T) {
+	s := startServer(t, func(c *relay.Config) { c.MaxConnsPerIP, c.MaxConns = 3, 5 })
+	addr := s.addrs[relay.TCP]
+	dialFrom := func(ip string) net.Conn {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		return c
+	}
+	// served reports whether the server answers a Binding on c.
+	served := func(c net.Conn) bool {
+		req := stun.MustBuild(stun.TransactionID, stun.BindingRequest)
+		if _, err := c.Write(req.Raw); err != nil {
+			return false
+		}
+		_ = c.SetReadDeadline(time.Now().Add(time.Second))
+		_, err := c.Read(make([]byte, 512))
+		return err == nil
+	}
+	var conns []net.Conn
+	for i := range 3 {
+		c := dialFrom("127.0.0.1")
+		if !served(c) {
+			t.Fatalf("connection %d within the cap was not served", i)
+		}
+		conns = append(conns, c)
+	}
+	if served(dialFrom("127.0.0.1")) {
+		t.Fatal("a 4th connection from one address was served despite max_conns_per_ip 3")
+	}
+	if !served(dialFrom("127.0.0.3")) || !served(dialFrom("127.0.0.4")) {
+		t.Fatal("other addresses were refused")
+	}
+	if served(dialFrom("127.0.0.5")) {
+		t.Fatal("a 6th connection was served despite max_conns 5")
+	}
+	_ = conns[0].Close()
+	deadline := time.Now().Add(2 * time.Second)
+	for !served(dialFrom("127.0.0.1")) {
+		if time.Now().After(deadline) {
+			t.Fatal("closing a connection did not free its slot")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if d := s.Stats().Drops[relay.DropConnLimit.String()]; d < 2 {
+		t.Errorf("conn_limit drops = %d, want >= 2", d)
+	}
+}
+
+// TestDrain: while draining, existing allocations keep working and new
+// ones are refused with 508, or 300 Try Alternate when an alternate server
+// is configured.
+func TestDrain(t *testing.T) {
+	alt := netip.MustParseAddrPort("192.0.2.10:3478")
+	for _, tc := range []struct {
+		name string
+		alt  netip.AddrPort
+		want stun.ErrorCode
+	}{{"no alternate", netip.AddrPort{}, stun.CodeInsufficientCapacity}, {"alternate", alt, stun.CodeTryAlternate}} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := startServer(t, func(c *relay.Config) { c.AlternateServer = tc.alt })
+			old := newRawClient(t, s.addrs[relay.UDP])
+			wantCode(t, "Allocate before drain", old.authed(stun.MethodAllocate, proto.RequestedTransport(proto.ProtoUDP)), 0)
+			s.SetDraining(true)
+			if s.Ready() {
+				t.Error("Ready() while draining")
+			}
+			fresh := newRawClient(t, s.addrs[relay.UDP])
+			resp := fresh.authed(stun.MethodAllocate, proto.RequestedTransport(proto.ProtoUDP))
+			wantCode(t, "Allocate while draining", resp, tc.want)
+			if tc.alt.IsValid() {
+				var as stun.AlternateServer
+				if err := as.GetFrom(resp); err != nil || as.Port != int(alt.Port()) || !as.IP.Equal(net.IP(alt.Addr().AsSlice())) {
+					t.Errorf("ALTERNATE-SERVER %v:%d (%v), want %v", as.IP, as.Port, err, alt)
+				}
+			}
+			wantCode(t, "Refresh of an existing allocation while draining", old.authed(stun.MethodRefresh), 0)
+			if n := s.Table().Len(); n != 1 {
+				t.Errorf("table has %d allocations, want the old one only", n)
+			}
+		})
 	}
 }

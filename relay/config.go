@@ -98,6 +98,11 @@ const (
 	DefaultAllocationLifetime = 10 * time.Minute
 	// DefaultMaxLifetime caps the lifetime a client may ask for.
 	DefaultMaxLifetime = time.Hour
+	// DefaultHandshakeTimeout bounds the wait for a TCP/TLS client's first
+	// byte, PROXY header and TLS handshake.
+	DefaultHandshakeTimeout = 10 * time.Second
+	// DefaultIdleTimeout closes TCP/TLS connections that have not allocated.
+	DefaultIdleTimeout = 30 * time.Second
 )
 
 // Config is everything a Server needs. Zero values take the documented
@@ -119,9 +124,15 @@ type Config struct {
 	// listener's own address is used if it is specific, else the host's
 	// primary address (the one holding the default route).
 	RelayIP netip.Addr
-	// ExternalIP, when valid, is advertised in XOR-RELAYED-ADDRESS instead of
-	// the relay socket's address (the host is behind 1:1 NAT).
-	ExternalIP netip.Addr
+	// ExternalIP maps relay addresses to the public addresses advertised
+	// in XOR-RELAYED-ADDRESS instead of the relay socket's own (the host is
+	// behind 1:1 NAT); a relay address it does not map is advertised as is.
+	ExternalIP ExternalIPs
+	// DiscoverExternalIP, when non-empty, lists STUN servers (host:port)
+	// that Start asks, with a Binding request sent from each relay address
+	// ExternalIP does not map, for that address's public address (see
+	// DiscoverPublicIP).
+	DiscoverExternalIP []string
 	// RelayPorts is the range relay sockets bind in; 49152-65535 when zero.
 	RelayPorts allocations.PortRange
 
@@ -129,6 +140,11 @@ type Config struct {
 	// listener; 0 means unlimited. IPQuota is the same per client IP
 	// address, and TotalQuota for the whole server (508 when reached).
 	UserQuota, IPQuota, TotalQuota int
+
+	// AllocationBandwidth and UserBandwidth cap relayed bytes per second in
+	// each direction, per allocation and per user (all of the user's
+	// allocations together); 0 means unlimited. Excess is dropped.
+	AllocationBandwidth, UserBandwidth int64
 
 	// UnauthenticatedRate limits, per client address, the answers to
 	// requests that have not authenticated (401, 438, 400, 420), in answers
@@ -140,9 +156,36 @@ type Config struct {
 	// (600 s when zero); MaxLifetime caps what they may ask for (3600 s).
 	DefaultLifetime, MaxLifetime time.Duration
 
+	// HandshakeTimeout bounds a TCP/TLS client's first byte, PROXY header
+	// and TLS handshake (DefaultHandshakeTimeout when zero), so slow-loris
+	// connections cannot pile up. IdleTimeout closes a TCP/TLS connection
+	// that has not allocated within it (DefaultIdleTimeout when zero).
+	HandshakeTimeout, IdleTimeout time.Duration
+	// MaxConns caps live TCP/TLS connections in total, MaxConnsPerIP per
+	// source address (PROXY-protocol load balancers exempt); 0 means no cap.
+	MaxConns, MaxConnsPerIP int
+
+	// AlternateServer, when valid, is sent to clients that try to allocate
+	// while the server is draining (300 Try Alternate with
+	// ALTERNATE-SERVER); otherwise they get 508.
+	AlternateServer netip.AddrPort
+
 	// TLSCert is served on TLS listeners; nil generates a self-signed
 	// certificate in memory (and logs a warning).
 	TLSCert *tls.Certificate
+	// ACME, when set, obtains and renews the TLS certificate automatically
+	// (see ACMEConfig); TLSCert, or a self-signed certificate, is served
+	// only until the first one arrives.
+	ACME *ACMEConfig
+
+	// Web shares the TLS listeners (port 443) with a web site: see
+	// WebConfig and the routing rules in the package documentation.
+	Web WebConfig
+	// ProxyProtocolFrom lists the sources (L4 load balancers) trusted to
+	// start TCP and TLS connections with a PROXY protocol v1 or v2 header
+	// naming the real client. A header from any other source closes the
+	// connection.
+	ProxyProtocolFrom []netip.Prefix
 
 	// Software is sent in the SOFTWARE attribute of every response.
 	Software string

@@ -29,6 +29,13 @@ func isSendIndication(pkt []byte) bool {
 // relayChannelData forwards a client's ChannelData message to the peer bound
 // to its channel (RFC 8656 §12.6). Anything else is dropped silently.
 func (s *Server) relayChannelData(ft allocations.FiveTuple, pkt []byte) {
+	s.relayChannelDataAt(ft, pkt, time.Now(), nil)
+}
+
+// relayChannelDataAt is relayChannelData with the caller's clock reading.
+// With a txRun the payload joins the run (sent when the run is flushed),
+// else it is sent at once.
+func (s *Server) relayChannelDataAt(ft allocations.FiveTuple, pkt []byte, now time.Time, tx *txRun) {
 	number, payload, err := proto.ParseChannelData(pkt)
 	if err != nil {
 		s.stats.drop(DropMalformed)
@@ -43,12 +50,24 @@ func (s *Server) relayChannelData(ft allocations.FiveTuple, pkt []byte) {
 	// ChannelData message is received on a channel that is not bound to any
 	// peer, then the message is silently discarded"), and nothing is
 	// refreshed.
-	peer, ok := a.ChannelPeer(number, time.Now())
+	peer, ok := a.ChannelPeer(number, now)
 	if !ok {
 		s.stats.drop(DropNoPermission)
 		return
 	}
-	s.writeToPeer(a, payload, peer)
+	if tx == nil {
+		s.writeToPeer(a, payload, peer, now)
+		return
+	}
+	if !s.policy().Allowed(peer.Addr()) {
+		s.stats.drop(DropPolicy)
+		return
+	}
+	if !a.AllowToPeer(len(payload), s.mono(now)) {
+		s.stats.drop(DropBandwidth)
+		return
+	}
+	tx.add(a.Conn, peer, &a.ToPeer, payload, len(payload))
 }
 
 // relaySend forwards the DATA of a client's Send indication to its
@@ -76,19 +95,24 @@ func (s *Server) relaySend(ft allocations.FiveTuple, pkt []byte, msg *stun.Messa
 		s.stats.drop(DropMalformed)
 		return
 	}
-	if !a.Permitted(peer.Addr(), time.Now()) {
+	now := time.Now()
+	if !a.Permitted(peer.Addr(), now) {
 		s.stats.drop(DropNoPermission)
 		return
 	}
-	s.writeToPeer(a, data, peer)
+	s.writeToPeer(a, data, peer, now)
 }
 
 // writeToPeer sends payload from the allocation's relay socket, if the peer
 // policy (which may have been reloaded since the permission was made) still
-// allows the peer.
-func (s *Server) writeToPeer(a *allocations.Allocation, payload []byte, peer netip.AddrPort) {
+// allows the peer and the bandwidth limits have room.
+func (s *Server) writeToPeer(a *allocations.Allocation, payload []byte, peer netip.AddrPort, now time.Time) {
 	if !s.policy().Allowed(peer.Addr()) {
 		s.stats.drop(DropPolicy)
+		return
+	}
+	if !a.AllowToPeer(len(payload), s.mono(now)) {
+		s.stats.drop(DropBandwidth)
 		return
 	}
 	if _, err := a.Conn.WriteToUDPAddrPort(payload, peer); err != nil {
@@ -102,38 +126,103 @@ func (s *Server) writeToPeer(a *allocations.Allocation, payload []byte, peer net
 // is removed, and forwards what permitted peers send to the client: as
 // ChannelData when the peer has a channel, else as a Data indication
 // (RFC 8656 §11.3, §12.7). The header is written into headroom in front of
-// the payload, so nothing is copied.
+// the payload, so nothing is copied on its way in.
+//
+// The goroutine holds no buffer while it waits: only when the socket is
+// readable does it take a receive batch from the server's pool, read what
+// is queued (recvmmsg), forward it and give the batch back. An idle
+// allocation costs its goroutine's stack, not 64 KiB of buffer. To a UDP
+// client, frames of one batch leave in GSO runs (one send for many).
 func (s *Server) relayFromPeers(a *allocations.Allocation) {
-	const headroom = proto.DataIndicationHeadroom
-	// Room for the largest datagram plus up to 3 bytes of padding.
-	buf := make([]byte, headroom+maxDatagram+3)
-	stream := a.FiveTuple.Transport != allocations.UDP
-	rng := newRNG()
+	rc, err := a.Conn.SyscallConn()
+	if err != nil {
+		return
+	}
+	p := &peerReader{s: s, a: a, rng: newRNG(), stream: a.FiveTuple.Transport != allocations.UDP}
+	if sink, ok := a.Sink.(*udpSink); ok {
+		p.udp = sink
+	}
 	for {
-		n, from, err := a.Conn.ReadFromUDPAddrPort(buf[headroom : headroom+maxDatagram])
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			select {
-			case <-a.Done():
-				return
-			default:
+		err := rc.Read(p.readable)
+		if err == nil || errors.Is(err, net.ErrClosed) {
+			return
+		}
+		select {
+		case <-a.Done():
+			return
+		default:
+		}
+	}
+}
+
+// peerReader is the state of one allocation's relay loop.
+type peerReader struct {
+	s      *Server
+	a      *allocations.Allocation
+	rng    *rand.ChaCha8
+	stream bool     // TCP/TLS client: pad ChannelData
+	udp    *udpSink // the client's sink when it is UDP
+	tx     *txRun   // taken from the pool with the batch
+}
+
+// readable is called by the netpoller when the relay socket may have
+// datagrams. It forwards batches until the socket is drained and returns
+// false to wait again; true ends the loop (a socket error).
+func (p *peerReader) readable(fd uintptr) bool {
+	pb := p.s.peerBatches.Get().(*peerBatch)
+	defer p.s.peerBatches.Put(pb)
+	p.tx = pb.tx
+	defer func() { p.tx = nil }()
+	for {
+		if !pb.rx.recv(fd) {
+			return false // drained: wait for more
+		}
+		if pb.rx.errno != nil {
+			// ECONNREFUSED and the like report an earlier send's ICMP
+			// error: the socket is fine.
+			if isTransient(pb.rx.errno) {
 				continue
 			}
+			return true
 		}
-		from = unmapAddrPort(from)
-		now := time.Now()
+		p.forward(pb.rx)
+		if pb.rx.n < len(pb.rx.bufs) {
+			return false // a short batch: the socket is most likely empty
+		}
+	}
+}
+
+// forward relays one batch to the client.
+func (p *peerReader) forward(b *rxBatch) {
+	s, a := p.s, p.a
+	const headroom = proto.DataIndicationHeadroom
+	now := time.Now() // one clock read per batch
+	mono := s.mono(now)
+	for i := range b.n {
+		pkt, from, ok := b.msg(i)
+		if !ok {
+			continue
+		}
+		n := len(pkt)
 		if !a.Permitted(from.Addr(), now) {
 			s.stats.drop(DropNoPermission) // RFC 8656 §11.3: silently discarded
 			continue
 		}
+		if !a.AllowToClient(n, mono) {
+			s.stats.drop(DropBandwidth)
+			continue
+		}
+		buf := b.bufs[i]
 		var frame []byte
 		if number, ok := a.PeerChannel(from, now); ok {
 			// RFC 8656 §12.5: over TCP/TLS, padded to a multiple of 4.
-			frame = proto.PutChannelData(buf[headroom-proto.ChannelDataHeaderSize:], number, n, stream)
-		} else if frame = proto.PutDataIndication(buf, n, from, proto.NewTransactionID(rng)); frame == nil {
+			frame = proto.PutChannelData(buf[headroom-proto.ChannelDataHeaderSize:], number, n, p.stream)
+		} else if frame = proto.PutDataIndication(buf, n, from, proto.NewTransactionID(p.rng)); frame == nil {
 			s.stats.drop(DropTooLarge) // over 65504 bytes: no Data indication holds it
+			continue
+		}
+		if p.udp != nil {
+			p.tx.add(p.udp.conn, p.udp.addr, &a.ToClient, frame, n)
 			continue
 		}
 		if err := a.Sink.WriteToClient(frame); err != nil {
@@ -142,7 +231,27 @@ func (s *Server) relayFromPeers(a *allocations.Allocation) {
 		}
 		a.ToClient.Add(n)
 	}
+	p.tx.flush()
 }
+
+// peerBatch is what a relay loop borrows while it forwards: receive
+// buffers and a send run. Pooled, so memory follows the number of loops
+// busy at once, not the number of allocations.
+type peerBatch struct {
+	rx *rxBatch
+	tx *txRun
+}
+
+// peerBatchSlots is how many datagrams a relay loop reads per recvmmsg.
+const peerBatchSlots = 16
+
+func (s *Server) newPeerBatch() any {
+	return &peerBatch{rx: newRxBatch(peerBatchSlots, proto.DataIndicationHeadroom), tx: newTxRun(s)}
+}
+
+// mono turns now into nanoseconds on the monotonic clock since the server
+// was made, for the bandwidth limiters.
+func (s *Server) mono(now time.Time) int64 { return int64(now.Sub(s.epoch)) }
 
 // newRNG returns a per-goroutine generator for Data indication transaction
 // IDs, seeded from crypto/rand: unpredictable, and free of locks.

@@ -40,17 +40,21 @@ type dataPathFixture struct {
 	chNum uint16
 }
 
-func newDataPathFixture(tb testing.TB, transport allocations.Transport) *dataPathFixture {
+func newDataPathFixture(tb testing.TB, transport allocations.Transport, opts ...func(*Config)) *dataPathFixture {
 	tb.Helper()
 	au, err := auth.New(auth.Config{Realm: "bench", Users: map[string]string{"u": "p"}})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	s, err := New(Config{
+	cfg := Config{
 		Auth:   au,
 		Policy: auth.NewPeerPolicy([]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, nil),
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	s, err := New(cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -292,5 +296,28 @@ func TestStatsAndPolicyReload(t *testing.T) {
 	st = f.s.Stats()
 	if st.ToPeer.Packets != 10 || st.AllocationsActive != 0 || st.AllocationsEnded["deleted"] != 1 {
 		t.Fatalf("after delete: %+v", st)
+	}
+}
+
+// TestBandwidthLimit: an allocation limited to 100 kB/s passes its one-second
+// burst of a fast stream and drops the rest, counted.
+func TestBandwidthLimit(t *testing.T) {
+	f := newDataPathFixture(t, allocations.UDP, func(c *Config) { c.AllocationBandwidth = 100_000 })
+	var got atomic.Int64
+	go f.drainPeer(&got)
+	cd := channelDataPacket(f.chNum, 1000)
+	start := time.Now()
+	for range 300 {
+		f.s.relayChannelData(f.ft, cd)
+	}
+	elapsed := time.Since(start)
+	_, bytes := f.a.ToPeer.Load()
+	// The burst, plus what refilled while sending (100 bytes per ms).
+	maxBytes := 100_000 + uint64(elapsed.Milliseconds()+1)*100 + 1000
+	if bytes < 100_000 || bytes > maxBytes {
+		t.Fatalf("relayed %d bytes of 300 000 in %v, want 100 000..%d", bytes, elapsed, maxBytes)
+	}
+	if d := f.s.Stats().Drops[DropBandwidth.String()]; d < 150 {
+		t.Fatalf("bandwidth drops = %d, want most of the excess", d)
 	}
 }

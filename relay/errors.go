@@ -12,6 +12,7 @@ import (
 type stunError struct {
 	code   stun.ErrorCode
 	reason string
+	extra  []stun.Setter // attributes the error answer carries, e.g. ALTERNATE-SERVER
 }
 
 func (e *stunError) Error() string { return e.reason }

@@ -17,6 +17,7 @@ func (s *Server) handleRequest(req, resp *stun.Message, ft allocations.FiveTuple
 	if req.Type.Class != stun.ClassRequest {
 		return // responses and unknown indications are not ours to answer
 	}
+	s.stats.request(req.Type.Method)
 	r := request{s: s, req: req, resp: resp, ft: ft, sink: sink, relayIP: relayIP}
 	if req.Type.Method == stun.MethodBinding {
 		r.binding()
@@ -50,8 +51,22 @@ func (s *Server) handleRequest(req, resp *stun.Message, ft allocations.FiveTuple
 		err = r.channelBind(id)
 	}
 	if err != nil {
-		r.fail(err, id.Key)
+		var extra []stun.Setter
+		if se, ok := err.(*stunError); ok {
+			extra = se.extra
+		}
+		r.fail(err, id.Key, extra...)
 	}
+}
+
+// alternateServer is the ALTERNATE-SERVER attribute (RFC 8489 §14.15):
+// same encoding as MAPPED-ADDRESS, not XORed.
+type alternateServer netip.AddrPort
+
+func (a alternateServer) AddTo(m *stun.Message) error {
+	ap := netip.AddrPort(a)
+	addr := stun.AlternateServer{IP: ap.Addr().AsSlice(), Port: int(ap.Port())}
+	return addr.AddTo(m)
 }
 
 // request is one request being answered.
@@ -96,6 +111,7 @@ func (r *request) fail(err error, key []byte, extra ...stun.Setter) {
 		return
 	}
 	code, reason := errorCode(err)
+	r.s.stats.requestError(r.req.Type.Method, code)
 	r.start(stun.ClassErrorResponse)
 	_ = stun.ErrorCodeAttribute{Code: code, Reason: []byte(reason)}.AddTo(r.resp)
 	for _, set := range extra {
@@ -134,7 +150,7 @@ func (r *request) authenticate() (auth.Identity, bool) {
 	}
 	id, err := r.s.auth().Verify(r.req)
 	if err != nil {
-		r.s.stats.authFailures.Add(1)
+		r.s.stats.authFailed(err)
 		r.s.log.Info("authentication failed", "client", r.ft.Client.String(), "transport", r.ft.Transport.String(), "err", err)
 		r.challenge(stun.CodeUnauthorized, "Unauthorized")
 		return auth.Identity{}, false
@@ -177,6 +193,16 @@ func (r *request) allocate(id auth.Identity) error {
 		}
 		return newError(stun.CodeAllocMismatch, "Allocation Mismatch: this 5-tuple already has an allocation")
 	}
+	if r.s.Draining() {
+		// Draining: existing allocations run on, new ones go elsewhere
+		// (RFC 8489 §10: 300 Try Alternate with ALTERNATE-SERVER, when an
+		// alternate is configured) or are refused for capacity.
+		if alt := r.s.cfg.AlternateServer; alt.IsValid() {
+			return &stunError{code: stun.CodeTryAlternate, reason: "Try Alternate: this server is draining",
+				extra: []stun.Setter{alternateServer(alt)}}
+		}
+		return newError(stun.CodeInsufficientCapacity, "Insufficient Capacity: this server is draining")
+	}
 	var transport proto.RequestedTransport
 	if err := transport.GetFrom(r.req); err != nil {
 		return newError(stun.CodeBadRequest, "Bad Request: missing or malformed REQUESTED-TRANSPORT")
@@ -210,8 +236,8 @@ func (r *request) allocate(id auth.Identity) error {
 	}
 	local := conn.LocalAddr().(interface{ AddrPort() netip.AddrPort }).AddrPort()
 	advertised := netip.AddrPortFrom(local.Addr().Unmap(), local.Port())
-	if r.s.cfg.ExternalIP.IsValid() {
-		advertised = netip.AddrPortFrom(r.s.cfg.ExternalIP, local.Port())
+	if ext := r.s.cfg.ExternalIP.Public(advertised.Addr()); ext.IsValid() {
+		advertised = netip.AddrPortFrom(ext, local.Port())
 	}
 	a := &allocations.Allocation{
 		FiveTuple:     r.ft,
@@ -229,7 +255,7 @@ func (r *request) allocate(id auth.Identity) error {
 		r.s.ports.Release(local)
 		return err
 	}
-	r.s.stats.created.Add(1)
+	r.s.stats.allocationCreated(r.ft)
 	r.s.relays.Go(func() { r.s.relayFromPeers(a) })
 	r.s.log.Info("allocation created", "user", id.Username, "client", r.ft.Client.String(),
 		"transport", r.ft.Transport.String(), "relayed", advertised.String(), "lifetime", lifetime)

@@ -5,13 +5,16 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/pion/stun/v4"
 
@@ -37,16 +40,26 @@ type Server struct {
 	software stun.Software
 	primary  netip.Addr // relay address for listeners bound to every address
 	stats    stats
+	life     lifecycle // readiness: see Ready
 
 	unauthLimit *ipLimiter // nil: unlimited
+	epoch       time.Time  // start of the monotonic clock of the data plane
 
 	// Replaced at run time by SetAuth and SetPolicy (configuration reload);
 	// read on every request, and the policy on every packet.
 	curAuth   atomic.Pointer[auth.Authenticator]
 	curPolicy atomic.Pointer[auth.PeerPolicy]
+	// acme manages the certificate when Config.ACME is set (acme.go).
+	acme atomic.Pointer[acmeManager]
 
 	requests chan udpRequest // UDP control-plane work for the worker pool
 	done     chan struct{}   // closed when the server has stopped
+
+	// Data plane I/O (udp.go, datapath.go, txrun.go): receive batches and
+	// send runs lent to relay loops while they forward, and whether UDP GSO
+	// failed on this host.
+	peerBatches sync.Pool
+	gsoOff      atomic.Bool
 
 	// Goroutines, in the order shutdown stops them: readers (listener
 	// loops and TCP/TLS connections) feed workers, and both create
@@ -56,9 +69,13 @@ type Server struct {
 	// mu guards the following.
 	mu      sync.Mutex
 	bound   []BoundListener
-	closers []func() error        // listener sockets, closed on shutdown
-	conns   map[net.Conn]struct{} // live TCP/TLS connections
-	stopped bool                  // shutdown has begun: refuse new conns
+	closers []func() error // listener sockets, closed on shutdown
+	// conns holds live TCP/TLS connections, each with the source address
+	// it counts against in connsPerIP (none for exempt and backend ones).
+	conns      map[net.Conn]connInfo
+	connsPerIP map[netip.Addr]int
+	clients    int  // accepted client connections, for MaxConns
+	stopped    bool // shutdown has begun: refuse new conns
 }
 
 // New checks cfg and returns a server ready to Start.
@@ -85,6 +102,12 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxLifetime < cfg.DefaultLifetime {
 		return nil, fmt.Errorf("relay: maximum lifetime %v is shorter than the default lifetime %v: raise max_lifetime", cfg.MaxLifetime, cfg.DefaultLifetime)
 	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
 	if cfg.Software == "" {
 		cfg.Software = "postern"
 	}
@@ -98,18 +121,25 @@ func New(cfg Config) (*Server, error) {
 		software: stun.NewSoftware(cfg.Software),
 		requests: make(chan udpRequest, 1024),
 		done:     make(chan struct{}),
-		conns:    make(map[net.Conn]struct{}),
+		conns:    make(map[net.Conn]connInfo),
+
+		connsPerIP: make(map[netip.Addr]int),
 
 		unauthLimit: newIPLimiter(cfg.UnauthenticatedRate, cfg.UnauthenticatedBurst),
+		epoch:       time.Now(),
 	}
+	s.peerBatches.New = s.newPeerBatch
 	s.curAuth.Store(cfg.Auth)
 	s.curPolicy.Store(cfg.Policy)
 	s.table = allocations.NewTable(allocations.Config{
 		UserQuota:  cfg.UserQuota,
 		IPQuota:    cfg.IPQuota,
 		TotalQuota: cfg.TotalQuota,
-		Ports:      s.ports,
-		OnRemove:   s.onRemove,
+
+		AllocationBandwidth: cfg.AllocationBandwidth,
+		UserBandwidth:       cfg.UserBandwidth,
+		Ports:               s.ports,
+		OnRemove:            s.onRemove,
 	})
 	return s, nil
 }
@@ -159,6 +189,9 @@ func (s *Server) Start(ctx context.Context) error {
 	if !s.primary.IsValid() {
 		s.primary = s.choosePrimaryIP()
 	}
+	if err := s.discoverExternal(ctx); err != nil {
+		return err
+	}
 
 	var udps []*udpListener
 	var streams []*streamListener
@@ -196,6 +229,9 @@ func (s *Server) Start(ctx context.Context) error {
 	if len(s.bound) == 0 {
 		return errors.New("relay: no listener could bind: see the warnings above, or name listeners with --listen")
 	}
+	if err := s.startACME(); err != nil {
+		return fail(err)
+	}
 
 	for range 2 * runtime.GOMAXPROCS(0) {
 		s.workers.Go(s.requestWorker)
@@ -223,6 +259,7 @@ func (s *Server) Start(ctx context.Context) error {
 		<-janitorDone
 		close(s.done)
 	}()
+	s.life.started.Store(true)
 	return nil
 }
 
@@ -234,6 +271,7 @@ func (s *Server) Wait() error {
 
 // shutdown closes every listener and connection, then every allocation.
 func (s *Server) shutdown() {
+	s.life.stopping.Store(true)
 	s.mu.Lock()
 	s.stopped = true
 	closers := s.closers
@@ -242,6 +280,7 @@ func (s *Server) shutdown() {
 		conns = append(conns, c)
 	}
 	s.mu.Unlock()
+	s.stopACME()
 	for _, c := range closers {
 		_ = c()
 	}
@@ -256,31 +295,79 @@ func (s *Server) shutdown() {
 	s.log.Info("stopped")
 }
 
-// trackConn registers a TCP/TLS connection for shutdown; false means the
-// server is stopping and the connection must be closed.
+// trackConn registers a connection (a client's, or ours to a web backend)
+// for shutdown; false means the server is stopping and the connection must
+// be closed.
 func (s *Server) trackConn(c net.Conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.stopped {
 		return false
 	}
-	s.conns[c] = struct{}{}
+	s.conns[c] = connInfo{}
 	return true
 }
 
+// connInfo is what a tracked connection counts against.
+type connInfo struct {
+	client bool       // an accepted client: counts against MaxConns
+	ip     netip.Addr // counts against MaxConnsPerIP when valid
+}
+
+// admitClient is trackConn for an accepted client connection, enforcing the
+// connection caps (MaxConns in total, MaxConnsPerIP per source address):
+// over a cap it returns errConnLimit and the caller closes the connection.
+// Load balancers trusted for the PROXY protocol are exempt from the
+// per-address cap, since they carry many clients.
+func (s *Server) admitClient(c net.Conn) error {
+	ip := tcpAddrPort(c.RemoteAddr()).Addr()
+	if slices.ContainsFunc(s.cfg.ProxyProtocolFrom, func(p netip.Prefix) bool { return p.Contains(ip) }) {
+		ip = netip.Addr{}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.stopped:
+		return net.ErrClosed
+	case s.cfg.MaxConns > 0 && s.clients >= s.cfg.MaxConns:
+		return fmt.Errorf("%w: %d client connections in total (max_conns)", errConnLimit, s.clients)
+	case ip.IsValid() && s.cfg.MaxConnsPerIP > 0 && s.connsPerIP[ip] >= s.cfg.MaxConnsPerIP:
+		return fmt.Errorf("%w: %d connections from %v (max_conns_per_ip)", errConnLimit, s.connsPerIP[ip], ip)
+	}
+	s.conns[c] = connInfo{client: true, ip: ip}
+	s.clients++
+	if ip.IsValid() {
+		s.connsPerIP[ip]++
+	}
+	return nil
+}
+
+// errConnLimit: a TCP/TLS connection over MaxConns or MaxConnsPerIP.
+var errConnLimit = errors.New("connection limit reached")
+
+// untrackConn forgets a connection registered by trackConn or admitClient.
 func (s *Server) untrackConn(c net.Conn) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	info, ok := s.conns[c]
+	if !ok {
+		return
+	}
 	delete(s.conns, c)
-	s.mu.Unlock()
+	if info.client {
+		s.clients--
+	}
+	if ip := info.ip; ip.IsValid() {
+		if s.connsPerIP[ip]--; s.connsPerIP[ip] <= 0 {
+			delete(s.connsPerIP, ip)
+		}
+	}
 }
 
 func (s *Server) onRemove(a *allocations.Allocation, why allocations.Reason) {
-	p, b := a.ToPeer.Load()
-	s.stats.endedToPeer.AddN(p, b)
-	p, b = a.ToClient.Load()
-	s.stats.endedToClient.AddN(p, b)
-	if int(why) < len(s.stats.ended) {
-		s.stats.ended[why].Add(1)
+	s.stats.allocationEnded(a, why)
+	if c, ok := a.Sink.(io.Closer); ok {
+		_ = c.Close() // a TCP/TLS client's connection ends with its allocation
 	}
 	s.log.Info("allocation ended", "user", a.Username, "client", a.FiveTuple.Client.String(),
 		"transport", a.FiveTuple.Transport.String(), "relayed", a.Relayed.String(), "reason", why.String())

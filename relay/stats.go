@@ -1,10 +1,19 @@
 package relay
 
 import (
+	"cmp"
+	"errors"
+	"net"
+	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
+
+	"github.com/pion/stun/v4"
 
 	"github.com/postern/postern/allocations"
+	"github.com/postern/postern/auth"
 )
 
 // DropReason says why the data plane discarded a packet.
@@ -20,10 +29,12 @@ const (
 	DropOverload                       // the request queue was full
 	DropWriteFailed                    // the client or peer socket refused the write
 	DropRateLimited                    // an unauthenticated client's answer over its rate limit
+	DropBandwidth                      // over the allocation's or user's bandwidth limit
+	DropConnLimit                      // a TCP/TLS connection over max_conns or max_conns_per_ip
 	numDropReasons
 )
 
-var dropNames = [numDropReasons]string{"no_allocation", "no_permission", "policy", "malformed", "too_large", "overload", "write_failed", "rate_limited"}
+var dropNames = [numDropReasons]string{"no_allocation", "no_permission", "policy", "malformed", "too_large", "overload", "write_failed", "rate_limited", "bandwidth", "conn_limit"}
 
 // String returns the reason as a metric label value.
 func (r DropReason) String() string {
@@ -33,20 +44,104 @@ func (r DropReason) String() string {
 	return "unknown"
 }
 
+// AuthFailure says why a request that carried credentials was refused.
+type AuthFailure uint8
+
+// Reasons for an authentication failure. A stale nonce is not one: it is
+// the normal way a client learns a fresh nonce (Stats.StaleNonces).
+const (
+	AuthNoUsername   AuthFailure = iota // USERNAME missing or too long
+	AuthUnknownUser                     // neither a static user nor a REST username
+	AuthExpired                         // a REST credential past its expiry
+	AuthBadIntegrity                    // wrong password, key or realm
+	AuthOther                           // anything else auth.Verify reports
+	numAuthFailures
+)
+
+var authFailureNames = [numAuthFailures]string{"no_username", "unknown_user", "expired", "bad_integrity", "other"}
+
+// String returns the reason as a metric label value.
+func (f AuthFailure) String() string {
+	if f < numAuthFailures {
+		return authFailureNames[f]
+	}
+	return "unknown"
+}
+
+// authFailureOf classifies an error of auth.Verify.
+func authFailureOf(err error) AuthFailure {
+	switch {
+	case errors.Is(err, auth.ErrNoUsername):
+		return AuthNoUsername
+	case errors.Is(err, auth.ErrUnknownUser):
+		return AuthUnknownUser
+	case errors.Is(err, auth.ErrExpired):
+		return AuthExpired
+	case errors.Is(err, auth.ErrBadIntegrity):
+		return AuthBadIntegrity
+	}
+	return AuthOther
+}
+
+// requestMethods are the STUN methods counted one by one; any other method
+// counts as "other".
+var requestMethods = [...]stun.Method{
+	stun.MethodBinding, stun.MethodAllocate, stun.MethodRefresh,
+	stun.MethodCreatePermission, stun.MethodChannelBind,
+}
+
+// methodIndex returns m's index in requestMethods, or len(requestMethods).
+func methodIndex(m stun.Method) int {
+	for i, k := range requestMethods {
+		if k == m {
+			return i
+		}
+	}
+	return len(requestMethods)
+}
+
+// methodName returns the metric label of requestMethods[i].
+func methodName(i int) string {
+	if i < len(requestMethods) {
+		return requestMethods[i].String()
+	}
+	return "other"
+}
+
 // stats are the server-wide counters. Per-allocation traffic lives in each
-// Allocation; what ended allocations relayed is folded in here.
+// Allocation; what ended allocations relayed is folded in here. Everything
+// but the drops and the per-allocation traffic is counted on the control
+// plane (requests, handshakes, allocation creation and removal), so the
+// mutex below is never taken per packet.
 type stats struct {
 	drops         [numDropReasons]atomic.Uint64
 	created       atomic.Uint64
 	ended         [4]atomic.Uint64 // by allocations.Reason
 	endedToPeer   allocations.Counter
 	endedToClient allocations.Counter
-	authFailures  atomic.Uint64
+	authFailures  [numAuthFailures]atomic.Uint64
 	staleNonces   atomic.Uint64
+	requests      [len(requestMethods) + 1]atomic.Uint64 // by methodIndex
+	tlsOK         atomic.Uint64
+	tlsFailed     atomic.Uint64
 
 	mu sync.Mutex
 	// mu guards the following.
 	lastToPeer, lastToClient Traffic
+	byListener               map[listenerKey]*listenerCounts
+	requestErrors            map[RequestError]uint64
+}
+
+// listenerKey identifies a listener and a transport it serves (a tcp+tls
+// listener serves two).
+type listenerKey struct {
+	server    netip.AddrPort
+	transport allocations.Transport
+}
+
+type listenerCounts struct {
+	created uint64
+	ended   [4]uint64 // by allocations.Reason
 }
 
 // monotonic raises st's traffic totals to at least the last ones reported.
@@ -64,46 +159,178 @@ func maxTraffic(a, b Traffic) Traffic {
 
 func (s *stats) drop(r DropReason) { s.drops[r].Add(1) }
 
+// authFailed counts a failed auth.Verify.
+func (s *stats) authFailed(err error) { s.authFailures[authFailureOf(err)].Add(1) }
+
+// request counts one STUN request of method m.
+func (s *stats) request(m stun.Method) { s.requests[methodIndex(m)].Add(1) }
+
+// requestError counts one error response.
+func (s *stats) requestError(m stun.Method, code stun.ErrorCode) {
+	k := RequestError{Method: methodName(methodIndex(m)), Code: int(code)}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.requestErrors == nil {
+		s.requestErrors = make(map[RequestError]uint64)
+	}
+	s.requestErrors[k]++
+}
+
+// tlsHandshake counts one finished TLS handshake, successful or not.
+func (s *stats) tlsHandshake(ok bool) {
+	if ok {
+		s.tlsOK.Add(1)
+	} else {
+		s.tlsFailed.Add(1)
+	}
+}
+
+// listenerLocked returns the counts of ft's listener and transport. s.mu
+// must be held.
+func (s *stats) listenerLocked(ft allocations.FiveTuple) *listenerCounts {
+	k := listenerKey{server: ft.Server, transport: ft.Transport}
+	if s.byListener == nil {
+		s.byListener = make(map[listenerKey]*listenerCounts)
+	}
+	c := s.byListener[k]
+	if c == nil {
+		c = &listenerCounts{}
+		s.byListener[k] = c
+	}
+	return c
+}
+
+// allocationCreated counts a new allocation of ft.
+func (s *stats) allocationCreated(ft allocations.FiveTuple) {
+	s.created.Add(1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.listenerLocked(ft).created++
+}
+
+// allocationEnded counts the removal of a's allocation, and folds what it
+// relayed into the totals.
+func (s *stats) allocationEnded(a *allocations.Allocation, why allocations.Reason) {
+	p, b := a.ToPeer.Load()
+	s.endedToPeer.AddN(p, b)
+	p, b = a.ToClient.Load()
+	s.endedToClient.AddN(p, b)
+	if int(why) >= len(s.ended) {
+		return
+	}
+	s.ended[why].Add(1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.listenerLocked(a.FiveTuple).ended[why]++
+}
+
 // Traffic is packets and bytes relayed in one direction.
 type Traffic struct {
 	Packets, Bytes uint64
 }
 
+// RequestError identifies error responses: the request's method ("Allocate",
+// ..., or "other") and the STUN error code answered.
+type RequestError struct {
+	Method string
+	Code   int
+}
+
+// ListenerStats are the allocation counts of one listener and transport.
+type ListenerStats struct {
+	// Listener is the listener's kind and bound address, as in the
+	// "listening" log line: "udp://[::]:3478", "tcp+tls://0.0.0.0:443".
+	Listener string
+	// Transport is the client transport: "udp", "tcp" or "tls".
+	Transport string
+	// Active is the number of live allocations.
+	Active int
+	// Created counts allocations made since start; Ended those removed,
+	// by reason ("expired", "deleted", "closed").
+	Created uint64
+	Ended   map[string]uint64
+}
+
 // Stats is a snapshot of the server's counters, for metrics and admin.
+// Everything in it is read or computed when Stats is called: counters are
+// atomics or are updated on the control plane only, and gauges (active
+// allocations, permissions, channels, relay ports) are counted from the
+// allocation table.
 type Stats struct {
 	AllocationsActive  int
 	AllocationsCreated uint64
 	// AllocationsEnded counts ended allocations by why they ended.
 	AllocationsEnded map[string]uint64
+	// Listeners breaks allocations down by listener and transport, sorted
+	// by listener then transport.
+	Listeners []ListenerStats
+	// Permissions and Channels are the live permissions and channel
+	// bindings over every allocation.
+	Permissions, Channels int
 	// ToPeer and ToClient are totals over every allocation, live or ended.
 	ToPeer, ToClient Traffic
 	Drops            map[string]uint64
-	AuthFailures     uint64 // wrong credentials, unknown or expired users
-	StaleNonces      uint64
+	// AuthFailures is the total of AuthFailuresByReason: requests with
+	// credentials that did not verify.
+	AuthFailures         uint64
+	AuthFailuresByReason map[string]uint64
+	// StaleNonces counts 438 answers: routine, a client refreshing its nonce.
+	StaleNonces uint64
+	// Requests counts STUN requests by method; RequestErrors the error
+	// responses by method and code (401 challenges included).
+	Requests      map[string]uint64
+	RequestErrors map[RequestError]uint64
+	// TLSHandshakes and TLSHandshakeFailures count finished TLS handshakes
+	// on tls:// and tcp+tls:// listeners.
+	TLSHandshakes, TLSHandshakeFailures uint64
+	// RelayPorts is the relay port range; RelayPortsInUse counts relay
+	// sockets by the local address they are bound on.
+	RelayPorts      allocations.PortRange
+	RelayPortsInUse map[netip.Addr]int
 }
 
-// Stats returns a snapshot of the server's counters.
+// Stats returns a snapshot of the server's counters. It walks the
+// allocation table (lock-free) and takes the stats mutex briefly; the data
+// plane pays nothing for it.
 func (s *Server) Stats() Stats {
 	st := Stats{
-		AllocationsActive:  s.table.Len(),
-		AllocationsCreated: s.stats.created.Load(),
-		AllocationsEnded:   map[string]uint64{},
-		Drops:              map[string]uint64{},
-		AuthFailures:       s.stats.authFailures.Load(),
-		StaleNonces:        s.stats.staleNonces.Load(),
+		AllocationsActive:    s.table.Len(),
+		AllocationsCreated:   s.stats.created.Load(),
+		AllocationsEnded:     map[string]uint64{},
+		Drops:                map[string]uint64{},
+		AuthFailuresByReason: map[string]uint64{},
+		StaleNonces:          s.stats.staleNonces.Load(),
+		Requests:             map[string]uint64{},
+		RequestErrors:        map[RequestError]uint64{},
+		TLSHandshakes:        s.stats.tlsOK.Load(),
+		TLSHandshakeFailures: s.stats.tlsFailed.Load(),
+		RelayPorts:           s.cfg.RelayPorts,
+		RelayPortsInUse:      map[netip.Addr]int{},
 	}
-	for _, r := range []allocations.Reason{allocations.ReasonExpired, allocations.ReasonDeleted, allocations.ReasonClosed} {
+	reasons := []allocations.Reason{allocations.ReasonExpired, allocations.ReasonDeleted, allocations.ReasonClosed}
+	for _, r := range reasons {
 		st.AllocationsEnded[r.String()] = s.stats.ended[r].Load()
 	}
 	for r := range numDropReasons {
 		st.Drops[r.String()] = s.stats.drops[r].Load()
 	}
+	for f := range numAuthFailures {
+		n := s.stats.authFailures[f].Load()
+		st.AuthFailuresByReason[f.String()] = n
+		st.AuthFailures += n
+	}
+	for i := range s.stats.requests {
+		st.Requests[methodName(i)] = s.stats.requests[i].Load()
+	}
+
 	// Ended allocations are folded in just after they leave the table, so a
 	// sum taken in between can come out low once: never report less than
 	// before, so the totals stay monotonic counters.
 	defer s.stats.monotonic(&st)
 	st.ToPeer.Packets, st.ToPeer.Bytes = s.stats.endedToPeer.Load()
 	st.ToClient.Packets, st.ToClient.Bytes = s.stats.endedToClient.Load()
+	active := map[listenerKey]int{}
+	now := time.Now()
 	s.table.Range(func(a *allocations.Allocation) bool {
 		p, b := a.ToPeer.Load()
 		st.ToPeer.Packets += p
@@ -111,7 +338,75 @@ func (s *Server) Stats() Stats {
 		p, b = a.ToClient.Load()
 		st.ToClient.Packets += p
 		st.ToClient.Bytes += b
+		perms, chans := a.CountLive(now)
+		st.Permissions += perms
+		st.Channels += chans
+		active[listenerKey{server: a.FiveTuple.Server, transport: a.FiveTuple.Transport}]++
+		if a.Conn != nil {
+			if u, ok := a.Conn.LocalAddr().(*net.UDPAddr); ok {
+				st.RelayPortsInUse[u.AddrPort().Addr().Unmap()]++
+			}
+		}
 		return true
 	})
+
+	names := s.listenerNames()
+	s.stats.mu.Lock()
+	for k, n := range s.stats.requestErrors {
+		st.RequestErrors[k] = n
+	}
+	keys := make(map[listenerKey]bool, len(s.stats.byListener)+len(active))
+	for k := range s.stats.byListener {
+		keys[k] = true
+	}
+	for k := range active {
+		keys[k] = true
+	}
+	for k := range keys {
+		var c listenerCounts
+		if p := s.stats.byListener[k]; p != nil {
+			c = *p
+		}
+		ls := ListenerStats{Listener: names.name(k), Transport: k.transport.String(),
+			Active: active[k], Created: c.created, Ended: map[string]uint64{}}
+		for _, r := range reasons {
+			ls.Ended[r.String()] = c.ended[r]
+		}
+		st.Listeners = append(st.Listeners, ls)
+	}
+	s.stats.mu.Unlock()
+	slices.SortFunc(st.Listeners, func(a, b ListenerStats) int {
+		return cmp.Or(cmp.Compare(a.Listener, b.Listener), cmp.Compare(a.Transport, b.Transport))
+	})
 	return st
+}
+
+// listenerNamer names the listener of a 5-tuple's server address and
+// transport after the bound listener it came through.
+type listenerNamer []BoundListener
+
+func (s *Server) listenerNames() listenerNamer { return s.Addrs() }
+
+// name returns "KIND://ADDR" of the bound listener that serves k, or the
+// bare address when none matches (a listener closed since).
+func (n listenerNamer) name(k listenerKey) string {
+	for _, b := range n {
+		var ap netip.AddrPort
+		switch a := b.Addr.(type) {
+		case *net.UDPAddr:
+			ap = a.AddrPort()
+		case *net.TCPAddr:
+			ap = a.AddrPort()
+		}
+		if ap != k.server {
+			continue
+		}
+		switch {
+		case k.transport == allocations.UDP && b.Kind == UDP,
+			k.transport == allocations.TCP && (b.Kind == TCP || b.Kind == TCPTLS),
+			k.transport == allocations.TLS && (b.Kind == TLS || b.Kind == TCPTLS):
+			return b.Kind.String() + "://" + b.Addr.String()
+		}
+	}
+	return k.server.String()
 }

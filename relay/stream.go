@@ -18,9 +18,6 @@ import (
 )
 
 const (
-	// handshakeTimeout bounds the first byte of a tcp+tls connection and
-	// the TLS handshake, so a silent client cannot hold a goroutine forever.
-	handshakeTimeout = 10 * time.Second
 	// streamWriteTimeout bounds one write to a TCP/TLS client: a client that
 	// does not read loses media instead of stalling the relay loop.
 	streamWriteTimeout = 2 * time.Second
@@ -36,6 +33,7 @@ type streamListener struct {
 	kind    ListenerKind
 	local   netip.AddrPort
 	relayIP netip.Addr
+	web     *webRouter // where connections that are not TURN go
 }
 
 // streamSink serialises writes to one TCP/TLS client: the relay loop and
@@ -44,6 +42,10 @@ type streamSink struct {
 	mu   sync.Mutex
 	conn net.Conn
 }
+
+// Close closes the connection: an allocation over TCP/TLS that ends (it
+// expired, or an operator removed it) takes its connection with it.
+func (w *streamSink) Close() error { return w.conn.Close() }
 
 // WriteToClient writes one whole frame, or fails after streamWriteTimeout.
 func (w *streamSink) WriteToClient(frame []byte) error {
@@ -69,6 +71,7 @@ func (s *Server) listenStream(spec ListenSpec, relayIP netip.Addr) (*streamListe
 	return &streamListener{
 		s: s, ln: ln, kind: spec.Kind, relayIP: relayIP,
 		local: ln.Addr().(*net.TCPAddr).AddrPort(),
+		web:   s.webRouter(),
 	}, nil
 }
 
@@ -86,9 +89,14 @@ func (l *streamListener) serve() {
 			time.Sleep(50 * time.Millisecond)
 			continue
 		}
-		if !l.s.trackConn(c) {
+		if err := l.s.admitClient(c); err != nil {
 			_ = c.Close()
-			return
+			if errors.Is(err, net.ErrClosed) {
+				return // shutting down
+			}
+			l.s.stats.drop(DropConnLimit)
+			l.s.log.Debug("connection refused", "client", c.RemoteAddr().String(), "err", err)
+			continue
 		}
 		l.s.readers.Go(func() {
 			defer l.s.untrackConn(c)
@@ -98,51 +106,74 @@ func (l *streamListener) serve() {
 	}
 }
 
-// handle sets up one connection (TLS if needed) and serves it.
+// handle sets up one connection and serves it. In order: a PROXY protocol
+// header (from trusted sources only), then, on listeners that accept TLS,
+// the ClientHello is peeked to route the connection (see sniff.go): TURN
+// served here, the web backend, or the built-in page. Every wait before
+// the connection is established is bounded by Config.HandshakeTimeout.
 func (l *streamListener) handle(c net.Conn) {
+	br := bufio.NewReaderSize(c, streamBufSize)
+	_ = c.SetReadDeadline(time.Now().Add(l.s.cfg.HandshakeTimeout))
+	client, err := l.s.proxyClient(br, tcpAddrPort(c.RemoteAddr()))
+	if err != nil {
+		l.s.log.Info("closing connection", "remote", c.RemoteAddr().String(), "err", err)
+		return
+	}
+	first, err := br.Peek(1)
+	if err != nil {
+		return // closed or silent before saying anything
+	}
+	pc := &peekedConn{Conn: c, r: br}
 	transport := allocations.TCP
-	var r io.Reader = c
-	conn := c
-	switch l.kind {
-	case TLS:
-		tc, err := l.handshake(c)
+	var conn net.Conn = pc
+	var r io.Reader = br // serveStream reuses br: the peeked bytes stay
+	switch {
+	case l.kind == TLS || l.kind == TCPTLS && proto.Classify(first[0]) == proto.KindTLS:
+		rt := routeTURN
+		if hello, err := peekClientHello(br); err == nil {
+			rt = l.web.routeTLS(hello)
+		} else {
+			// crypto/tls will judge it; a hello we cannot inspect is
+			// never sent to the web site.
+			l.s.log.Debug("ClientHello not inspected", "client", client.String(), "err", err)
+		}
+		if rt == routeBackend {
+			l.forward(c, br, client, l.local)
+			return
+		}
+		tc, err := l.handshake(pc)
 		if err != nil {
-			l.s.log.Debug("TLS handshake failed", "client", c.RemoteAddr().String(), "err", err)
+			l.s.log.Debug("TLS handshake failed", "client", client.String(), "err", err)
+			return
+		}
+		switch alpn := tc.ConnectionState().NegotiatedProtocol; {
+		case alpn == alpnACME:
+			return // RFC 8737 §3: the CA closes after the handshake; so do we
+		case rt == routePage:
+			l.s.servePage(tc, tc, client)
 			return
 		}
 		conn, r, transport = tc, tc, allocations.TLS
-	case TCPTLS:
-		// RFC 7983 first-byte rule: 0x16 is a TLS handshake record, 0-3 a
-		// STUN message, 0x40-0x4F ChannelData.
-		br := bufio.NewReaderSize(c, streamBufSize)
-		_ = c.SetReadDeadline(time.Now().Add(handshakeTimeout))
-		first, err := br.Peek(1)
-		_ = c.SetReadDeadline(time.Time{})
-		if err != nil {
-			return
-		}
-		pc := &peekedConn{Conn: c, r: br}
-		if proto.Classify(first[0]) == proto.KindTLS {
-			tc, err := l.handshake(pc)
-			if err != nil {
-				l.s.log.Debug("TLS handshake failed", "client", c.RemoteAddr().String(), "err", err)
-				return
-			}
-			conn, r, transport = tc, tc, allocations.TLS
+	case l.kind == TCPTLS && isHTTPStart(first[0]):
+		if l.s.cfg.Web.Backend != "" {
+			l.forward(c, br, client, l.local)
 		} else {
-			conn, r = pc, br // serveStream reuses br: the peeked byte stays
+			l.s.servePage(pc, br, client)
 		}
+		return
 	}
-	client := unmapAddrPort(c.RemoteAddr().(*net.TCPAddr).AddrPort())
+	_ = c.SetReadDeadline(time.Time{})
 	ft := allocations.FiveTuple{Client: client, Server: l.local, Transport: transport}
 	l.s.serveStream(conn, r, ft, l.relayIP)
 }
 
 func (l *streamListener) handshake(c net.Conn) (*tls.Conn, error) {
 	tc := tls.Server(c, l.s.tls)
-	ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), l.s.cfg.HandshakeTimeout)
 	defer cancel()
-	if err := tc.HandshakeContext(ctx); err != nil {
+	err := tc.HandshakeContext(ctx)
+	l.s.stats.tlsHandshake(err == nil)
+	if err != nil {
 		return nil, err
 	}
 	return tc, nil
@@ -157,6 +188,9 @@ func (s *Server) serveStream(conn net.Conn, r io.Reader, ft allocations.FiveTupl
 	var req, resp, send stun.Message
 	defer s.table.Delete(ft)
 	allocated := false
+	// A connection that has not allocated within IdleTimeout is closed: it
+	// holds a socket and a goroutine, and TURN clients allocate at once.
+	_ = conn.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
 	for {
 		if !allocated {
 			// ChannelData before any allocation is no TURN client: it is
@@ -192,14 +226,30 @@ func (s *Server) serveStream(conn net.Conn, r io.Reader, ft allocations.FiveTupl
 				return
 			}
 			s.handleRequest(&req, &resp, ft, sink, relayIP)
+			if !allocated && s.table.Get(ft) != nil {
+				allocated = true
+				_ = conn.SetReadDeadline(time.Time{}) // the allocation's lifetime governs now
+			}
 		}
 	}
 }
 
-// peekedConn is a connection whose first bytes were read into r.
+// peekedConn is a connection whose first bytes were read into r. Reads
+// drain r, then go to the connection directly: once the peeked bytes are
+// consumed (a TLS handshake has read its ClientHello), the buffer is
+// dropped instead of copying every later read through it. One goroutine
+// reads a connection, so r needs no lock.
 type peekedConn struct {
 	net.Conn
 	r *bufio.Reader
 }
 
-func (p *peekedConn) Read(b []byte) (int, error) { return p.r.Read(b) }
+func (p *peekedConn) Read(b []byte) (int, error) {
+	if p.r != nil {
+		if p.r.Buffered() > 0 {
+			return p.r.Read(b)
+		}
+		p.r = nil
+	}
+	return p.Conn.Read(b)
+}

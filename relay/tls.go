@@ -21,32 +21,58 @@ const alpnTURN = "stun.turn"
 // tlsConfig builds the TLS configuration of the TLS listeners, generating a
 // self-signed certificate when none is configured.
 func (s *Server) tlsConfig() (*tls.Config, error) {
+	if !s.hasTLSListener() && s.cfg.TLSCert == nil {
+		return nil, nil
+	}
 	var cert tls.Certificate
-	if s.cfg.TLSCert != nil {
+	switch {
+	case s.cfg.TLSCert != nil:
 		cert = *s.cfg.TLSCert
-	} else {
-		if !s.hasTLSListener() {
-			return nil, nil
-		}
+	default:
 		c, err := SelfSignedCertificate()
 		if err != nil {
 			return nil, err
 		}
 		cert = c
-		s.log.Warn("no TLS certificate configured: using a self-signed one; browsers and most TURN clients will reject TLS until you set --tls-cert and --tls-key")
+		if s.cfg.ACME == nil {
+			s.log.Warn("no TLS certificate configured: using a self-signed one; browsers and most TURN clients will reject TLS until you set --tls-cert and --tls-key, or [tls] acme")
+		}
 	}
 	base := &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		MinVersion:   tls.VersionTLS12,
+		MinVersion: tls.VersionTLS12,
+		// Through GetCertificate, an ACME renewal is served from the next
+		// handshake on; sessions already established keep theirs.
+		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			if m := s.acme.Load(); m != nil {
+				if c, err := m.magic.GetCertificate(hello); err == nil {
+					return c, nil
+				}
+			}
+			return &cert, nil
+		},
 	}
 	conf := base.Clone()
-	// Offer ALPN "stun.turn" (RFC 7443) only to clients that ask for it: Go
-	// rejects a handshake whose ALPN list shares nothing with ours, and most
-	// TURN clients send no ALPN at all.
+	// ALPN is chosen per client: Go rejects a handshake whose ALPN list
+	// shares nothing with ours, and most TURN clients send no ALPN at all.
 	conf.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
-		if slices.Contains(hello.SupportedProtos, alpnTURN) {
+		has := func(p string) bool { return slices.Contains(hello.SupportedProtos, p) }
+		switch m := s.acme.Load(); {
+		case has(alpnACME) && m != nil:
+			// RFC 8737 §3: answer with the challenge certificate and
+			// ALPN acme-tls/1; certmagic's GetCertificate knows it.
+			c := base.Clone()
+			c.NextProtos = []string{alpnACME}
+			c.GetCertificate = m.magic.GetCertificate
+			return c, nil
+		case has(alpnTURN):
+			// RFC 7443 §3: TURN over TLS is "stun.turn".
 			c := base.Clone()
 			c.NextProtos = []string{alpnTURN}
+			return c, nil
+		case has(alpnHTTP1):
+			// A browser headed for the built-in page.
+			c := base.Clone()
+			c.NextProtos = []string{alpnHTTP1}
 			return c, nil
 		}
 		return nil, nil

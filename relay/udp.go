@@ -3,10 +3,16 @@ package relay
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
 
 	"github.com/pion/stun/v4"
+	"golang.org/x/sys/unix"
 
 	"github.com/postern/postern/allocations"
 	"github.com/postern/postern/relay/proto"
@@ -15,17 +21,39 @@ import (
 // maxDatagram is the largest UDP payload there is.
 const maxDatagram = 65535
 
-// udpListener is one bound UDP listener.
+const (
+	// maxListenerSockets caps the SO_REUSEPORT sockets of one UDP listener.
+	maxListenerSockets = 16
+	// listenerBufSize is asked for as SO_RCVBUF and SO_SNDBUF of listener
+	// sockets, which carry every client's media: the kernel's 208 KiB
+	// default holds only ~250 small datagrams, and a burst beyond that is
+	// dropped. The kernel caps it at net.core.rmem_max / wmem_max.
+	listenerBufSize = 4 << 20
+	// listenerBatch is how many datagrams one recvmmsg reads.
+	listenerBatch = 32
+)
+
+// udpListener is one bound UDP listener: several SO_REUSEPORT sockets on
+// one address, each with its own reader goroutine. The kernel spreads
+// clients over them by a hash of the 4-tuple, so one client always reaches
+// the same socket, and answers leave through the socket the request came in on.
 type udpListener struct {
 	s       *Server
-	conn    *net.UDPConn
+	socks   []*udpSocket
 	local   netip.AddrPort // identifies the listener in 5-tuples
 	relayIP netip.Addr
 }
 
+// udpSocket is one socket of a UDP listener.
+type udpSocket struct {
+	l    *udpListener
+	conn *net.UDPConn
+	rc   syscall.RawConn
+}
+
 // udpRequest is a STUN request copied off a UDP listener for a worker.
 type udpRequest struct {
-	l    *udpListener
+	sock *udpSocket
 	from netip.AddrPort
 	data []byte
 }
@@ -42,55 +70,118 @@ func (u *udpSink) WriteToClient(frame []byte) error {
 	return err
 }
 
+// listenUDP binds spec's address min(GOMAXPROCS, 16) times with
+// SO_REUSEPORT (the first bind picks the port when spec asks for port 0).
 func (s *Server) listenUDP(spec ListenSpec, relayIP netip.Addr) (*udpListener, error) {
-	var lc net.ListenConfig
-	pc, err := lc.ListenPacket(context.Background(), "udp", spec.Addr)
-	if err != nil {
-		return nil, bindError(spec, err)
+	n := min(runtime.GOMAXPROCS(0), maxListenerSockets)
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+	if n == 1 {
+		lc.Control = nil
 	}
-	conn := pc.(*net.UDPConn)
-	local := conn.LocalAddr().(*net.UDPAddr).AddrPort()
+	l := &udpListener{s: s, relayIP: relayIP}
+	addr := spec.Addr
+	closeAll := func() {
+		for _, so := range l.socks {
+			_ = so.conn.Close()
+		}
+	}
+	for i := range n {
+		pc, err := lc.ListenPacket(context.Background(), "udp", addr)
+		if err != nil {
+			closeAll()
+			if i > 0 {
+				return nil, fmt.Errorf("listener %s: socket %d of %d with SO_REUSEPORT: %w", spec, i+1, n, err)
+			}
+			return nil, bindError(spec, err)
+		}
+		conn := pc.(*net.UDPConn)
+		if i == 0 {
+			l.local = conn.LocalAddr().(*net.UDPAddr).AddrPort()
+			// The next sockets join this one, on the port it got.
+			host, _, _ := net.SplitHostPort(spec.Addr)
+			addr = net.JoinHostPort(host, fmt.Sprint(l.local.Port()))
+		}
+		// Best effort: the kernel caps these at rmem_max/wmem_max.
+		_ = conn.SetReadBuffer(listenerBufSize)
+		_ = conn.SetWriteBuffer(listenerBufSize)
+		rc, err := conn.SyscallConn()
+		if err != nil {
+			_ = conn.Close()
+			closeAll()
+			return nil, fmt.Errorf("listener %s: %w", spec, err)
+		}
+		l.socks = append(l.socks, &udpSocket{l: l, conn: conn, rc: rc})
+	}
 	s.mu.Lock()
-	s.bound = append(s.bound, BoundListener{Kind: UDP, Addr: conn.LocalAddr()})
-	s.closers = append(s.closers, conn.Close)
+	s.bound = append(s.bound, BoundListener{Kind: UDP, Addr: l.socks[0].conn.LocalAddr()})
+	for _, so := range l.socks {
+		s.closers = append(s.closers, so.conn.Close)
+	}
 	s.mu.Unlock()
-	return &udpListener{s: s, conn: conn, local: local, relayIP: relayIP}, nil
+	return l, nil
 }
 
-// serve reads the listener until it is closed. ChannelData and Send
-// indications are relayed right here (data plane); requests go to the
-// worker pool so that media never waits behind authentication or a bind.
+// serve reads every socket of the listener until they are closed.
 func (l *udpListener) serve() {
-	buf := make([]byte, maxDatagram)
+	var wg sync.WaitGroup
+	for _, so := range l.socks[1:] {
+		wg.Go(so.serve)
+	}
+	l.socks[0].serve()
+	wg.Wait()
+}
+
+// serve reads the socket until it is closed, a batch of datagrams
+// (recvmmsg) at a time. ChannelData and Send indications are relayed right
+// here (data plane), the ChannelData of one batch gathered into runs per
+// allocation and peer that leave in one GSO send each; requests go to the
+// worker pool so that media never waits behind authentication or a bind.
+func (so *udpSocket) serve() {
+	l, s := so.l, so.l.s
+	b := newRxBatch(listenerBatch, 0)
+	fn := b.recv
+	tx := newTxRun(s)
 	var msg stun.Message // reused for Send indications
 	for {
-		n, from, err := l.conn.ReadFromUDPAddrPort(buf)
-		if err != nil {
+		if err := b.read(so.rc, fn); err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			continue // e.g. a truncated datagram; the socket is still fine
+			continue // e.g. ECONNREFUSED from an earlier send; the socket is still fine
 		}
-		if n == 0 {
-			continue
-		}
-		pkt := buf[:n]
-		ft := allocations.FiveTuple{Client: unmapAddrPort(from), Server: l.local, Transport: allocations.UDP}
-		switch proto.Classify(pkt[0]) {
-		case proto.KindChannelData:
-			l.s.relayChannelData(ft, pkt)
-		case proto.KindSTUN:
-			if isSendIndication(pkt) {
-				l.s.relaySend(ft, pkt, &msg)
+		now := time.Now() // one clock read per batch
+		for i := range b.n {
+			pkt, from, ok := b.msg(i)
+			if !ok || len(pkt) == 0 {
 				continue
 			}
-			req := udpRequest{l: l, from: ft.Client, data: append([]byte(nil), pkt...)}
-			select {
-			case l.s.requests <- req:
-			default: // overloaded: drop, the client retransmits
-				l.s.stats.drop(DropOverload)
+			ft := allocations.FiveTuple{Client: from, Server: l.local, Transport: allocations.UDP}
+			switch proto.Classify(pkt[0]) {
+			case proto.KindChannelData:
+				s.relayChannelDataAt(ft, pkt, now, tx)
+			case proto.KindSTUN:
+				if isSendIndication(pkt) {
+					tx.flush() // keep the client's order
+					s.relaySend(ft, pkt, &msg)
+					continue
+				}
+				req := udpRequest{sock: so, from: ft.Client, data: append([]byte(nil), pkt...)}
+				select {
+				case s.requests <- req:
+				default: // overloaded: drop, the client retransmits
+					s.stats.drop(DropOverload)
+				}
 			}
 		}
+		tx.flush()
 	}
 }
 
@@ -102,9 +193,9 @@ func (s *Server) requestWorker() {
 		if err := req.Decode(); err != nil {
 			continue
 		}
-		ft := allocations.FiveTuple{Client: r.from, Server: r.l.local, Transport: allocations.UDP}
-		sink := &udpSink{conn: r.l.conn, addr: r.from}
-		s.handleRequest(&req, &resp, ft, sink, r.l.relayIP)
+		ft := allocations.FiveTuple{Client: r.from, Server: r.sock.l.local, Transport: allocations.UDP}
+		sink := &udpSink{conn: r.sock.conn, addr: r.from}
+		s.handleRequest(&req, &resp, ft, sink, r.sock.l.relayIP)
 	}
 }
 

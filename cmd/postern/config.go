@@ -27,6 +27,21 @@ type Config struct {
 	Relay  RelayConfig  `toml:"relay"`
 	Limits LimitsConfig `toml:"limits"`
 	TLS    TLSConfig    `toml:"tls"`
+
+	// What the handed-out iceServers JSON holds, and the HTTPS endpoint
+	// that mints it (credconfig.go).
+	ICEServers     ICEServersConfig     `toml:"ice_servers"`
+	CredentialsAPI CredentialsAPIConfig `toml:"credentials_api"`
+
+	// Web shares the TLS listeners with a web site, and ProxyProtocolFrom
+	// lists the CIDRs (load balancers) allowed to send PROXY protocol
+	// headers on TCP and TLS listeners (port443.go).
+	Web               WebConfig `toml:"web"`
+	ProxyProtocolFrom []string  `toml:"proxy_protocol_from"`
+
+	// Admin is the admin HTTP listener: metrics, health, sessions
+	// (opsconfig.go).
+	Admin AdminConfig `toml:"admin"`
 }
 
 // LogConfig is the [log] table.
@@ -55,8 +70,13 @@ type AuthConfig struct {
 type RelayConfig struct {
 	// IP is the address relay sockets bind on.
 	IP string `toml:"ip"`
-	// ExternalIP is advertised in XOR-RELAYED-ADDRESS behind 1:1 NAT.
-	ExternalIP string `toml:"external_ip"`
+	// ExternalIP is advertised in XOR-RELAYED-ADDRESS behind 1:1 NAT: one
+	// address, "auto", or relay address = public address pairs
+	// (opsconfig.go).
+	ExternalIP ExternalIPSetting `toml:"external_ip"`
+	// STUNServers are asked for the public address when ExternalIP is
+	// "auto".
+	STUNServers []string `toml:"stun_servers"`
 	// Ports is the relay port range, "LOW-HIGH".
 	Ports string `toml:"ports"`
 	// AllowPeers are addresses or CIDRs peers may have even when the default
@@ -84,6 +104,17 @@ type TLSConfig struct {
 	Cert string `toml:"cert"`
 	// Key is the PEM private key file of Cert.
 	Key string `toml:"key"`
+
+	// ACME obtains and renews the certificate for Domains automatically
+	// (port443.go); ACMECA is the CA's directory URL, ACMEEmail the
+	// account's contact, ACMEStorage the state directory, and ACMECARoot
+	// a PEM file of roots trusted for the CA's API.
+	ACME        bool     `toml:"acme"`
+	Domains     []string `toml:"domains"`
+	ACMECA      string   `toml:"acme_ca"`
+	ACMEEmail   string   `toml:"acme_email"`
+	ACMEStorage string   `toml:"acme_storage"`
+	ACMECARoot  string   `toml:"acme_ca_root"`
 }
 
 // Duration is a time.Duration written in TOML as a string such as "10m" or
@@ -218,7 +249,7 @@ const (
 // flags take one value per use (commas are not separators: passwords and
 // secrets may contain them).
 func configFlags() []cli.Flag {
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.StringFlag{Name: flagConfig, Aliases: []string{"c"}, TakesFile: true,
 			Usage: "read settings from the TOML `FILE` (see config.toml.example); flags override it"},
 
@@ -239,8 +270,11 @@ func configFlags() []cli.Flag {
 		&cli.StringFlag{Name: flagRelayIP, Category: catRelay,
 			Usage:       "bind relay sockets on `IP`",
 			DefaultText: "the listener's address if specific, else the host's primary address"},
-		&cli.StringFlag{Name: flagExternalIP, Category: catRelay,
-			Usage: "advertise `IP` in XOR-RELAYED-ADDRESS (host behind 1:1 NAT)"},
+		&cli.StringSliceFlag{Name: flagExternalIP, Category: catRelay,
+			Usage: "advertise `PUBLIC` in XOR-RELAYED-ADDRESS behind 1:1 NAT, or RELAY=PUBLIC for one relay address, or auto to ask STUN servers (repeatable)"},
+		&cli.StringSliceFlag{Name: flagSTUNServer, Category: catRelay,
+			Usage:       "with --external-ip auto, ask the STUN server `HOST:PORT` (repeatable; replaces the file's list)",
+			DefaultText: strings.Join(defaultSTUNServers(), ", ")},
 		&cli.StringFlag{Name: flagRelayPorts, Category: catRelay, Value: defaultRelayPorts,
 			Usage: "relay port range `LOW-HIGH`"},
 		&cli.StringSliceFlag{Name: flagAllowPeer, Category: catRelay,
@@ -266,7 +300,17 @@ func configFlags() []cli.Flag {
 			Usage: "log `LEVEL`: debug, info, warn or error"},
 		&cli.StringFlag{Name: flagLogFormat, Category: catLog, Value: defaultLogFormat,
 			Usage: "log `FORMAT`: text or json"},
-	}
+
+		&cli.StringFlag{Name: flagCredentialsAPI, Category: catAPI,
+			Usage:       "serve POST /v1/ice-servers on `ADDR`: HOST:PORT or https://HOST:PORT (HTTPS, needs --tls-cert), or http://127.0.0.1:PORT (loopback only)",
+			DefaultText: "off"},
+		&cli.StringSliceFlag{Name: flagAPIKey, Category: catAPI,
+			Usage: "accept `KEY` as Authorization: Bearer KEY on the credentials API (replaces the file's keys)"},
+
+		adminAddrFlag(),
+		adminTokenFlag(),
+		pprofFlag(),
+	}, port443Flags()...)
 }
 
 // applyFlags overrides c with the flags given on the command line. A
@@ -303,7 +347,7 @@ func (c *Config) applyFlags(cmd *cli.Command) error {
 	setDuration(&c.Auth.NonceLifetime, flagNonceLifetime)
 
 	setString(&c.Relay.IP, flagRelayIP)
-	setString(&c.Relay.ExternalIP, flagExternalIP)
+	c.applyOperationsFlags(cmd) // --external-ip, --stun-server, --admin, --admin-token
 	setString(&c.Relay.Ports, flagRelayPorts)
 	setList(&c.Relay.AllowPeers, flagAllowPeer)
 	setList(&c.Relay.DenyPeers, flagDenyPeer)
@@ -319,6 +363,11 @@ func (c *Config) applyFlags(cmd *cli.Command) error {
 
 	setString(&c.Log.Level, flagLogLevel)
 	setString(&c.Log.Format, flagLogFormat)
+
+	setString(&c.CredentialsAPI.Listen, flagCredentialsAPI)
+	setList(&c.CredentialsAPI.APIKeys, flagAPIKey)
+
+	c.applyPort443Flags(cmd)
 	return nil
 }
 

@@ -174,6 +174,11 @@ key = "k.pem"
 		tlsKey:            "k.pem",
 		logLevel:          -4, // slog.LevelDebug
 		logFormat:         "json",
+		ice:               iceSettings{user: defaultICEUser, ttl: defaultICETTL},
+		externalIPs:       relay.ExternalIPs{V4: netip.MustParseAddr("203.0.113.5")},
+		stunServers:       defaultSTUNServers(),
+		admin:             adminSettings{listen: defaultAdminListen},
+		api:               apiSettings{maxTTL: defaultAPIMaxTTL},
 	}
 	if !reflect.DeepEqual(s, want) {
 		t.Errorf("settings:\n got %+v\nwant %+v", s, want)

@@ -1,12 +1,23 @@
 // Command postern runs the Postern STUN/TURN relay.
 //
 //	postern serve [--config FILE] [flags]
+//	postern credential [--secret-file FILE] [--user NAME] [--ttl D] [--json]
+//	postern credential hash --user NAME [--realm R] < password
+//	postern ice-servers --host NAME | --config FILE [flags]
+//	postern check-config FILE
+//	postern sessions [--user NAME] [--json] [--admin ADDR] [--config FILE]
+//	postern kick ID... | --user NAME [--admin ADDR] [--config FILE]
 //
 // The command only turns configuration into typed values and wires the
 // packages together: a TOML file (Config, read strictly: unknown keys are
 // errors) is read first, then command-line flags override it, then the
 // result is validated into settings and handed to relay.New. Validation
 // errors name both the TOML key and the flag and say how to fix the value.
+// SIGHUP makes serve read and validate the configuration again and swap in
+// the credentials, the peer policy and the credentials API's settings
+// without touching an allocation (reload.go). serve also runs the admin
+// listener (package admin: metrics, health, sessions; operate.go), which
+// sessions and kick talk to, and tells systemd when it is ready.
 //
 // Invariants: no package-level mutable state (flag values are read from the
 // *cli.Command inside the action, so the command can run many times in one

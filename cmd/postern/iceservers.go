@@ -9,23 +9,19 @@ import (
 	"time"
 
 	"github.com/postern/postern/auth"
+	"github.com/postern/postern/iceapi"
 	"github.com/postern/postern/relay"
 )
 
 // iceServers is the JSON a WebRTC application passes to RTCPeerConnection:
 // {"iceServers":[{"urls":[...],"username":"...","credential":"..."}]}
-// (W3C WebRTC 1.0, RTCConfiguration and RTCIceServer).
-type iceServers struct {
-	ICEServers []iceServer `json:"iceServers"`
-}
+// (W3C WebRTC 1.0, RTCConfiguration and RTCIceServer). The credentials API
+// serves the same type.
+type iceServers = iceapi.Configuration
 
 // iceServer is one RTCIceServer. Browsers ignore the credentials for stun:
 // URLs, so one entry carries every URL of the server.
-type iceServer struct {
-	URLs       []string `json:"urls"`
-	Username   string   `json:"username,omitempty"`
-	Credential string   `json:"credential,omitempty"`
-}
+type iceServer = iceapi.ICEServer
 
 // restCredentialTTL is how long the credential printed at start stays valid.
 const restCredentialTTL = 24 * time.Hour
@@ -49,6 +45,7 @@ func newICEServers(urls []string, secret string, ttl time.Duration, now time.Tim
 type endpoint struct {
 	kind relay.ListenerKind
 	addr netip.AddrPort
+	name string // when set, the host written in URLs instead of addr's IP (ice_servers.host, --host)
 }
 
 // hostPolicy picks the host written in the URLs. The first valid address
@@ -129,7 +126,11 @@ func addrPort(a net.Addr) (netip.AddrPort, error) {
 func iceURLs(eps []endpoint) []string {
 	var udp, tcp, tls []string
 	for _, e := range eps {
-		hp := net.JoinHostPort(e.addr.Addr().String(), strconv.Itoa(int(e.addr.Port())))
+		host := e.addr.Addr().String()
+		if e.name != "" {
+			host = e.name
+		}
+		hp := net.JoinHostPort(host, strconv.Itoa(int(e.addr.Port())))
 		switch e.kind {
 		case relay.UDP:
 			udp = append(udp, "stun:"+hp, "turn:"+hp+"?transport=udp")

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v3"
@@ -44,7 +46,20 @@ func serveAction(ctx context.Context, cmd *cli.Command) error {
 		return err
 	}
 	log := newLogger(cmd.Root().ErrWriter, s.logLevel, s.logFormat)
-	return serve(ctx, s, log, cmd.Root().Writer)
+	if addr := cmd.String(flagPprof); addr != "" {
+		_, stopPprof, err := startPprof(ctx, addr, log)
+		if err != nil {
+			return err
+		}
+		defer stopPprof()
+	}
+	// SIGHUP reloads credentials (reload.go). Registered before serving, so
+	// that it never kills a running server.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reloads := reloadSource{load: func() (settings, error) { return loadSettings(cmd) }, signals: hup}
+	return serve(ctx, s, log, cmd.Root().Writer, reloads)
 }
 
 // loadSettings reads --config (if given), applies the flags over it and
@@ -72,9 +87,10 @@ func newLogger(w io.Writer, level slog.Level, format string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// serve runs the relay configured by s until ctx is cancelled. stdout
-// receives the iceServers JSON when the secret was generated here.
-func serve(ctx context.Context, s settings, log *slog.Logger, stdout io.Writer) error {
+// serve runs the relay configured by s until ctx is cancelled, reloading
+// when reloads says so. stdout receives the iceServers JSON when the secret
+// was generated here.
+func serve(ctx context.Context, s settings, log *slog.Logger, stdout io.Writer, reloads reloadSource) error {
 	secrets := s.secrets
 	// With nothing configured nobody could allocate; rather than refuse to
 	// start, make a secret for this run and print a credential from it.
@@ -83,16 +99,13 @@ func serve(ctx context.Context, s settings, log *slog.Logger, stdout io.Writer) 
 		secrets = []string{rand.Text()}
 	}
 
-	authn, err := auth.New(auth.Config{
-		Realm:         s.realm,
-		Users:         s.users,
-		Keys:          s.keys,
-		Secrets:       secrets,
-		NonceLifetime: s.nonceLifetime,
-	})
+	// lv holds what a reload may change, starting with the credentials
+	// (with one nonce key for the whole run), and the credentials API.
+	lv, err := newLive(s, secrets, generated, log)
 	if err != nil {
-		return fmt.Errorf("auth: %w", err)
+		return err
 	}
+	authn := lv.auth
 
 	var cert *tls.Certificate
 	if s.tlsCert != "" {
@@ -103,35 +116,57 @@ func serve(ctx context.Context, s settings, log *slog.Logger, stdout io.Writer) 
 		cert = &c
 	}
 
+	// Bound before the relay starts, so that a busy port fails the start.
+	api, err := listenAPI(s.api, cert, log)
+	if err != nil {
+		return err
+	}
+	defer api.close()
+
+	acme, err := s.port443.acmeConfig()
+	if err != nil {
+		return err
+	}
 	srv, err := relay.New(relay.Config{
-		Listeners:         s.listeners,
-		ListenersExplicit: s.listenersExplicit,
-		Auth:              authn,
-		Policy:            auth.NewPeerPolicy(s.allowPeers, s.denyPeers),
-		RelayIP:           s.relayIP,
-		ExternalIP:        s.externalIP,
-		RelayPorts:        s.relayPorts,
-		UserQuota:         s.userQuota,
-		MaxLifetime:       s.maxLifetime,
-		DefaultLifetime:   s.defaultLifetime,
-		TLSCert:           cert,
-		Software:          software(),
-		Logger:            log,
+		Listeners:          s.listeners,
+		ListenersExplicit:  s.listenersExplicit,
+		Auth:               authn,
+		Policy:             auth.NewPeerPolicy(s.allowPeers, s.denyPeers),
+		RelayIP:            s.relayIP,
+		ExternalIP:         s.externalIPs,
+		DiscoverExternalIP: s.stunDiscovery(),
+		RelayPorts:         s.relayPorts,
+		UserQuota:          s.userQuota,
+		MaxLifetime:        s.maxLifetime,
+		DefaultLifetime:    s.defaultLifetime,
+		TLSCert:            cert,
+		ACME:               acme,
+		Web:                s.port443.web,
+		ProxyProtocolFrom:  s.port443.proxyFrom,
+		Software:           software(),
+		Logger:             log,
 	})
 	if err != nil {
 		return fmt.Errorf("relay: %w", err)
 	}
+	// The admin listener comes up first, so /readyz can say "starting".
+	adminAddr, stopAdmin, err := startAdmin(ctx, s.admin, srv, log)
+	if err != nil {
+		return err
+	}
+	defer stopAdmin()
 	if err := srv.Start(ctx); err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
+	s = withDiscoveredExternal(s, srv)
 
 	bound := srv.Addrs()
 	addrs := make([]string, 0, len(bound))
 	for _, b := range bound {
 		addrs = append(addrs, b.Kind.String()+"://"+b.Addr.String())
 	}
-	log.Info("postern serving", "version", version(), "realm", s.realm, "listeners", strings.Join(addrs, " "),
-		"users", len(s.users)+len(s.keys), "secrets", len(secrets))
+	log.Info("postern serving", startupSummary(s, srv, addrs, len(secrets), generated, adminAddr)...)
+	notifySystemd(ctx, log)
 
 	if generated {
 		if err := printICEServers(stdout, bound, s, secrets[0]); err != nil {
@@ -145,6 +180,13 @@ func serve(ctx context.Context, s settings, log *slog.Logger, stdout io.Writer) 
 		}
 	}
 
+	// Until ctx is cancelled: answer the credentials API and reload on
+	// SIGHUP.
+	lv.attach(srv, s)
+	apiDone := api.serve(ctx, lv)
+	lv.run(ctx, reloads)
+	<-apiDone
+
 	// Wait returns once ctx is cancelled (SIGINT, SIGTERM) and every
 	// listener, connection and allocation is closed: a graceful stop.
 	if err := srv.Wait(); err != nil && !errors.Is(err, context.Canceled) {
@@ -156,11 +198,11 @@ func serve(ctx context.Context, s settings, log *slog.Logger, stdout io.Writer) 
 // printICEServers writes one line of iceServers JSON for the bound
 // listeners, with a REST credential minted from secret.
 func printICEServers(w io.Writer, bound []relay.BoundListener, s settings, secret string) error {
-	eps, err := endpoints(bound, hostPolicy{external: s.externalIP, relay: s.relayIP, primary: relay.PrimaryIP})
+	urls, err := advertisedURLs(bound, s)
 	if err != nil {
 		return err
 	}
-	b, err := newICEServers(iceURLs(eps), secret, restCredentialTTL, time.Now())
+	b, err := newICEServers(urls, secret, restCredentialTTL, time.Now())
 	if err != nil {
 		return err
 	}

@@ -42,7 +42,7 @@ type settings struct {
 	nonceLifetime time.Duration
 
 	relayIP    netip.Addr // invalid: chosen per listener by relay
-	externalIP netip.Addr // invalid: advertise the relay socket's address
+	externalIP netip.Addr // the one address of externalIPs for ICE URLs; invalid: none
 	relayPorts allocations.PortRange
 	allowPeers []netip.Prefix
 	denyPeers  []netip.Prefix
@@ -55,6 +55,16 @@ type settings struct {
 
 	logLevel  slog.Level
 	logFormat string
+
+	ice iceSettings // [ice_servers]
+
+	externalIPs  relay.ExternalIPs // relay.external_ip without "auto"
+	externalAuto bool              // relay.external_ip includes "auto"
+	stunServers  []string          // relay.stun_servers, defaults filled in
+	admin        adminSettings     // [admin]
+	api          apiSettings       // [credentials_api]; api.listen == "" when off
+
+	port443 port443Settings // [web], proxy_protocol_from, ACME in [tls]
 }
 
 // settings validates c and fills in defaults. Errors name the TOML key and
@@ -98,7 +108,8 @@ func (c Config) settings() (settings, error) {
 	if s.relayIP, err = parseHostIP(c.Relay.IP, "relay.ip", flagRelayIP); err != nil {
 		return settings{}, err
 	}
-	if s.externalIP, err = parseHostIP(c.Relay.ExternalIP, "relay.external_ip", flagExternalIP); err != nil {
+	// relay.external_ip, relay.stun_servers and [admin] (opsconfig.go).
+	if err := s.loadOperations(c); err != nil {
 		return settings{}, err
 	}
 	ports := cmp.Or(c.Relay.Ports, defaultRelayPorts)
@@ -141,6 +152,12 @@ func (c Config) settings() (settings, error) {
 	s.logFormat = strings.ToLower(cmp.Or(c.Log.Format, defaultLogFormat))
 	if s.logFormat != "text" && s.logFormat != "json" {
 		return settings{}, fmt.Errorf("log.format (--%s) %q: write text or json", flagLogFormat, c.Log.Format)
+	}
+	if err := s.loadICE(c); err != nil {
+		return settings{}, err
+	}
+	if err := s.loadPort443(c); err != nil {
+		return settings{}, err
 	}
 	return s, nil
 }

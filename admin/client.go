@@ -1,0 +1,115 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Client talks to an admin listener: what `postern sessions` and
+// `postern kick` use.
+type Client struct {
+	// Addr is the admin listener's HOST:PORT, or a base URL
+	// (http://HOST:PORT); DefaultAddr when empty.
+	Addr string
+	// Token is sent as a bearer token when set.
+	Token string
+	// HTTP is the client to use; one with a 10 s timeout when nil.
+	HTTP *http.Client
+}
+
+// Sessions lists the live sessions, of user only when user is non-empty.
+func (c *Client) Sessions(ctx context.Context, user string) ([]Session, error) {
+	q := url.Values{}
+	if user != "" {
+		q.Set("user", user)
+	}
+	var list SessionList
+	if err := c.do(ctx, http.MethodGet, "/api/sessions", q, &list); err != nil {
+		return nil, err
+	}
+	return list.Sessions, nil
+}
+
+// Kick ends the session with the given ID.
+func (c *Client) Kick(ctx context.Context, id uint64) error {
+	var res KickResult
+	return c.do(ctx, http.MethodDelete, "/api/sessions/"+strconv.FormatUint(id, 10), nil, &res)
+}
+
+// KickUser ends every session of user and returns how many it ended.
+func (c *Client) KickUser(ctx context.Context, user string) (int, error) {
+	if user == "" {
+		return 0, errors.New("admin: kick: no user named")
+	}
+	var res KickResult
+	err := c.do(ctx, http.MethodDelete, "/api/sessions", url.Values{"user": {user}}, &res)
+	return res.Kicked, err
+}
+
+// StatusError is an error answer of the admin API.
+type StatusError struct {
+	Status  int    // HTTP status code
+	Message string // the API's explanation
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("admin API: %d %s: %s", e.Status, http.StatusText(e.Status), e.Message)
+}
+
+// baseURL returns the URL the API paths are appended to.
+func (c *Client) baseURL() string {
+	addr := c.Addr
+	if addr == "" {
+		addr = DefaultAddr
+	}
+	if strings.Contains(addr, "://") {
+		return strings.TrimSuffix(addr, "/")
+	}
+	return "http://" + addr
+}
+
+func (c *Client) do(ctx context.Context, method, path string, q url.Values, out any) error {
+	u := c.baseURL() + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+	if err != nil {
+		return fmt.Errorf("admin API: %w", err)
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	hc := c.HTTP
+	if hc == nil {
+		hc = &http.Client{Timeout: 10 * time.Second}
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("admin API at %s: %w (is postern serve running with its admin listener there? set --admin to its address)", c.baseURL(), err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("admin API: reading the answer: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var eb errorBody
+		if json.Unmarshal(body, &eb) != nil || eb.Error == "" {
+			eb.Error = strings.TrimSpace(string(body))
+		}
+		return &StatusError{Status: resp.StatusCode, Message: eb.Error}
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return fmt.Errorf("admin API: undecodable answer: %w", err)
+	}
+	return nil
+}

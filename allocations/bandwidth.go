@@ -1,0 +1,69 @@
+package allocations
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// ByteRate is a lock-free byte-rate limiter: the generic cell rate
+// algorithm (GCRA), the token bucket written as one "theoretical arrival
+// time" advanced with compare-and-swap. Allow is HOT: no lock, no
+// allocation, safe from any number of goroutines.
+type ByteRate struct {
+	nsPerByte float64 // time one byte of budget takes to refill
+	tolerance int64   // how far ahead of now tat may run: the burst, in ns
+	tat       atomic.Int64
+}
+
+// NewByteRate returns a limiter of bytesPerSecond with a burst of
+// burstBytes; nil (no limit) when bytesPerSecond <= 0. A burst below one
+// second's worth is raised to it, so that one large packet always fits.
+func NewByteRate(bytesPerSecond, burstBytes int64) *ByteRate {
+	if bytesPerSecond <= 0 {
+		return nil
+	}
+	burstBytes = max(burstBytes, bytesPerSecond, 65535)
+	ns := float64(time.Second) / float64(bytesPerSecond)
+	return &ByteRate{nsPerByte: ns, tolerance: int64(ns * float64(burstBytes))}
+}
+
+// Allow reports whether n more bytes fit the budget at now (a monotonic
+// nanosecond clock, e.g. time.Since of a fixed start), and spends them if
+// so. A nil limiter allows everything.
+func (r *ByteRate) Allow(n int, now int64) bool {
+	if r == nil {
+		return true
+	}
+	cost := int64(r.nsPerByte * float64(n))
+	for {
+		tat := r.tat.Load()
+		next := max(tat, now) + cost
+		if next-now > r.tolerance {
+			return false
+		}
+		if r.tat.CompareAndSwap(tat, next) {
+			return true
+		}
+	}
+}
+
+// Limits are the byte-rate limiters an allocation's traffic passes, one
+// per direction; a nil field means no limit that way.
+type Limits struct {
+	ToPeer, ToClient *ByteRate
+}
+
+// Allow spends n bytes on both limiters of one direction: the
+// allocation's own and its user's. Either refusing drops the packet.
+func allowBoth(own, user *ByteRate, n int, now int64) bool {
+	return own.Allow(n, now) && user.Allow(n, now)
+}
+
+// newLimits returns limiters of bytesPerSecond both ways, with a burst of
+// one second's worth.
+func newLimits(bytesPerSecond int64) Limits {
+	return Limits{
+		ToPeer:   NewByteRate(bytesPerSecond, bytesPerSecond),
+		ToClient: NewByteRate(bytesPerSecond, bytesPerSecond),
+	}
+}

@@ -1,0 +1,206 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v3"
+
+	"github.com/postern/postern/auth"
+	"github.com/postern/postern/relay"
+)
+
+// iceServersCommand returns "ice-servers": print the iceServers JSON that
+// RTCPeerConnection takes, with a fresh credential.
+func iceServersCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "ice-servers",
+		Usage: "print the iceServers JSON for new RTCPeerConnection(...), with a fresh credential",
+		UsageText: "postern ice-servers --host turn.example.org [--secret-file FILE | --secret S] [--user NAME] [--ttl 24h] [--ports udp:3478,tcp:3478,...]\n" +
+			"postern ice-servers --config FILE [--host NAME] [...]",
+		Description: "Prints one line, {\"iceServers\":[{\"urls\":[...],\"username\":...,\"credential\":...}]}, with the URLs of\n" +
+			"every listener ordered UDP first, then TCP, then TLS (see README, \"Credentials for WebRTC apps\").\n" +
+			"With --config the listeners and the host come from the file (listen, ice_servers.host,\n" +
+			"relay.external_ip, relay.ip, else this machine's default-route address); --host and --ports win.\n" +
+			"The secret is found as for `postern credential`.",
+		Flags: append(mintFlags(),
+			&cli.StringFlag{Name: flagHost,
+				Usage:       "the DNS name or address `HOST` clients dial (use the certificate's name for turns:)",
+				DefaultText: "from --config"},
+			&cli.StringSliceFlag{Name: flagPorts,
+				Usage:       "the listeners to list, `SPEC`s such as udp:3478, tcp+tls:443 or udp://:3478 (repeatable or comma-separated)",
+				DefaultText: "the listen list of --config, else udp:3478, tcp:3478, tls:5349, udp:443, tcp+tls:443"},
+		),
+		OnUsageError: usageError,
+		Action:       iceServersAction,
+	}
+}
+
+func iceServersAction(_ context.Context, cmd *cli.Command) error {
+	if cmd.NArg() > 0 {
+		return fmt.Errorf("ice-servers takes no arguments, got %q (did you mean --host %s?)", cmd.Args().First(), cmd.Args().First())
+	}
+	m, err := loadMinting(cmd)
+	if err != nil {
+		return err
+	}
+	haveConfig := cmd.String(flagConfig) != ""
+
+	var specs []relay.ListenSpec
+	switch {
+	case cmd.IsSet(flagPorts):
+		if specs, err = parsePortSpecs(cmd.StringSlice(flagPorts)); err != nil {
+			return err
+		}
+	case len(m.config.Listen) > 0:
+		for _, v := range m.config.Listen {
+			spec, err := relay.ParseListenSpec(v)
+			if err != nil {
+				return fmt.Errorf("config %s: listen: %w", cmd.String(flagConfig), err)
+			}
+			specs = append(specs, spec)
+		}
+	default:
+		specs = relay.DefaultListeners()
+	}
+
+	name := ""
+	if cmd.IsSet(flagHost) {
+		if name, err = parseICEHost(cmd.String(flagHost)); err != nil {
+			return fmt.Errorf("--%s: %w", flagHost, err)
+		}
+	} else if haveConfig {
+		ice, _ := parseICESettings(m.config.ICEServers) // validated by loadMinting
+		name = ice.host
+	} else {
+		return fmt.Errorf("give --%s NAME, the DNS name or address clients dial, or --%s FILE to derive it from the server's configuration", flagHost, flagConfig)
+	}
+
+	var policy hostPolicy
+	if name == "" {
+		// From the configuration, as the running server advertises it.
+		if policy.external, err = m.config.Relay.ExternalIP.advertisedHost(); err != nil {
+			return fmt.Errorf("config %s: %w", cmd.String(flagConfig), err)
+		}
+		if policy.relay, err = parseHostIP(m.config.Relay.IP, "relay.ip", flagRelayIP); err != nil {
+			return fmt.Errorf("config %s: %w", cmd.String(flagConfig), err)
+		}
+		told := false
+		policy.primary = func() (netip.Addr, error) {
+			ip, err := relay.PrimaryIP()
+			if err == nil && !told {
+				told = true
+				fmt.Fprintf(cmd.Root().ErrWriter, "postern: no ice_servers.host or --%s: using %s, this machine's default-route address\n", flagHost, ip)
+			}
+			return ip, err
+		}
+	}
+	eps, err := specEndpoints(specs, name, policy)
+	if err != nil {
+		return err
+	}
+	b, err := mintICEServers(iceURLs(eps), m.secret, m.user, m.ttl, time.Now())
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(cmd.Root().Writer, "%s\n", b)
+	return err
+}
+
+// mintICEServers returns the iceServers JSON for urls with a TURN REST API
+// credential for user, minted from secret and valid for ttl from now.
+func mintICEServers(urls []string, secret, user string, ttl time.Duration, now time.Time) ([]byte, error) {
+	username, password := auth.MintREST(secret, user, ttl, now)
+	b, err := json.Marshal(iceServers{ICEServers: []iceServer{{URLs: urls, Username: username, Credential: password}}})
+	if err != nil {
+		return nil, fmt.Errorf("iceServers JSON: %w", err)
+	}
+	return b, nil
+}
+
+// parsePortSpecs parses --ports values: SCHEME:PORT (udp:3478) or a listen
+// spec (udp://HOST:PORT, whose host is then ignored for the URLs unless no
+// host is given).
+func parsePortSpecs(values []string) ([]relay.ListenSpec, error) {
+	var specs []relay.ListenSpec
+	for _, v := range values {
+		v = strings.TrimSpace(v)
+		in := v
+		if !strings.Contains(v, "://") {
+			scheme, port, ok := strings.Cut(v, ":")
+			if !ok {
+				return nil, fmt.Errorf("--%s %q: write SCHEME:PORT such as udp:3478 or tcp+tls:443", flagPorts, v)
+			}
+			in = scheme + "://:" + port
+		}
+		spec, err := relay.ParseListenSpec(in)
+		if err != nil {
+			return nil, fmt.Errorf("--%s %q: %w", flagPorts, v, err)
+		}
+		specs = append(specs, spec)
+	}
+	return specs, nil
+}
+
+// specEndpoints maps configured (not yet bound) listeners to the endpoints
+// clients dial: name when given, else the host p picks for the listener's
+// address. A port of 0 has no meaning before the server binds it.
+func specEndpoints(specs []relay.ListenSpec, name string, p hostPolicy) ([]endpoint, error) {
+	eps := make([]endpoint, 0, len(specs))
+	for _, spec := range specs {
+		host, port, err := net.SplitHostPort(spec.Addr)
+		if err != nil {
+			return nil, fmt.Errorf("listener %s: %w", spec, err)
+		}
+		ap, err := netip.ParseAddrPort(net.JoinHostPort("0.0.0.0", port))
+		if err != nil || ap.Port() == 0 {
+			return nil, fmt.Errorf("listener %s: port %s: the kernel picks port 0 when the server starts, so it cannot be listed: name the port", spec, port)
+		}
+		if name != "" {
+			eps = append(eps, endpoint{kind: spec.Kind, addr: ap, name: name})
+			continue
+		}
+		var bound netip.Addr
+		switch {
+		case host == "localhost":
+			bound = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+		case host != "":
+			if bound, err = netip.ParseAddr(host); err != nil {
+				return nil, fmt.Errorf("listener %s: %w", spec, err)
+			}
+		}
+		ip, err := p.host(bound)
+		if err != nil {
+			return nil, err
+		}
+		eps = append(eps, endpoint{kind: spec.Kind, addr: netip.AddrPortFrom(ip, ap.Port())})
+	}
+	return eps, nil
+}
+
+// advertisedURLs returns the URLs of the bound listeners as clients dial
+// them: with ice_servers.host when set, else with the address hostPolicy
+// picks (the start-up printout and the credentials API use this).
+func advertisedURLs(bound []relay.BoundListener, s settings) ([]string, error) {
+	if s.ice.host == "" {
+		eps, err := endpoints(bound, hostPolicy{external: s.externalIP, relay: s.relayIP, primary: relay.PrimaryIP})
+		if err != nil {
+			return nil, err
+		}
+		return iceURLs(eps), nil
+	}
+	eps := make([]endpoint, 0, len(bound))
+	for _, b := range bound {
+		ap, err := addrPort(b.Addr)
+		if err != nil {
+			return nil, fmt.Errorf("%v listener: %w", b.Kind, err)
+		}
+		eps = append(eps, endpoint{kind: b.Kind, addr: ap, name: s.ice.host})
+	}
+	return iceURLs(eps), nil
+}

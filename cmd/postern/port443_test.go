@@ -1,0 +1,127 @@
+package main
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/postern/postern/relay"
+)
+
+func TestPort443Settings(t *testing.T) {
+	t.Run("flags", func(t *testing.T) {
+		s, err := settingsFor(t, "--web-backend", "127.0.0.1:8443", "--web-backend-proxy-protocol",
+			"--turn-host", "TURN.example.org.", "--turn-host", "turn2.example.org",
+			"--proxy-protocol-from", "10.0.0.0/8", "--proxy-protocol-from", "2001:db8::1",
+			"--acme", "--acme-domain", "turn.example.org", "--acme-email", "ops@example.org",
+			"--acme-storage", "/var/lib/postern/acme", "--acme-ca", "https://ca.test/dir", "--acme-ca-root", "/etc/ca.pem")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := port443Settings{
+			web: relay.WebConfig{Backend: "127.0.0.1:8443", BackendProxyProtocol: true,
+				TURNHosts: []string{"turn.example.org", "turn2.example.org"}},
+			proxyFrom:   []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8::1/128")},
+			acme:        true,
+			domains:     []string{"turn.example.org"},
+			acmeCA:      "https://ca.test/dir",
+			acmeEmail:   "ops@example.org",
+			acmeStorage: "/var/lib/postern/acme",
+			acmeCARoot:  "/etc/ca.pem",
+		}
+		if !reflect.DeepEqual(s.port443, want) {
+			t.Errorf("got  %+v\nwant %+v", s.port443, want)
+		}
+	})
+	t.Run("file, and a flag over it", func(t *testing.T) {
+		path := writeFile(t, "c.toml", `
+proxy_protocol_from = ["192.0.2.0/24"]
+[tls]
+acme = true
+domains = ["a.example.org", "b.example.org"]
+[web]
+backend = "[::1]:8443"
+turn_hosts = ["a.example.org"]
+`)
+		s, err := settingsFor(t, "--config", path, "--web-backend", "127.0.0.1:9443")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := s.port443
+		if p.web.Backend != "127.0.0.1:9443" || !reflect.DeepEqual(p.web.TURNHosts, []string{"a.example.org"}) ||
+			len(p.proxyFrom) != 1 || !p.acme || len(p.domains) != 2 || p.acmeCA != defaultACMECA {
+			t.Errorf("settings %+v", p)
+		}
+	})
+	t.Run("defaults", func(t *testing.T) {
+		s, err := settingsFor(t)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(s.port443, port443Settings{}) {
+			t.Errorf("defaults %+v, want nothing shared, no PROXY protocol, no ACME", s.port443)
+		}
+	})
+}
+
+func TestPort443BadValues(t *testing.T) {
+	cert, key := writeFile(t, "c.pem", ""), writeFile(t, "k.pem", "")
+	for _, tt := range []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"backend without port", []string{"--web-backend", "127.0.0.1"}, []string{"web.backend (--web-backend)", "HOST:PORT"}},
+		{"backend port 0", []string{"--web-backend", "127.0.0.1:0"}, []string{"web.backend", "1 to 65535"}},
+		{"proxy header without backend", []string{"--web-backend-proxy-protocol"}, []string{"web.backend_proxy_protocol", "web.backend (--web-backend)"}},
+		{"turn host with port", []string{"--turn-host", "turn.example.org:443"}, []string{"web.turn_hosts (--turn-host)", "bare DNS name"}},
+		{"turn host an address", []string{"--turn-host", "192.0.2.1"}, []string{"web.turn_hosts", "IP address"}},
+		{"proxy from everywhere", []string{"--proxy-protocol-from", "0.0.0.0/0"}, []string{"proxy_protocol_from (--proxy-protocol-from)", "every address"}},
+		{"proxy from garbage", []string{"--proxy-protocol-from", "lb.example"}, []string{"proxy_protocol_from (--proxy-protocol-from)"}},
+		{"domains without acme", []string{"--acme-domain", "a.example.org"}, []string{"tls.domains (--acme-domain)", "acme = true"}},
+		{"acme without domains", []string{"--acme"}, []string{"tls.domains (--acme-domain) is empty"}},
+		{"acme and a certificate", []string{"--acme", "--acme-domain", "a.example.org", "--tls-cert", cert, "--tls-key", key},
+			[]string{"tls.acme (--acme) and tls.cert (--tls-cert)", "choose one"}},
+		{"acme for an address", []string{"--acme", "--acme-domain", "192.0.2.1"}, []string{"tls.domains (--acme-domain)", "IP address"}},
+		{"acme ca over http", []string{"--acme", "--acme-domain", "a.example.org", "--acme-ca", "http://ca.test/dir"}, []string{"tls.acme_ca (--acme-ca)", "https://"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := settingsFor(t, tt.args...)
+			if err == nil {
+				t.Fatalf("accepted %q", tt.args)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestACMEConfig(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("STATE_DIRECTORY", dir)
+	p := port443Settings{acme: true, domains: []string{"a.example.org"}, acmeCA: defaultACMECA}
+	conf, err := p.acmeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if conf.Storage != filepath.Join(dir, "acme") || conf.RootCAs != nil || conf.CA != defaultACMECA {
+		t.Errorf("config %+v", conf)
+	}
+	if fi, err := os.Stat(conf.Storage); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("storage directory: %v %v, want mode 0700", fi, err)
+	}
+
+	p.acmeCARoot = writeFile(t, "root.pem", "not a certificate")
+	if _, err := p.acmeConfig(); err == nil || !strings.Contains(err.Error(), "tls.acme_ca_root") {
+		t.Errorf("a root file without PEM: err = %v", err)
+	}
+	if conf, err := (port443Settings{}).acmeConfig(); conf != nil || err != nil {
+		t.Errorf("ACME off: %v %v", conf, err)
+	}
+}

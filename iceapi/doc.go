@@ -1,0 +1,41 @@
+// Package iceapi serves short-lived TURN credentials over HTTP, the way
+// Cloudflare's and Twilio's TURN services do: a WebRTC application's back end
+// (or, with CORS, the browser itself) calls
+//
+//	POST /v1/ice-servers
+//	Authorization: Bearer KEY
+//	Content-Type: application/json
+//
+//	{"user": "alice", "ttl": 3600}
+//
+// and receives exactly the RTCConfiguration dictionary that
+// `new RTCPeerConnection(...)` takes (W3C WebRTC 1.0 §4.2.1):
+//
+//	{"iceServers":[{"urls":["stun:...","turn:...?transport=udp",...],"username":"1767312000:alice","credential":"..."}]}
+//
+// The body is optional; both fields are optional. The package does not mint
+// credentials itself: a Handler is built from a MintFunc, so the caller
+// decides which secret signs them and which URLs are listed.
+//
+// Invariants:
+//
+//   - Every response, success or error, is a JSON object with
+//     Content-Type application/json and Cache-Control no-store (credentials
+//     must not be cached by proxies or the browser).
+//   - Errors are {"error": CODE, "message": TEXT}; CODE is one of the Code*
+//     constants, TEXT says what to change.
+//   - The API key is checked before the body is read, in constant time
+//     against every configured key, so neither the body parser nor the
+//     timing tells an unauthenticated caller anything.
+//   - The TTL given to MintFunc is in [1s, Config.MaxTTL]: a larger request is
+//     clamped, not refused, so an application asking for "a day" against a
+//     stricter server still works.
+//   - A Handler is immutable after New and safe for concurrent use; to change
+//     keys or CORS origins, build a new one and swap it.
+//
+// CORS (the Fetch standard) is off unless Config.AllowOrigins is set. CORS
+// only tells browsers which pages may read the response; it is not access
+// control. Any API key given to a browser is public, so an operator who
+// enables CORS makes minting as open as the page that embeds the key, and
+// should keep MaxTTL short and set a per-user quota on the relay.
+package iceapi

@@ -1,0 +1,129 @@
+package relay
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Batched UDP receive (recvmmsg) and UDP GSO send on Linux. x/net's
+// ReadBatch allocates per message, so the mmsghdr array is declared here
+// with the kernel's layout and filled once per batch.
+
+// mmsghdr is struct mmsghdr: a msghdr and the received length, padded to
+// 8 bytes on 64-bit.
+type mmsghdr struct {
+	hdr unix.Msghdr
+	len uint32
+	_   [4]byte
+}
+
+// batchIO reports whether the batched paths are available.
+const batchIO = true
+
+// rxBatch reads up to len(bufs) datagrams per system call. It belongs to
+// one goroutine at a time. Datagram i is read into bufs[i][headroom:], so a
+// header can be written in front of it in place.
+type rxBatch struct {
+	bufs     [][]byte
+	headroom int
+	hdrs     []mmsghdr
+	iovs     []unix.Iovec
+	names    []unix.RawSockaddrInet6
+	n        int   // datagrams read by the last recv
+	errno    error // error of the last recv, if any
+}
+
+func newRxBatch(slots, headroom int) *rxBatch {
+	b := &rxBatch{
+		bufs:     make([][]byte, slots),
+		headroom: headroom,
+		hdrs:     make([]mmsghdr, slots),
+		iovs:     make([]unix.Iovec, slots),
+		names:    make([]unix.RawSockaddrInet6, slots),
+	}
+	size := headroom + maxDatagram + 3 // up to 3 bytes of stream padding
+	for i := range b.bufs {
+		b.bufs[i] = make([]byte, size)
+		b.iovs[i].Base = &b.bufs[i][headroom]
+		b.iovs[i].SetLen(maxDatagram)
+		b.hdrs[i].hdr.Iov = &b.iovs[i]
+		b.hdrs[i].hdr.Iovlen = 1
+		b.hdrs[i].hdr.Name = (*byte)(unsafe.Pointer(&b.names[i]))
+	}
+	return b
+}
+
+// recv reads what is waiting on fd without blocking. It reports whether
+// the caller should stop waiting: false means nothing was there (EAGAIN).
+// The count is in b.n, a failure in b.errno.
+func (b *rxBatch) recv(fd uintptr) bool {
+	for i := range b.hdrs {
+		b.hdrs[i].hdr.Namelen = unix.SizeofSockaddrInet6
+		b.hdrs[i].hdr.Flags = 0
+	}
+	for {
+		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[0])),
+			uintptr(len(b.hdrs)), unix.MSG_DONTWAIT, 0, 0)
+		switch e {
+		case 0:
+			b.n, b.errno = int(r), nil
+			return true
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			b.n = 0
+			return false
+		default:
+			b.n, b.errno = 0, e
+			return true
+		}
+	}
+}
+
+// read waits for datagrams on rc and reads a batch of them into b.
+func (b *rxBatch) read(rc syscall.RawConn, fn func(uintptr) bool) error {
+	if err := rc.Read(fn); err != nil {
+		return err
+	}
+	return b.errno
+}
+
+// msg returns datagram i of the last recv and its source, unmapped. ok is
+// false for a truncated datagram or an unknown address family.
+func (b *rxBatch) msg(i int) (pkt []byte, from netip.AddrPort, ok bool) {
+	h := &b.hdrs[i]
+	if h.hdr.Flags&unix.MSG_TRUNC != 0 {
+		return nil, netip.AddrPort{}, false
+	}
+	n := int(h.len)
+	pkt = b.bufs[i][b.headroom : b.headroom+n]
+	name := &b.names[i]
+	switch name.Family {
+	case unix.AF_INET:
+		sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(name))
+		port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:])
+		return pkt, netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), port), true
+	case unix.AF_INET6:
+		port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&name.Port))[:])
+		return pkt, netip.AddrPortFrom(netip.AddrFrom16(name.Addr).Unmap(), port), true
+	}
+	return nil, netip.AddrPort{}, false
+}
+
+// gsoControl writes the UDP_SEGMENT control message for segments of size
+// bytes into oob and returns it.
+func gsoControl(oob []byte, size int) []byte {
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+	h.Level = unix.IPPROTO_UDP
+	h.Type = unix.UDP_SEGMENT
+	h.SetLen(unix.CmsgLen(2))
+	binary.NativeEndian.PutUint16(oob[unix.CmsgLen(0):], uint16(size))
+	return oob[:unix.CmsgSpace(2)]
+}
+
+// gsoOOBSize is at least unix.CmsgSpace(2), the buffer gsoControl needs.
+const gsoOOBSize = 32

@@ -1,0 +1,119 @@
+package relay
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"syscall"
+
+	"github.com/postern/postern/allocations"
+)
+
+// Limits of one UDP GSO send (UDP_SEGMENT, Linux 4.18+).
+const (
+	// maxGSOSegments is UDP_MAX_SEGMENTS of older kernels (newer allow 128).
+	maxGSOSegments = 64
+	// maxGSOBytes keeps the whole run within one 64 KiB IP datagram.
+	maxGSOBytes = 65000
+	// maxGSOSegment keeps every segment within a 1500-byte MTU (IPv6 and
+	// UDP headers included): the kernel refuses a segment larger than the
+	// path MTU, where a lone datagram would just be fragmented.
+	maxGSOSegment = 1500 - 40 - 8
+)
+
+// txRun gathers consecutive datagrams from one socket to one destination
+// and sends them with one system call: on Linux with UDP GSO, which hands
+// the kernel one buffer to cut into datagrams of the first one's size (the
+// last may be shorter). Datagrams are copied into the run's buffer; a run of
+// one is sent as it is. A txRun belongs to one goroutine. HOT: it allocates
+// nothing.
+type txRun struct {
+	s       *Server
+	conn    *net.UDPConn
+	to      netip.AddrPort
+	ctr     *allocations.Counter // counts the run's payloads when sent
+	seg     int                  // size of every datagram but the last
+	count   int                  // datagrams in the run
+	size    int                  // bytes in buf
+	payload int                  // payload bytes, for ctr
+	closed  bool                 // a shorter datagram ended the run
+	buf     []byte
+	oob     [gsoOOBSize]byte
+}
+
+func newTxRun(s *Server) *txRun {
+	return &txRun{s: s, buf: make([]byte, maxGSOBytes)}
+}
+
+// add sends dgram (payloadLen bytes of it payload, counted in ctr) from conn
+// to to, as part of the current run if it can join it.
+func (t *txRun) add(conn *net.UDPConn, to netip.AddrPort, ctr *allocations.Counter, dgram []byte, payloadLen int) {
+	n := len(dgram)
+	if t.count > 0 && (conn != t.conn || to != t.to || t.closed || n > t.seg ||
+		t.count == maxGSOSegments || t.size+n > len(t.buf)) {
+		t.flush()
+	}
+	if t.count == 0 && (!batchIO || t.s.gsoOff.Load() || n > maxGSOSegment) {
+		t.s.sendOne(conn, to, ctr, dgram, payloadLen)
+		return
+	}
+	if t.count == 0 {
+		t.conn, t.to, t.ctr, t.seg = conn, to, ctr, n
+	}
+	copy(t.buf[t.size:], dgram)
+	t.size += n
+	t.count++
+	t.payload += payloadLen
+	if n < t.seg {
+		t.closed = true
+	}
+}
+
+// flush sends the run.
+func (t *txRun) flush() {
+	if t.count == 0 {
+		return
+	}
+	if t.count == 1 {
+		t.s.sendOne(t.conn, t.to, t.ctr, t.buf[:t.size], t.payload)
+	} else if _, _, err := t.conn.WriteMsgUDPAddrPort(t.buf[:t.size], gsoControl(t.oob[:], t.seg), t.to); err == nil {
+		t.ctr.AddN(uint64(t.count), uint64(t.payload))
+	} else {
+		if gsoUnsupported(err) {
+			t.s.gsoOff.Store(true)
+			t.s.log.Warn("UDP GSO unavailable: sending datagrams one by one", "err", err)
+		}
+		// Resend one by one: the kernel took nothing of a failed GSO send.
+		for off := 0; off < t.size; off += t.seg {
+			end := min(off+t.seg, t.size)
+			t.s.sendOne(t.conn, t.to, nil, t.buf[off:end], 0)
+		}
+		t.ctr.AddN(uint64(t.count), uint64(t.payload))
+	}
+	t.conn, t.ctr = nil, nil
+	t.count, t.size, t.payload, t.closed = 0, 0, 0, false
+}
+
+// sendOne sends one datagram and counts it in ctr (if not nil).
+func (s *Server) sendOne(conn *net.UDPConn, to netip.AddrPort, ctr *allocations.Counter, dgram []byte, payloadLen int) {
+	if _, err := conn.WriteToUDPAddrPort(dgram, to); err != nil {
+		s.stats.drop(DropWriteFailed)
+		return
+	}
+	if ctr != nil {
+		ctr.Add(payloadLen)
+	}
+}
+
+// gsoUnsupported tells the errors of a kernel or device without UDP GSO
+// from those of one send (EINVAL: e.g. a segment over the path MTU).
+func gsoUnsupported(err error) bool {
+	return errors.Is(err, syscall.EIO) || errors.Is(err, syscall.ENOPROTOOPT) || errors.Is(err, syscall.EOPNOTSUPP)
+}
+
+// isTransient tells a socket error that reports an earlier send's ICMP
+// error (the socket is still fine) from a broken socket.
+func isTransient(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) ||
+		errors.Is(err, syscall.ENETUNREACH) || errors.Is(err, syscall.EINTR) || errors.Is(err, syscall.EMSGSIZE)
+}

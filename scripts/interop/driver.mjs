@@ -1,0 +1,90 @@
+// Browser driver of the Postern interop suite; the Go test (browser_test.go) runs it as
+//
+//   node driver.mjs CONFIG.json
+//
+// CONFIG: { url, executablePath, userDataDir, extraFlags, cases: [{ name, iceServers, wantRelayProtocol, messages, timeoutMs }] }
+//
+// It starts headless Chromium once through playwright-core (never a downloaded browser: executablePath is the
+// system /usr/bin/chromium), opens a fresh page of `url` per case, calls window.runCase (web/relay.js) and prints
+// one JSON line per case on stdout: { name, ok, reason, pair, relayProtocol, sent, received, ms, iceErrors, ... }.
+// Exit status: 0 when every case produced a line (whether it passed or not), 2 when the browser or a page could
+// not be driven at all. The Go side bounds the whole run with a timeout and kills the process group.
+
+import { readFileSync } from 'node:fs';
+import { chromium } from 'playwright-core';
+
+// Flags, and why each is there. Playwright adds its own automation defaults (see chromiumSwitches in
+// playwright-core) before these. Chromium may keep only the last of a repeated switch, so --disable-features below
+// repeats the background-network features Playwright disables as well as adding ours.
+const FLAGS = [
+  // Headless, unsandboxed (CI runs as root, where the sandbox refuses to start), no GPU, no first-run UI.
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--no-first-run',
+  // Nothing may leave the machine: no background fetches, updates, sync, QUIC, and every host name resolves to
+  // nothing except loopback (the page and every TURN URL use 127.0.0.1 literals).
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--disable-quic',
+  '--disable-default-apps',
+  '--disable-extensions',
+  '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost',
+  // WebRTC on loopback: Chromium skips the loopback interface when it gathers unless told otherwise, and would
+  // hide host addresses behind mDNS names (which the resolver rules above could not resolve anyway).
+  '--allow-loopback-in-peer-connection',
+  '--disable-features=WebRtcHideLocalIpsWithMdns,OptimizationHints,NetworkTimeServiceQuerying,AimEnabled,' +
+    'PreconnectToSearch,MediaRouter,DestroyProfileOnBrowserClose,HttpsUpgrades,HttpsFirstBalancedModeAutoEnable',
+];
+
+// Certificates: Chromium verifies a turns: server's certificate like any other TLS peer; with the suite's
+// self-signed certificate and no flag, every turns: case fails with icecandidateerror 701 "Failed to establish
+// connection". The Go side passes --ignore-certificate-errors-spki-list=<hash of its key> in extraFlags, which
+// accepts only that key (the blanket --ignore-certificate-errors works too, but accepts anything).
+
+function fail(msg) {
+  process.stderr.write(`driver: ${msg}\n`);
+  process.exit(2);
+}
+
+async function main() {
+  const configPath = process.argv[2];
+  if (!configPath) fail('usage: node driver.mjs CONFIG.json');
+  const config = JSON.parse(readFileSync(configPath, 'utf8'));
+  const extra = config.extraFlags ?? [];
+  const context = await chromium.launchPersistentContext(config.userDataDir, {
+    executablePath: config.executablePath,
+    headless: true,
+    args: [...FLAGS, ...extra],
+    timeout: 30000,
+  });
+  try {
+    for (const c of config.cases) {
+      const page = await context.newPage();
+      const consoleErrors = [];
+      page.on('console', (m) => {
+        if (m.type() === 'error') consoleErrors.push(m.text());
+      });
+      page.on('pageerror', (e) => consoleErrors.push(String(e)));
+      let res;
+      try {
+        await page.goto(config.url, { timeout: 10000 });
+        res = await page.evaluate((cfg) => window.runCase(cfg), {
+          iceServers: c.iceServers,
+          wantRelayProtocol: c.wantRelayProtocol,
+          messages: c.messages,
+          timeoutMs: c.timeoutMs,
+        });
+      } catch (e) {
+        res = { ok: false, reason: `driver: ${e.message ?? e}` };
+      }
+      await page.close();
+      process.stdout.write(JSON.stringify({ name: c.name, consoleErrors, ...res }) + '\n');
+    }
+  } finally {
+    await context.close();
+  }
+}
+
+main().catch((e) => fail(e.stack ?? String(e)));
