@@ -144,6 +144,34 @@ func (p *PortPool) ListenUDP(ip netip.Addr) (*net.UDPConn, error) {
 		ip, n, p.r, ErrNoPorts)
 }
 
+// ListenUDPPort binds a UDP socket on ip at exactly port, which must be in
+// the range and free (for EVEN-PORT reservations, RFC 8656 §7.2: the port
+// after an even one). It fails with the bind error when the port is taken.
+func (p *PortPool) ListenUDPPort(ip netip.Addr, port uint16) (*net.UDPConn, error) {
+	ip = ip.Unmap()
+	if !ip.IsValid() || !p.r.Contains(port) {
+		return nil, fmt.Errorf("allocations: relay socket on %v: port outside %v: %w", netip.AddrPortFrom(ip, port), p.r, ErrNoPorts)
+	}
+	network := "udp6"
+	if ip.Is4() {
+		network = "udp4"
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, port)))
+	if err != nil {
+		return nil, fmt.Errorf("allocations: relay socket on %v: %w", netip.AddrPortFrom(ip, port), err)
+	}
+	used := p.used[ip]
+	if used == nil {
+		used = make([]uint64, (p.r.Len()+63)/64)
+		p.used[ip] = used
+	}
+	idx := int(port - p.r.Low)
+	used[idx/64] |= 1 << (idx % 64)
+	return c, nil
+}
+
 // Release marks ap's port free again after its socket has been closed. The
 // Table calls it for every removed allocation when Config.Ports is set.
 // Releasing a port the pool did not hand out is harmless.

@@ -92,7 +92,10 @@ func (s *Server) startACME() error {
 		DefaultServerName:  normalizeHost(ac.Domains[0]),
 		RenewalWindowRatio: ac.renewalWindowRatio,
 		DisableARI:         ac.disableARI,
-		Logger:             logger,
+		// Let's Encrypt ended OCSP in 2025, and TURN clients do not ask
+		// for staples: fetching them would only log failures.
+		OCSP:   certmagic.OCSPConfig{DisableStapling: true},
+		Logger: logger,
 	})
 	magic.Issuers = []certmagic.Issuer{certmagic.NewACMEIssuer(magic, certmagic.ACMEIssuer{
 		CA:                   cmpOr(ac.CA, DefaultACMECA),

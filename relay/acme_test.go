@@ -109,9 +109,9 @@ func TestACMEPebble(t *testing.T) {
 		t.Skip("ACME end to end takes several seconds")
 	}
 	port := freeTCPPort(t)
-	// Certificates valid 12 s, renewed in the second half of their life:
-	// the first renewal comes about 6 s after issuance.
-	pb := startPebble(t, port, 12*time.Second)
+	// Certificates valid 8 s, renewed in the second half of their life:
+	// the first renewal comes about 4 s after issuance.
+	pb := startPebble(t, port, 8*time.Second)
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 
 	a, err := auth.New(auth.Config{Realm: "acme.test", Users: map[string]string{"u": "p"}})

@@ -84,6 +84,20 @@ func (b *rxBatch) recv(fd uintptr) bool {
 	}
 }
 
+// pending reports whether a datagram is waiting on fd (MSG_PEEK, no
+// buffer taken). Errors count as pending: the next recv reports them.
+func pending(fd uintptr) bool {
+	var b [1]byte
+	for {
+		_, _, e := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
+			unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+		if e == unix.EINTR {
+			continue
+		}
+		return e != unix.EAGAIN
+	}
+}
+
 // read waits for datagrams on rc and reads a batch of them into b.
 func (b *rxBatch) read(rc syscall.RawConn, fn func(uintptr) bool) error {
 	if err := rc.Read(fn); err != nil {

@@ -53,6 +53,12 @@ func (b *rxBatch) recv(fd uintptr) bool {
 	return true
 }
 
+func pending(fd uintptr) bool {
+	var b [1]byte
+	_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	return err != syscall.EAGAIN
+}
+
 func (b *rxBatch) read(rc syscall.RawConn, fn func(uintptr) bool) error {
 	if err := rc.Read(fn); err != nil {
 		return err

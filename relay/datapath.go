@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"runtime"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/stun/v4"
@@ -163,14 +165,24 @@ type peerReader struct {
 	stream bool     // TCP/TLS client: pad ChannelData
 	udp    *udpSink // the client's sink when it is UDP
 	tx     *txRun   // taken from the pool with the batch
+	polled bool     // readable has been called before
 }
 
 // readable is called by the netpoller when the relay socket may have
 // datagrams. It forwards batches until the socket is drained and returns
 // false to wait again; true ends the loop (a socket error).
 func (p *peerReader) readable(fd uintptr) bool {
-	pb := p.s.peerBatches.Get().(*peerBatch)
-	defer p.s.peerBatches.Put(pb)
+	// The first call comes before any wait, when the socket is most
+	// likely empty: look before borrowing a batch. Later calls follow a
+	// readiness event.
+	if !p.polled {
+		p.polled = true
+		if !pending(fd) {
+			return false
+		}
+	}
+	pb := p.s.peerBatches.get(p.s)
+	defer p.s.peerBatches.put(pb)
 	p.tx = pb.tx
 	defer func() { p.tx = nil }()
 	for {
@@ -245,8 +257,41 @@ type peerBatch struct {
 // peerBatchSlots is how many datagrams a relay loop reads per recvmmsg.
 const peerBatchSlots = 16
 
-func (s *Server) newPeerBatch() any {
+func (s *Server) newPeerBatch() *peerBatch {
 	return &peerBatch{rx: newRxBatch(peerBatchSlots, proto.DataIndicationHeadroom), tx: newTxRun(s)}
+}
+
+// batchCache lends peerBatches to relay loops. It is a few slots swapped
+// atomically: lock-free, kept across garbage collections (sync.Pool is
+// emptied by them, and drops items on purpose under the race detector,
+// which would make a 1 MiB allocation look like part of the data path).
+type batchCache struct {
+	slots []atomic.Pointer[peerBatch]
+}
+
+func newBatchCache() *batchCache {
+	return &batchCache{slots: make([]atomic.Pointer[peerBatch], 2*runtime.GOMAXPROCS(0)+8)}
+}
+
+// get returns a cached batch or a new one.
+func (c *batchCache) get(s *Server) *peerBatch {
+	for i := range c.slots {
+		if c.slots[i].Load() != nil {
+			if b := c.slots[i].Swap(nil); b != nil {
+				return b
+			}
+		}
+	}
+	return s.newPeerBatch()
+}
+
+// put caches b if a slot is free (else the garbage collector takes it).
+func (c *batchCache) put(b *peerBatch) {
+	for i := range c.slots {
+		if c.slots[i].CompareAndSwap(nil, b) {
+			return
+		}
+	}
 }
 
 // mono turns now into nanoseconds on the monotonic clock since the server

@@ -24,4 +24,17 @@
 //
 // Every listener shares one allocations.Table, so per-user quotas hold
 // across UDP, TCP and TLS, on every port.
+//
+// # Port 443
+//
+// Stream listeners route each connection before answering it (sniff.go):
+// a PROXY protocol header is read only from Config.ProxyProtocolFrom and
+// closes the connection from anyone else; a TLS ClientHello is parsed
+// without being consumed, and TLS that is not TURN (another SNI than
+// WebConfig.TURNHosts, or ALPN offering only other protocols), like plain
+// HTTP on a tcp+tls listener, is forwarded byte for byte to
+// WebConfig.Backend, or answered with a built-in page. Certificates may
+// come from ACME (ACMEConfig), whose TLS-ALPN-01 challenge is answered on
+// these same listeners. Every wait before a connection is routed is
+// bounded by Config.HandshakeTimeout.
 package relay

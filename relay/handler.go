@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"net"
 	"net/netip"
 	"time"
 
@@ -117,8 +118,13 @@ func (r *request) fail(err error, key []byte, extra ...stun.Setter) {
 	for _, set := range extra {
 		_ = set.AddTo(r.resp)
 	}
-	if code == stun.CodeServerError {
+	switch {
+	case code == stun.CodeServerError:
 		r.s.log.Error("request failed", "method", r.req.Type.Method.String(), "client", r.ft.Client.String(), "err", err)
+	case code != stun.CodeUnauthorized || key != nil:
+		// 401 challenges are every client's first answer: not worth a line.
+		r.s.log.Debug("request refused", "method", r.req.Type.Method.String(), "client", r.ft.Client.String(),
+			"transport", r.ft.Transport.String(), "code", int(code), "reason", reason)
 	}
 	r.send(key)
 }
@@ -188,7 +194,7 @@ func (r *request) allocate(id auth.Identity) error {
 		// A retransmission of the request that made the allocation gets
 		// the same success response; anything else is a mismatch.
 		if a.TransactionID == r.req.TransactionID {
-			r.allocateSuccess(a, time.Until(a.Expires()), id.Key)
+			r.allocateSuccess(a, time.Until(a.Expires()), id.Key, nil)
 			return nil
 		}
 		return newError(stun.CodeAllocMismatch, "Allocation Mismatch: this 5-tuple already has an allocation")
@@ -210,13 +216,13 @@ func (r *request) allocate(id auth.Identity) error {
 	if transport != proto.ProtoUDP {
 		return newError(stun.CodeUnsupportedTransProto, "Unsupported Transport Protocol: only UDP relaying is offered")
 	}
-	evenPort := r.req.Contains(stun.AttrEvenPort)
-	if r.req.Contains(stun.AttrReservationToken) {
-		if evenPort || r.req.Contains(stun.AttrRequestedAddressFamily) {
-			return newError(stun.CodeBadRequest, "Bad Request: RESERVATION-TOKEN with EVEN-PORT or REQUESTED-ADDRESS-FAMILY")
-		}
-		// We make no reservations, so no token can be valid (RFC 8656 §7.2).
-		return newError(stun.CodeInsufficientCapacity, "Insufficient Capacity: unknown reservation token")
+	var evenPort proto.EvenPort
+	hasEvenPort := evenPort.GetFrom(r.req) == nil
+	var token proto.ReservationToken
+	hasToken := token.GetFrom(r.req) == nil
+	if hasToken && (hasEvenPort || r.req.Contains(stun.AttrRequestedAddressFamily)) {
+		// RFC 8656 §7.2: RESERVATION-TOKEN excludes both.
+		return newError(stun.CodeBadRequest, "Bad Request: RESERVATION-TOKEN with EVEN-PORT or REQUESTED-ADDRESS-FAMILY")
 	}
 	relayIP := r.relayIP
 	var family proto.RequestedAddressFamily
@@ -230,7 +236,22 @@ func (r *request) allocate(id auth.Identity) error {
 	// DONT-FRAGMENT is accepted: our relay sockets never fragment by
 	// themselves beyond what the kernel's path-MTU logic does.
 	lifetime := r.lifetime()
-	conn, err := r.s.listenRelay(relayIP, evenPort)
+	var (
+		conn     *net.UDPConn
+		reserved [8]byte // the token of the port reserved after ours, if any
+		err      error
+	)
+	switch {
+	case hasToken:
+		// RFC 8656 §7.2: the socket reserved under the token, or 508.
+		if conn = r.s.reserved.take(token); conn == nil {
+			return newError(stun.CodeInsufficientCapacity, "Insufficient Capacity: unknown or expired reservation token")
+		}
+	case hasEvenPort && evenPort.ReservePort:
+		conn, reserved, err = r.s.reserved.listenEvenPair(relayIP)
+	default:
+		conn, err = r.s.listenRelay(relayIP, hasEvenPort)
+	}
 	if err != nil {
 		return err
 	}
@@ -253,20 +274,32 @@ func (r *request) allocate(id auth.Identity) error {
 	if err := r.s.table.Create(a, lifetime); err != nil {
 		_ = conn.Close()
 		r.s.ports.Release(local)
+		if c := r.s.reserved.take(reserved[:]); c != nil {
+			r.s.reserved.release(c)
+		}
 		return err
 	}
 	r.s.stats.allocationCreated(r.ft)
 	r.s.relays.Go(func() { r.s.relayFromPeers(a) })
 	r.s.log.Info("allocation created", "user", id.Username, "client", r.ft.Client.String(),
 		"transport", r.ft.Transport.String(), "relayed", advertised.String(), "lifetime", lifetime)
-	r.allocateSuccess(a, lifetime, id.Key)
+	var tokenAttr []byte
+	if reserved != ([8]byte{}) {
+		tokenAttr = reserved[:]
+	}
+	r.allocateSuccess(a, lifetime, id.Key, tokenAttr)
 	return nil
 }
 
-func (r *request) allocateSuccess(a *allocations.Allocation, lifetime time.Duration, key []byte) {
+// allocateSuccess answers an Allocate; token, when not nil, is the
+// RESERVATION-TOKEN of the port reserved after this one.
+func (r *request) allocateSuccess(a *allocations.Allocation, lifetime time.Duration, key, token []byte) {
 	r.start(stun.ClassSuccessResponse)
 	_ = proto.AddXORAddress(r.resp, stun.AttrXORRelayedAddress, a.Relayed)
 	_ = proto.Lifetime(lifetime.Truncate(time.Second)).AddTo(r.resp)
+	if token != nil {
+		_ = proto.ReservationToken(token).AddTo(r.resp)
+	}
 	_ = proto.AddXORAddress(r.resp, stun.AttrXORMappedAddress, r.ft.Client)
 	r.send(key)
 }

@@ -1,6 +1,7 @@
 package relay_test
 
 import (
+	"encoding/binary"
 	"net"
 	"net/netip"
 	"testing"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/pion/stun/v4"
 
+	"github.com/postern/postern/auth"
 	"github.com/postern/postern/relay"
 	"github.com/postern/postern/relay/proto"
 )
@@ -24,11 +26,11 @@ type rawClient struct {
 
 func newRawClient(t *testing.T, server string) *rawClient {
 	t.Helper()
-	raddr, err := net.ResolveUDPAddr("udp4", server)
+	raddr, err := net.ResolveUDPAddr("udp", server)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := net.DialUDP("udp4", nil, raddr)
+	c, err := net.DialUDP("udp", nil, raddr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -365,4 +367,113 @@ func TestStreamAllocationEndsWithConnection(t *testing.T) {
 func isTimeout(err error) bool {
 	ne, ok := err.(net.Error)
 	return ok && ne.Timeout()
+}
+
+// TestEvenPortReservation: EVEN-PORT with the R bit gets an even port and a
+// RESERVATION-TOKEN for the next one (RFC 8656 §7.2), which a second
+// Allocate redeems exactly once.
+func TestEvenPortReservation(t *testing.T) {
+	s := startServer(t)
+	rtp := newRawClient(t, s.addrs[relay.UDP])
+	resp := rtp.authed(stun.MethodAllocate, proto.RequestedTransport(proto.ProtoUDP), proto.EvenPort{ReservePort: true})
+	wantCode(t, "Allocate EVEN-PORT R=1", resp, 0)
+	relayed, _ := proto.GetXORAddress(resp, stun.AttrXORRelayedAddress)
+	if relayed.Port()%2 != 0 {
+		t.Fatalf("relayed port %d is odd", relayed.Port())
+	}
+	var token proto.ReservationToken
+	if err := token.GetFrom(resp); err != nil {
+		t.Fatalf("no RESERVATION-TOKEN: %v", err)
+	}
+
+	rtcp := newRawClient(t, s.addrs[relay.UDP])
+	wantCode(t, "token with EVEN-PORT", rtcp.authed(stun.MethodAllocate, proto.RequestedTransport(proto.ProtoUDP), token, proto.EvenPort{}), stun.CodeBadRequest)
+	resp = rtcp.authed(stun.MethodAllocate, proto.RequestedTransport(proto.ProtoUDP), token)
+	wantCode(t, "Allocate with the token", resp, 0)
+	next, _ := proto.GetXORAddress(resp, stun.AttrXORRelayedAddress)
+	if next.Port() != relayed.Port()+1 {
+		t.Fatalf("reserved allocation got port %d, want %d", next.Port(), relayed.Port()+1)
+	}
+	third := newRawClient(t, s.addrs[relay.UDP])
+	wantCode(t, "token used twice", third.authed(stun.MethodAllocate, proto.RequestedTransport(proto.ProtoUDP), token), stun.CodeInsufficientCapacity)
+	wantCode(t, "unknown token", third.authed(stun.MethodAllocate, proto.RequestedTransport(proto.ProtoUDP), proto.ReservationToken("01234567")), stun.CodeInsufficientCapacity)
+
+	plain := newRawClient(t, s.addrs[relay.UDP])
+	resp = plain.authed(stun.MethodAllocate, proto.RequestedTransport(proto.ProtoUDP), proto.EvenPort{})
+	wantCode(t, "Allocate EVEN-PORT R=0", resp, 0)
+	if p, _ := proto.GetXORAddress(resp, stun.AttrXORRelayedAddress); p.Port()%2 != 0 || resp.Contains(stun.AttrReservationToken) {
+		t.Fatalf("EVEN-PORT without R: port %d, token present %v", p.Port(), resp.Contains(stun.AttrReservationToken))
+	}
+}
+
+// TestPeerPolicyThroughServer drives the default peer policy through a real
+// server, IPv4 and IPv6, with the encodings that bypassed other servers'
+// filters (coturn CVE-2020-26262, restund CVE-2021-21382): every one must be
+// refused with 403 on CreatePermission and ChannelBind.
+func TestPeerPolicyThroughServer(t *testing.T) {
+	denied4 := []string{
+		"0.0.0.0", "0.1.2.3", "127.0.0.1", "127.255.255.254", "10.0.0.1", "172.16.0.1", "172.31.255.255",
+		"192.168.1.1", "100.64.0.1", "169.254.169.254", "192.0.0.8", "192.0.2.1", "198.18.0.1",
+		"198.51.100.7", "203.0.113.9", "224.0.0.1", "239.255.255.250", "240.0.0.1", "255.255.255.255",
+	}
+	denied6 := []string{
+		"::", "::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "::ffff:169.254.169.254", "::127.0.0.1",
+		"64:ff9b::7f00:1", "64:ff9b::a00:1", "64:ff9b:1::1", "fe80::1", "fd00::1", "fc00::1", "ff02::1",
+		"2001:db8::1", "100::1", "2002:7f00:1::1", "2001::1", "fec0::1",
+	}
+	allowed4 := []string{"8.8.8.8", "1.1.1.1"}
+	allowed6 := []string{"2606:4700::1111", "2001:4860:4860::8888"}
+
+	for _, family := range []struct {
+		name, listen, relayIP string
+		denied, allowed       []string
+	}{
+		{"ipv4", "127.0.0.1:0", "127.0.0.1", denied4, allowed4},
+		{"ipv6", "[::1]:0", "::1", denied6, allowed6},
+	} {
+		t.Run(family.name, func(t *testing.T) {
+			s := startServer(t, withPolicy(auth.NewPeerPolicy(nil, nil)), func(c *relay.Config) {
+				c.Listeners = []relay.ListenSpec{{Kind: relay.UDP, Addr: family.listen}}
+				c.RelayIP = netip.MustParseAddr(family.relayIP)
+			})
+			c := newRawClient(t, s.addrs[relay.UDP])
+			wantCode(t, "Allocate", c.authed(stun.MethodAllocate, proto.RequestedTransport(proto.ProtoUDP)), 0)
+			for i, ip := range family.denied {
+				var peer stun.Setter = stunPeer(netip.AddrPortFrom(netip.MustParseAddr(ip), 5000))
+				if addr := netip.MustParseAddr(ip); addr.Is4In6() {
+					// Sent as family IPv6, as an attacker would: our encoder
+					// would turn it into plain IPv4.
+					peer = xorPeer6{addr, 5000}
+				}
+				wantCode(t, "CreatePermission to "+ip, c.authed(stun.MethodCreatePermission, peer), stun.CodeForbidden)
+				wantCode(t, "ChannelBind to "+ip, c.authed(stun.MethodChannelBind, proto.ChannelNumber(0x4000+i), peer), stun.CodeForbidden)
+			}
+			for _, ip := range family.allowed {
+				peer := stunPeer(netip.AddrPortFrom(netip.MustParseAddr(ip), 5000))
+				wantCode(t, "CreatePermission to "+ip, c.authed(stun.MethodCreatePermission, peer), 0)
+			}
+		})
+	}
+}
+
+// xorPeer6 encodes XOR-PEER-ADDRESS with family IPv6 whatever the address
+// (RFC 8489 §14.2), so IPv4-mapped forms reach the server as sent.
+type xorPeer6 struct {
+	ip   netip.Addr
+	port uint16
+}
+
+func (p xorPeer6) AddTo(m *stun.Message) error {
+	v := make([]byte, 20)
+	v[1] = 0x02
+	binary.BigEndian.PutUint16(v[2:4], p.port^0x2112)
+	ip := p.ip.As16()
+	var key [16]byte
+	binary.BigEndian.PutUint32(key[0:4], 0x2112A442)
+	copy(key[4:], m.TransactionID[:])
+	for i := range ip {
+		v[4+i] = ip[i] ^ key[i]
+	}
+	m.Add(stun.AttrXORPeerAddress, v)
+	return nil
 }

@@ -36,6 +36,7 @@ type Server struct {
 	log      *slog.Logger
 	table    *allocations.Table
 	ports    *allocations.PortPool
+	reserved *reservations // EVEN-PORT reservations (RFC 8656 §7.2)
 	tls      *tls.Config
 	software stun.Software
 	primary  netip.Addr // relay address for listeners bound to every address
@@ -58,7 +59,7 @@ type Server struct {
 	// Data plane I/O (udp.go, datapath.go, txrun.go): receive batches and
 	// send runs lent to relay loops while they forward, and whether UDP GSO
 	// failed on this host.
-	peerBatches sync.Pool
+	peerBatches *batchCache
 	gsoOff      atomic.Bool
 
 	// Goroutines, in the order shutdown stops them: readers (listener
@@ -70,6 +71,8 @@ type Server struct {
 	mu      sync.Mutex
 	bound   []BoundListener
 	closers []func() error // listener sockets, closed on shutdown
+	// udpListeners are the bound UDP listeners (udp.go).
+	udpListeners []*udpListener
 	// conns holds live TCP/TLS connections, each with the source address
 	// it counts against in connsPerIP (none for exempt and backend ones).
 	conns      map[net.Conn]connInfo
@@ -128,7 +131,8 @@ func New(cfg Config) (*Server, error) {
 		unauthLimit: newIPLimiter(cfg.UnauthenticatedRate, cfg.UnauthenticatedBurst),
 		epoch:       time.Now(),
 	}
-	s.peerBatches.New = s.newPeerBatch
+	s.peerBatches = newBatchCache()
+	s.reserved = newReservations(s.ports)
 	s.curAuth.Store(cfg.Auth)
 	s.curPolicy.Store(cfg.Policy)
 	s.table = allocations.NewTable(allocations.Config{
@@ -291,6 +295,7 @@ func (s *Server) shutdown() {
 	close(s.requests) // no reader is left to send
 	s.workers.Wait()
 	s.table.Close() // closes every relay socket: the relay loops end
+	s.reserved.closeAll()
 	s.relays.Wait()
 	s.log.Info("stopped")
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
@@ -116,7 +117,13 @@ func (l *streamListener) handle(c net.Conn) {
 	_ = c.SetReadDeadline(time.Now().Add(l.s.cfg.HandshakeTimeout))
 	client, err := l.s.proxyClient(br, tcpAddrPort(c.RemoteAddr()))
 	if err != nil {
-		l.s.log.Info("closing connection", "remote", c.RemoteAddr().String(), "err", err)
+		// A trusted balancer sending bad headers is misconfigured: say so.
+		// Anyone else is not worth more than a debug line each.
+		level := slog.LevelWarn
+		if errors.Is(err, errUntrustedProxyHeader) {
+			level = slog.LevelDebug
+		}
+		l.s.log.Log(context.Background(), level, "closing connection", "remote", c.RemoteAddr().String(), "err", err)
 		return
 	}
 	first, err := br.Peek(1)

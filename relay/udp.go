@@ -122,6 +122,7 @@ func (s *Server) listenUDP(spec ListenSpec, relayIP netip.Addr) (*udpListener, e
 	}
 	s.mu.Lock()
 	s.bound = append(s.bound, BoundListener{Kind: UDP, Addr: l.socks[0].conn.LocalAddr()})
+	s.udpListeners = append(s.udpListeners, l)
 	for _, so := range l.socks {
 		s.closers = append(s.closers, so.conn.Close)
 	}

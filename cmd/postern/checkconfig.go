@@ -343,7 +343,7 @@ func splitKey(k string) []string {
 // permissionWarnings warns when a file holding secrets is readable by
 // others.
 func permissionWarnings(path string, c Config) []string {
-	if len(c.Auth.Secrets) == 0 && len(c.Auth.Users) == 0 && len(c.CredentialsAPI.APIKeys) == 0 {
+	if len(c.Auth.Secrets) == 0 && len(c.Auth.Users) == 0 && len(c.CredentialsAPI.APIKeys) == 0 && c.Admin.Token == "" {
 		return nil
 	}
 	fi, err := os.Stat(path)

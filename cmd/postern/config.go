@@ -26,6 +26,7 @@ type Config struct {
 	Auth   AuthConfig   `toml:"auth"`
 	Relay  RelayConfig  `toml:"relay"`
 	Limits LimitsConfig `toml:"limits"`
+	Drain  DrainConfig  `toml:"drain"`
 	TLS    TLSConfig    `toml:"tls"`
 
 	// What the handed-out iceServers JSON holds, and the HTTPS endpoint
@@ -95,6 +96,18 @@ type LimitsConfig struct {
 	MaxLifetime Duration `toml:"max_lifetime"`
 	// DefaultLifetime is given to allocations that ask for less.
 	DefaultLifetime Duration `toml:"default_lifetime"`
+
+	// Abuse limits (hardening.go).
+	IPQuota              int      `toml:"ip_quota"`
+	TotalQuota           int      `toml:"total_quota"`
+	AllocationBandwidth  int64    `toml:"allocation_bandwidth"`
+	UserBandwidth        int64    `toml:"user_bandwidth"`
+	UnauthenticatedRate  *float64 `toml:"unauthenticated_rate"` // nil: default; 0: no limit
+	UnauthenticatedBurst int      `toml:"unauthenticated_burst"`
+	MaxConns             *int     `toml:"max_conns"`        // nil: default; 0: no cap
+	MaxConnsPerIP        *int     `toml:"max_conns_per_ip"` // nil: default; 0: no cap
+	HandshakeTimeout     Duration `toml:"handshake_timeout"`
+	IdleTimeout          Duration `toml:"idle_timeout"`
 }
 
 // TLSConfig is the [tls] table: the certificate of tls:// and tcp+tls://
@@ -307,10 +320,10 @@ func configFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: flagAPIKey, Category: catAPI,
 			Usage: "accept `KEY` as Authorization: Bearer KEY on the credentials API (replaces the file's keys)"},
 
-		adminAddrFlag(),
-		adminTokenFlag(),
+		adminAddrFlag("admin HTTP listener (metrics, health, sessions API) at `ADDR` (HOST:PORT); \"\" or off disables it"),
+		adminTokenFlag("require the bearer `TOKEN` on /metrics and /api/ of the admin listener"),
 		pprofFlag(),
-	}, port443Flags()...)
+	}, append(port443Flags(), hardeningFlags()...)...)
 }
 
 // applyFlags overrides c with the flags given on the command line. A
@@ -368,6 +381,7 @@ func (c *Config) applyFlags(cmd *cli.Command) error {
 	setList(&c.CredentialsAPI.APIKeys, flagAPIKey)
 
 	c.applyPort443Flags(cmd)
+	c.applyHardeningFlags(cmd)
 	return nil
 }
 

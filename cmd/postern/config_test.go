@@ -139,6 +139,13 @@ deny_peers = ["198.51.100.7"]
 user_quota = 3
 max_lifetime = "2h"
 default_lifetime = "5m"
+ip_quota = 2
+user_bandwidth = 125000
+unauthenticated_rate = 0.0
+max_conns_per_ip = 0
+idle_timeout = "1m"
+[drain]
+alternate_server = "192.0.2.8:3478"
 [tls]
 cert = "c.pem"
 key = "k.pem"
@@ -179,6 +186,14 @@ key = "k.pem"
 		stunServers:       defaultSTUNServers(),
 		admin:             adminSettings{listen: defaultAdminListen},
 		api:               apiSettings{maxTTL: defaultAPIMaxTTL},
+		hard: hardeningSettings{
+			ipQuota: 2, userBandwidth: 125000,
+			unauthRate: 0, unauthBurst: defaultUnauthBurst, // 0 written: no limit
+			maxConns: defaultMaxConns, maxConnsPerIP: 0, // 0 written: no cap
+			handshakeTimeout: relay.DefaultHandshakeTimeout, idleTimeout: time.Minute,
+			alternateServer: netip.MustParseAddrPort("192.0.2.8:3478"),
+			drainTimeout:    defaultDrainTimeout,
+		},
 	}
 	if !reflect.DeepEqual(s, want) {
 		t.Errorf("settings:\n got %+v\nwant %+v", s, want)

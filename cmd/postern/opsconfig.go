@@ -134,15 +134,14 @@ const (
 )
 
 // adminAddrFlag and adminTokenFlag are --admin and --admin-token, shared by
-// serve, sessions and kick.
-func adminAddrFlag() cli.Flag {
-	return &cli.StringFlag{Name: flagAdmin, Category: catAdmin, Value: defaultAdminListen,
-		Usage: "admin HTTP listener (metrics, health, sessions API) at `ADDR` (HOST:PORT); \"\" or off disables it"}
+// serve (the listener) and sessions and kick (its clients), with the given
+// usage.
+func adminAddrFlag(usage string) cli.Flag {
+	return &cli.StringFlag{Name: flagAdmin, Category: catAdmin, Value: defaultAdminListen, Usage: usage}
 }
 
-func adminTokenFlag() cli.Flag {
-	return &cli.StringFlag{Name: flagAdminToken, Category: catAdmin, Sources: cli.EnvVars(envAdminToken),
-		Usage: "bearer `TOKEN` required on /metrics and /api/ of the admin listener (or $" + envAdminToken + ")"}
+func adminTokenFlag(usage string) cli.Flag {
+	return &cli.StringFlag{Name: flagAdminToken, Category: catAdmin, Sources: cli.EnvVars(envAdminToken), Usage: usage}
 }
 
 // applyOperationsFlags overrides the external address, STUN server and

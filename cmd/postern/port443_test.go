@@ -1,12 +1,20 @@
 package main
 
 import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/pires/go-proxyproto"
 
 	"github.com/postern/postern/relay"
 )
@@ -123,5 +131,78 @@ func TestACMEConfig(t *testing.T) {
 	}
 	if conf, err := (port443Settings{}).acmeConfig(); conf != nil || err != nil {
 		t.Errorf("ACME off: %v %v", conf, err)
+	}
+}
+
+// TestServeSharesPort runs serve with [web] and proxy_protocol_from from a
+// file and checks the wiring end to end: a load balancer's PROXY header
+// names the client, and plain HTTP on the tcp+tls port reaches the web
+// backend with a PROXY v2 header naming that same client.
+func TestServeSharesPort(t *testing.T) {
+	backend, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer backend.Close()
+	seen := make(chan string, 1)
+	go func() {
+		c, err := backend.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		h, err := proxyproto.Read(br)
+		if err != nil {
+			seen <- "no PROXY header: " + err.Error()
+			return
+		}
+		if _, err := http.ReadRequest(br); err != nil {
+			seen <- "no request: " + err.Error()
+			return
+		}
+		seen <- h.SourceAddr.String()
+		_, _ = io.WriteString(c, "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+	}()
+
+	port := freeUDPTCPPort(t)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	path := writeFile(t, "c.toml", `listen = ["tcp+tls://`+addr+`"]
+proxy_protocol_from = ["127.0.0.0/8"]
+[auth]
+secrets = ["s"]
+[admin]
+listen = "off"
+[web]
+backend = "`+backend.Addr().String()+`"
+backend_proxy_protocol = true
+turn_hosts = ["turn.example.org"]
+`)
+	startInProcess(t, path)
+
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	h := proxyproto.HeaderProxyFromAddrs(2, &net.TCPAddr{IP: net.IPv4(198, 51, 100, 9), Port: 4242}, c.RemoteAddr())
+	if _, err := h.WriteTo(c); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: www.example.org\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("response %v, %v: want the backend's 204", resp, err)
+	}
+	select {
+	case got := <-seen:
+		if got != "198.51.100.9:4242" {
+			t.Errorf("backend saw %q, want the client 198.51.100.9:4242", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the backend saw nothing")
 	}
 }

@@ -127,7 +127,7 @@ func serve(ctx context.Context, s settings, log *slog.Logger, stdout io.Writer, 
 	if err != nil {
 		return err
 	}
-	srv, err := relay.New(relay.Config{
+	relayConfig := relay.Config{
 		Listeners:          s.listeners,
 		ListenersExplicit:  s.listenersExplicit,
 		Auth:               authn,
@@ -145,7 +145,9 @@ func serve(ctx context.Context, s settings, log *slog.Logger, stdout io.Writer, 
 		ProxyProtocolFrom:  s.port443.proxyFrom,
 		Software:           software(),
 		Logger:             log,
-	})
+	}
+	s.hard.apply(&relayConfig)
+	srv, err := relay.New(relayConfig)
 	if err != nil {
 		return fmt.Errorf("relay: %w", err)
 	}
@@ -155,7 +157,7 @@ func serve(ctx context.Context, s settings, log *slog.Logger, stdout io.Writer, 
 		return err
 	}
 	defer stopAdmin()
-	if err := srv.Start(ctx); err != nil {
+	if err := srv.Start(drainContext(ctx, srv, s.hard.drainTimeout, log)); err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
 	s = withDiscoveredExternal(s, srv)

@@ -65,6 +65,8 @@ type settings struct {
 	api          apiSettings       // [credentials_api]; api.listen == "" when off
 
 	port443 port443Settings // [web], proxy_protocol_from, ACME in [tls]
+
+	hard hardeningSettings // abuse limits in [limits], and [drain]
 }
 
 // settings validates c and fills in defaults. Errors name the TOML key and
@@ -133,6 +135,9 @@ func (c Config) settings() (settings, error) {
 	// An unset default lifetime follows a max lifetime set below it rather
 	// than failing the check below.
 	if s.defaultLifetime, err = positive(c.Limits.DefaultLifetime, min(defaultDefaultLifetime, s.maxLifetime), "limits.default_lifetime", flagDefaultLifetime); err != nil {
+		return settings{}, err
+	}
+	if err := s.loadHardening(c); err != nil {
 		return settings{}, err
 	}
 	if s.defaultLifetime > s.maxLifetime {
