@@ -329,7 +329,18 @@ func TestMetricsFollowARealClient(t *testing.T) {
 	for i := range 10 {
 		sent += echo(t, rc, peer.LocalAddr(), fmt.Appendf(nil, "%-100d", i))
 	}
-	after := f.scrape(t)
+	// The server counts a datagram just after sending it, so an echo can
+	// come back before its count: scrape until the counts settle.
+	var after samples
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		after = f.scrape(t)
+		p, c := `postern_relayed_packets_total{direction="to_peer"}`, `postern_relayed_packets_total{direction="to_client"}`
+		if (after[p]-mid[p] >= float64(sent) && after[c]-mid[c] >= float64(sent)) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	for _, dir := range []string{"to_peer", "to_client"} {
 		p := `postern_relayed_packets_total{direction="` + dir + `"}`
 		b := `postern_relayed_bytes_total{direction="` + dir + `"}`

@@ -1,5 +1,3 @@
-// Package deploy holds the deployment files (systemd, Docker, Kubernetes,
-// Prometheus, Grafana); its tests check them.
 package deploy
 
 import (

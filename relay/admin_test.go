@@ -32,8 +32,12 @@ func TestStatsBreakdown(t *testing.T) {
 	}
 	defer ru.Close()
 	roundTrip(t, ru, peer.LocalAddr(), 10)
-	// pion binds a channel in the background after the first sends.
-	waitFor(t, "pion's channel binding", func() bool { return s.Stats().Channels == 1 })
+	// pion binds a channel in the background after the first sends, and
+	// the server counts a datagram just after sending it.
+	waitFor(t, "pion's channel binding and the traffic counts", func() bool {
+		st := s.Stats()
+		return st.Channels == 1 && st.ToPeer.Packets >= 10 && st.ToClient.Packets >= 10
+	})
 	ct := newClient(t, clientConn(t, relay.TLS, tlsAddr, true), tlsAddr, "bob", "builder")
 	rt, err := ct.Allocate()
 	if err != nil {
@@ -160,6 +164,12 @@ func TestSessionsAndKick(t *testing.T) {
 	// pion binds a channel in the background after the first sends.
 	waitFor(t, "pion's channel binding", func() bool { return s.Stats().Channels == 1 })
 
+	// The server counts a datagram just after sending it, so the echo can
+	// come back first: wait for the count.
+	waitFor(t, "the relayed packets counted", func() bool {
+		ss := s.Sessions(testUser)
+		return len(ss) > 0 && ss[0].ToPeer.Packets >= 3 && ss[0].ToClient.Packets >= 3
+	})
 	all := s.Sessions("")
 	if len(all) != 3 {
 		t.Fatalf("%d sessions, want 3: %+v", len(all), all)

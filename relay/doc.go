@@ -37,4 +37,18 @@
 // come from ACME (ACMEConfig), whose TLS-ALPN-01 challenge is answered on
 // these same listeners. Every wait before a connection is routed is
 // bounded by Config.HandshakeTimeout.
+//
+// # Observability
+//
+// Stats, Sessions and RelayAddresses are computed when called (a metrics
+// scrape, an admin request): they load the atomic counters the data plane
+// keeps anyway (drops, per-allocation traffic) and walk the table without
+// locking it. Everything else they report is counted on the control plane
+// (requests, authentication, TLS handshakes, allocation creation and
+// removal), so observing the server adds no work per packet. Ready and
+// State report the lifecycle (starting, ready, draining, stopping) for
+// health checks; SetDraining is the draining flag. Kick and KickUser end
+// allocations for operators. With Config.DiscoverExternalIP, Start asks
+// STUN servers for the public address of each relay address before it
+// binds anything (external.go).
 package relay

@@ -281,7 +281,7 @@ func (r *request) allocate(id auth.Identity) error {
 	}
 	r.s.stats.allocationCreated(r.ft)
 	r.s.relays.Go(func() { r.s.relayFromPeers(a) })
-	r.s.log.Info("allocation created", "user", id.Username, "client", r.ft.Client.String(),
+	r.s.log.Info("allocation created", "id", a.ID, "user", id.Username, "client", r.ft.Client.String(),
 		"transport", r.ft.Transport.String(), "relayed", advertised.String(), "lifetime", lifetime)
 	var tokenAttr []byte
 	if reserved != ([8]byte{}) {

@@ -48,6 +48,7 @@ type Server struct {
 
 	// Replaced at run time by SetAuth and SetPolicy (configuration reload);
 	// read on every request, and the policy on every packet.
+	cert      atomic.Pointer[tls.Certificate] // served when ACME has none
 	curAuth   atomic.Pointer[auth.Authenticator]
 	curPolicy atomic.Pointer[auth.PeerPolicy]
 	// acme manages the certificate when Config.ACME is set (acme.go).
@@ -374,7 +375,7 @@ func (s *Server) onRemove(a *allocations.Allocation, why allocations.Reason) {
 	if c, ok := a.Sink.(io.Closer); ok {
 		_ = c.Close() // a TCP/TLS client's connection ends with its allocation
 	}
-	s.log.Info("allocation ended", "user", a.Username, "client", a.FiveTuple.Client.String(),
+	s.log.Info("allocation ended", "id", a.ID, "user", a.Username, "client", a.FiveTuple.Client.String(),
 		"transport", a.FiveTuple.Transport.String(), "relayed", a.Relayed.String(), "reason", why.String())
 }
 

@@ -27,7 +27,7 @@ func (s *Server) tlsConfig() (*tls.Config, error) {
 	var cert tls.Certificate
 	switch {
 	case s.cfg.TLSCert != nil:
-		cert = *s.cfg.TLSCert
+		cert = *s.cfg.TLSCert // copied: SetCertificate replaces, never mutates
 	default:
 		c, err := SelfSignedCertificate()
 		if err != nil {
@@ -38,6 +38,7 @@ func (s *Server) tlsConfig() (*tls.Config, error) {
 			s.log.Warn("no TLS certificate configured: using a self-signed one; browsers and most TURN clients will reject TLS until you set --tls-cert and --tls-key, or [tls] acme")
 		}
 	}
+	s.cert.Store(&cert)
 	base := &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		// Through GetCertificate, an ACME renewal is served from the next
@@ -48,7 +49,7 @@ func (s *Server) tlsConfig() (*tls.Config, error) {
 					return c, nil
 				}
 			}
-			return &cert, nil
+			return s.cert.Load(), nil
 		},
 	}
 	conf := base.Clone()
@@ -78,6 +79,16 @@ func (s *Server) tlsConfig() (*tls.Config, error) {
 		return nil, nil
 	}
 	return conf, nil
+}
+
+// SetCertificate replaces the certificate of the TLS listeners (a reload,
+// or a renewal written to the certificate files) from the next handshake
+// on; established sessions keep theirs. With ACME on, certificates ACME
+// manages take precedence.
+func (s *Server) SetCertificate(cert *tls.Certificate) {
+	if cert != nil {
+		s.cert.Store(cert)
+	}
 }
 
 func (s *Server) hasTLSListener() bool {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pion/logging"
+	"github.com/pion/stun/v4"
 	"github.com/pion/turn/v5"
 
 	"github.com/postern/postern/admin"
@@ -413,5 +414,46 @@ func TestSystemdNotify(t *testing.T) {
 	}
 	if os.Getenv("NOTIFY_SOCKET") != sock {
 		t.Error("NOTIFY_SOCKET was unset") // daemon.SdNotify(false, ...) keeps it
+	}
+}
+
+// TestServeExternalAuto: with --external-ip auto, serve asks the STUN
+// server before binding, advertises what it answered, logs it, and writes
+// it in the iceServers JSON it prints.
+func TestServeExternalAuto(t *testing.T) {
+	stunServer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stunServer.Close()
+	go func() { // a STUN server behind which everyone is 203.0.113.77
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := stunServer.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			req := &stun.Message{Raw: append([]byte(nil), buf[:n]...)}
+			if req.Decode() != nil {
+				continue
+			}
+			resp := stun.MustBuild(stun.NewTransactionIDSetter(req.TransactionID), stun.BindingSuccess,
+				&stun.XORMappedAddress{IP: net.IPv4(203, 0, 113, 77), Port: int(from.Port())}, stun.Fingerprint)
+			_, _ = stunServer.WriteToUDPAddrPort(resp.Raw, from)
+		}
+	}()
+
+	r := startServe(t, "--listen", "udp://127.0.0.1:0", "--log-format", "json", "--admin", "off",
+		"--external-ip", "auto", "--stun-server", stunServer.LocalAddr().String())
+	r.waitFor(t, "the iceServers JSON", func() bool { return strings.Contains(r.stdout.String(), "iceServers") })
+	logs := r.stderr.String()
+	if got := jsonLogField(logs, "external address discovered", "external_ip"); got != "203.0.113.77" {
+		t.Errorf("discovered %q, want 203.0.113.77:\n%s", got, logs)
+	}
+	if got := jsonLogField(logs, "postern serving", "relay_addresses"); got != "127.0.0.1->203.0.113.77" {
+		t.Errorf("relay_addresses %q, want 127.0.0.1->203.0.113.77", got)
+	}
+	if !strings.Contains(r.stdout.String(), "turn:203.0.113.77:") {
+		t.Errorf("the printed iceServers do not use the discovered address: %s", r.stdout)
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -33,7 +34,11 @@ import (
 //     nonce key of the running server, so nonces handed out before the
 //     reload stay valid;
 //   - relay.allow_peers and relay.deny_peers: a new peer policy
-//     (relay.Server.SetPolicy);
+//     (relay.Server.SetPolicy), applied to the next packet of every
+//     allocation, including permissions and channels made before;
+//   - tls.cert and tls.key: read again (relay.Server.SetCertificate), for new
+//     handshakes; the files are also watched, so a renewal that rewrites
+//     them is picked up without a SIGHUP (certwatch.go);
 //   - [ice_servers], and credentials_api.api_keys, max_ttl and allow_origins:
 //     what the credentials API mints and accepts.
 //
@@ -81,6 +86,10 @@ type live struct {
 	cur  settings
 	mint atomic.Pointer[mintState]      // read by API requests
 	api  atomic.Pointer[iceapi.Handler] // nil when the API is off
+
+	// certChanged is signalled by watchCertFiles when the certificate
+	// files change (a renewal): run reloads the certificate alone.
+	certChanged chan struct{}
 }
 
 // mintState is what the credentials API mints from.
@@ -94,7 +103,7 @@ type mintState struct {
 // force: s.secrets or the one it generated) and the credentials API's
 // handler; attach completes it once the relay is serving.
 func newLive(s settings, secrets []string, generated bool, log *slog.Logger) (*live, error) {
-	l := &live{log: log, nonceKey: make([]byte, nonceKeySize), cur: s}
+	l := &live{log: log, nonceKey: make([]byte, nonceKeySize), cur: s, certChanged: make(chan struct{}, 1)}
 	_, _ = rand.Read(l.nonceKey) // never fails (crypto/rand)
 	if generated && len(secrets) > 0 {
 		l.generated = secrets[0]
@@ -217,6 +226,8 @@ func (l *live) run(ctx context.Context, src reloadSource) {
 			return
 		case <-src.signals:
 			_ = l.reload(src.load)
+		case <-l.certChanged:
+			l.reloadCertificate()
 		case reply := <-src.requests:
 			err := l.reload(src.load)
 			if reply != nil {
@@ -259,9 +270,18 @@ func (l *live) apply(load func() (settings, error)) error {
 	}
 	policy := auth.NewPeerPolicy(next.allowPeers, next.denyPeers)
 	m := l.newMintState(next)
+	var cert *tls.Certificate
+	if next.tlsCert != "" {
+		c, err := tls.LoadX509KeyPair(next.tlsCert, next.tlsKey)
+		if err != nil {
+			return fmt.Errorf("tls.cert (--%s) / tls.key (--%s): %w", flagTLSCert, flagTLSKey, err)
+		}
+		cert = &c
+	}
 
 	l.srv.SetAuth(a)
 	l.srv.SetPolicy(policy)
+	l.srv.SetCertificate(cert) // nil (no files configured) keeps the one in force
 	l.mint.Store(m)
 	if h != nil {
 		l.api.Store(h)
@@ -287,6 +307,7 @@ func takeReloadable(dst *settings, src settings) {
 	dst.users, dst.keys, dst.secrets = src.users, src.keys, src.secrets
 	dst.nonceLifetime = src.nonceLifetime
 	dst.allowPeers, dst.denyPeers = src.allowPeers, src.denyPeers
+	dst.tlsCert, dst.tlsKey = src.tlsCert, src.tlsKey
 	dst.ice = src.ice
 	if src.api.listen == dst.api.listen {
 		dst.api = src.api
@@ -310,8 +331,6 @@ func restartOnly(running, loaded settings) []string {
 		{"limits.user_quota", running.userQuota == loaded.userQuota},
 		{"limits.max_lifetime", running.maxLifetime == loaded.maxLifetime},
 		{"limits.default_lifetime", running.defaultLifetime == loaded.defaultLifetime},
-		{"tls.cert", running.tlsCert == loaded.tlsCert},
-		{"tls.key", running.tlsKey == loaded.tlsKey},
 		{"log.level", running.logLevel == loaded.logLevel},
 		{"log.format", running.logFormat == loaded.logFormat},
 		{"credentials_api", reflect.DeepEqual(running.api, loaded.api)},
@@ -328,7 +347,7 @@ func restartOnly(running, loaded settings) []string {
 	rest.listeners, rest.listenersExplicit, rest.realm = running.listeners, running.listenersExplicit, running.realm
 	rest.relayIP, rest.externalIP, rest.relayPorts = running.relayIP, running.externalIP, running.relayPorts
 	rest.userQuota, rest.maxLifetime, rest.defaultLifetime = running.userQuota, running.maxLifetime, running.defaultLifetime
-	rest.tlsCert, rest.tlsKey, rest.logLevel, rest.logFormat = running.tlsCert, running.tlsKey, running.logLevel, running.logFormat
+	rest.logLevel, rest.logFormat = running.logLevel, running.logFormat
 	rest.api = running.api
 	if !reflect.DeepEqual(running, rest) {
 		keys = append(keys, "(other settings)")

@@ -185,6 +185,13 @@ func serve(ctx context.Context, s settings, log *slog.Logger, stdout io.Writer, 
 	// Until ctx is cancelled: answer the credentials API and reload on
 	// SIGHUP.
 	lv.attach(srv, s)
+	if s.tlsCert != "" {
+		go func() {
+			if err := watchCertFiles(ctx, s.tlsCert, s.tlsKey, lv.certChanged, log); err != nil {
+				log.Warn("certificate renewals will need a SIGHUP", "err", err)
+			}
+		}()
+	}
 	apiDone := api.serve(ctx, lv)
 	lv.run(ctx, reloads)
 	<-apiDone
