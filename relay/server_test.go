@@ -251,10 +251,21 @@ func TestRelayEveryTransport(t *testing.T) {
 			if found.FiveTuple.Transport != tc.transport {
 				t.Errorf("transport = %v, want %v", found.FiveTuple.Transport, tc.transport)
 			}
+			// pion binds its channel in the background while the first
+			// writes go as Send indications: give it a moment, then the
+			// later writes must have used it.
 			peerAP := peer.LocalAddr().(*net.UDPAddr).AddrPort()
-			if _, ok := found.PeerChannel(peerAP, time.Now()); !ok {
-				t.Errorf("no channel bound to %v: the ChannelData path was not exercised", peerAP)
+			deadline := time.Now().Add(2 * time.Second)
+			for {
+				if _, ok := found.PeerChannel(peerAP, time.Now()); ok {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("no channel bound to %v: the ChannelData path was not exercised", peerAP)
+				}
+				time.Sleep(10 * time.Millisecond)
 			}
+			roundTrip(t, relayConn, peer.LocalAddr(), 10) // over the channel
 		})
 	}
 }
