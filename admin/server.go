@@ -86,6 +86,9 @@ func New(cfg Config) (*Server, error) {
 	mux.Handle("GET /api/sessions", s.authorized(http.HandlerFunc(s.listSessions)))
 	mux.Handle("DELETE /api/sessions", s.authorized(http.HandlerFunc(s.kickUser)))
 	mux.Handle("DELETE /api/sessions/{id}", s.authorized(http.HandlerFunc(s.kickID)))
+	for _, m := range []string{"GET", "POST", "DELETE"} {
+		mux.Handle(m+" /api/drain", s.authorized(http.HandlerFunc(s.drain)))
+	}
 	s.handler = mux
 	return s, nil
 }
@@ -179,7 +182,9 @@ func (s *Server) index(w http.ResponseWriter, _ *http.Request) {
 		"GET    /readyz                  readiness (503 while starting, draining or stopping)\n"+
 		"GET    /api/sessions[?user=U]   live allocations (JSON)\n"+
 		"DELETE /api/sessions/ID         end one allocation\n"+
-		"DELETE /api/sessions?user=U     end every allocation of a user\n")
+		"DELETE /api/sessions?user=U     end every allocation of a user\n"+
+		"POST   /api/drain               start draining (new allocations refused)\n"+
+		"DELETE /api/drain               stop draining\n")
 }
 
 // healthz answers 200 while the process serves HTTP at all: a liveness

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"bufio"
 	crand "crypto/rand"
 	"encoding/binary"
 	"errors"
@@ -70,6 +71,47 @@ func (s *Server) relayChannelDataAt(ft allocations.FiveTuple, pkt []byte, now ti
 		return
 	}
 	tx.add(a.Conn, peer, &a.ToPeer, payload, len(payload))
+}
+
+// streamRuns relays the ChannelData of one TCP/TLS client in GSO runs: it
+// borrows a send run from the server's cache while frames are buffered and
+// gives it back on flush, which the caller does before it may block reading.
+type streamRuns struct {
+	s  *Server
+	pb *peerBatch
+}
+
+func (r *streamRuns) relay(ft allocations.FiveTuple, frame []byte) {
+	if r.pb == nil {
+		r.pb = r.s.peerBatches.get(r.s)
+	}
+	r.s.relayChannelDataAt(ft, frame, time.Now(), r.pb.tx)
+}
+
+func (r *streamRuns) flush() {
+	if r.pb != nil {
+		r.pb.tx.flush()
+		r.s.peerBatches.put(r.pb)
+		r.pb = nil
+	}
+}
+
+// nextFrameBuffered reports whether the next whole STUN or ChannelData
+// frame is already in br, so that reading it will not block.
+func nextFrameBuffered(br *bufio.Reader) bool {
+	n := br.Buffered()
+	if n < proto.ChannelDataHeaderSize {
+		return false
+	}
+	hdr, err := br.Peek(proto.ChannelDataHeaderSize)
+	if err != nil {
+		return false
+	}
+	length := int(binary.BigEndian.Uint16(hdr[2:4]))
+	if proto.Classify(hdr[0]) == proto.KindChannelData {
+		return n >= proto.ChannelDataHeaderSize+proto.PaddedLen(length)
+	}
+	return n >= 20+length // STUN: 20-byte header
 }
 
 // relaySend forwards the DATA of a client's Send indication to its
@@ -166,6 +208,8 @@ type peerReader struct {
 	udp    *udpSink // the client's sink when it is UDP
 	tx     *txRun   // taken from the pool with the batch
 	polled bool     // readable has been called before
+	// Frames staged in tx.buf for a TCP/TLS client.
+	staged, stagedFrames, stagedPayload int
 }
 
 // readable is called by the netpoller when the relay socket may have
@@ -237,13 +281,48 @@ func (p *peerReader) forward(b *rxBatch) {
 			p.tx.add(p.udp.conn, p.udp.addr, &a.ToClient, frame, n)
 			continue
 		}
-		if err := a.Sink.WriteToClient(frame); err != nil {
-			s.stats.drop(DropWriteFailed)
+		if !p.stream { // another kind of datagram sink: one frame each
+			p.writeStream(frame, 1, n)
 			continue
 		}
-		a.ToClient.Add(n)
+		// A TCP/TLS client: the batch's frames leave in one write (one
+		// TLS record, one system call) instead of one each.
+		if p.staged+len(frame) > len(p.tx.buf) {
+			p.flushStream()
+		}
+		if len(frame) > len(p.tx.buf) {
+			p.writeStream(frame, 1, n)
+			continue
+		}
+		p.staged += copy(p.tx.buf[p.staged:], frame)
+		p.stagedFrames++
+		p.stagedPayload += n
 	}
-	p.tx.flush()
+	if p.udp != nil {
+		p.tx.flush()
+	} else {
+		p.flushStream()
+	}
+}
+
+// flushStream writes the frames staged for a TCP/TLS client.
+func (p *peerReader) flushStream() {
+	if p.stagedFrames > 0 {
+		p.writeStream(p.tx.buf[:p.staged], p.stagedFrames, p.stagedPayload)
+	}
+	p.staged, p.stagedFrames, p.stagedPayload = 0, 0, 0
+}
+
+// writeStream writes frames (count of them, payload bytes in all) to the
+// client and counts them.
+func (p *peerReader) writeStream(frames []byte, count, payload int) {
+	if err := p.a.Sink.WriteToClient(frames); err != nil {
+		for range count {
+			p.s.stats.drop(DropWriteFailed)
+		}
+		return
+	}
+	p.a.ToClient.AddN(uint64(count), uint64(payload))
 }
 
 // peerBatch is what a relay loop borrows while it forwards: receive

@@ -216,7 +216,9 @@ func TestPeerToClientAllocatesNothing(t *testing.T) {
 			case tc.transport == allocations.UDP:
 				want = 4 + 1001
 			}
-			if l := f.sink.last.Load(); l != want {
+			// A stream client gets the frames of one receive batch in one
+			// write: a whole number of frames.
+			if l := f.sink.last.Load(); l != want && (tc.transport == allocations.UDP || l%want != 0) {
 				t.Errorf("frame length %d, want %d", l, want)
 			}
 		})

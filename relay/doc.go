@@ -20,6 +20,33 @@
 // payload is never copied. The only exception is a write to a TCP/TLS client,
 // which serialises on that connection's own mutex.
 //
+// # Batched UDP I/O
+//
+// The cost of relaying is in the kernel, per datagram (BENCHMARKS.md), so the
+// data plane hands it as few system calls and as few datagrams' worth of
+// work as it can (udp.go, datapath.go, txrun.go, batchio_linux.go):
+//
+//   - A UDP listener is min(GOMAXPROCS, 16) SO_REUSEPORT sockets, each read
+//     by its own goroutine with recvmmsg, 32 datagrams at a time, with one
+//     clock reading per batch.
+//   - Consecutive datagrams of a batch from one socket to one destination
+//     (ChannelData of one allocation to one peer, also from the frames
+//     already buffered on a TCP/TLS connection; frames of one allocation
+//     to its UDP client) form a run that leaves in one sendmsg with UDP GSO
+//     (UDP_SEGMENT): the kernel builds the datagrams from one buffer. A run
+//     holds equal sizes, at most 64 datagrams of at most 1452 bytes; a
+//     shorter datagram ends it. Without GSO (another OS, or a kernel that
+//     refuses it, detected once) datagrams leave one by one.
+//   - A relay socket's goroutine holds no buffer while it waits: when the
+//     netpoller reports the socket readable, it borrows a receive batch and
+//     a send run from a small lock-free cache, reads with recvmmsg, forwards,
+//     and gives them back. Memory follows the number of busy loops, not the
+//     number of allocations. To a TCP/TLS client the frames of one batch
+//     leave in one write.
+//
+// Runs keep each client's packet order: a Send indication (and on TCP/TLS
+// any STUN message) first flushes the pending run.
+//
 // # One table
 //
 // Every listener shares one allocations.Table, so per-user quotas hold

@@ -193,3 +193,16 @@ func TestIsHTTPStart(t *testing.T) {
 		t.Error("TLS or lower case taken for HTTP")
 	}
 }
+
+// BenchmarkParseClientHello is the routing cost per TLS connection on a
+// shared port: parsing a browser's ClientHello in place.
+func BenchmarkParseClientHello(b *testing.B) {
+	hello := recordHello(b, &tls.Config{ServerName: "www.example.org", NextProtos: []string{"h2", "http/1.1"}})
+	b.SetBytes(int64(len(hello)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, need, err := parseClientHello(hello); err != nil || need != 0 {
+			b.Fatal(need, err)
+		}
+	}
+}

@@ -100,12 +100,15 @@ func methodIndex(m stun.Method) int {
 	return len(requestMethods)
 }
 
+// requestMethodNames are the labels of requestMethods and of "other".
+// (stun.Method.String builds a map on every call: too dear per request.)
+var requestMethodNames = [len(requestMethods) + 1]string{
+	"Binding", "Allocate", "Refresh", "CreatePermission", "ChannelBind", "other",
+}
+
 // methodName returns the metric label of requestMethods[i].
 func methodName(i int) string {
-	if i < len(requestMethods) {
-		return requestMethods[i].String()
-	}
-	return "other"
+	return requestMethodNames[min(i, len(requestMethods))]
 }
 
 // stats are the server-wide counters. Per-allocation traffic lives in each
@@ -329,7 +332,10 @@ func (s *Server) Stats() Stats {
 	defer s.stats.monotonic(&st)
 	st.ToPeer.Packets, st.ToPeer.Bytes = s.stats.endedToPeer.Load()
 	st.ToClient.Packets, st.ToClient.Bytes = s.stats.endedToClient.Load()
-	active := map[listenerKey]int{}
+	// Few distinct listeners and relay addresses exist: linear tallies are
+	// cheaper per allocation than map updates.
+	var active tally[listenerKey]
+	var ports tally[netip.Addr]
 	now := time.Now()
 	s.table.Range(func(a *allocations.Allocation) bool {
 		p, b := a.ToPeer.Load()
@@ -341,14 +347,18 @@ func (s *Server) Stats() Stats {
 		perms, chans := a.CountLive(now)
 		st.Permissions += perms
 		st.Channels += chans
-		active[listenerKey{server: a.FiveTuple.Server, transport: a.FiveTuple.Transport}]++
+		active.add(listenerKey{server: a.FiveTuple.Server, transport: a.FiveTuple.Transport})
 		if a.Conn != nil {
 			if u, ok := a.Conn.LocalAddr().(*net.UDPAddr); ok {
-				st.RelayPortsInUse[u.AddrPort().Addr().Unmap()]++
+				ports.add(u.AddrPort().Addr().Unmap())
 			}
 		}
 		return true
 	})
+
+	for _, e := range ports {
+		st.RelayPortsInUse[e.key] = e.n
+	}
 
 	names := s.listenerNames()
 	s.stats.mu.Lock()
@@ -359,8 +369,8 @@ func (s *Server) Stats() Stats {
 	for k := range s.stats.byListener {
 		keys[k] = true
 	}
-	for k := range active {
-		keys[k] = true
+	for _, e := range active {
+		keys[e.key] = true
 	}
 	for k := range keys {
 		var c listenerCounts
@@ -368,7 +378,7 @@ func (s *Server) Stats() Stats {
 			c = *p
 		}
 		ls := ListenerStats{Listener: names.name(k), Transport: k.transport.String(),
-			Active: active[k], Created: c.created, Ended: map[string]uint64{}}
+			Active: active.get(k), Created: c.created, Ended: map[string]uint64{}}
 		for _, r := range reasons {
 			ls.Ended[r.String()] = c.ended[r]
 		}
@@ -379,6 +389,34 @@ func (s *Server) Stats() Stats {
 		return cmp.Or(cmp.Compare(a.Listener, b.Listener), cmp.Compare(a.Transport, b.Transport))
 	})
 	return st
+}
+
+// tally counts occurrences of a few distinct comparable keys.
+type tally[K comparable] []struct {
+	key K
+	n   int
+}
+
+func (t *tally[K]) add(k K) {
+	for i := range *t {
+		if (*t)[i].key == k {
+			(*t)[i].n++
+			return
+		}
+	}
+	*t = append(*t, struct {
+		key K
+		n   int
+	}{k, 1})
+}
+
+func (t tally[K]) get(k K) int {
+	for _, e := range t {
+		if e.key == k {
+			return e.n
+		}
+	}
+	return 0
 }
 
 // listenerNamer names the listener of a 5-tuple's server address and

@@ -54,3 +54,24 @@ func BenchmarkStats(b *testing.B) {
 		}
 	}
 }
+
+func TestMethodNames(t *testing.T) {
+	for i, m := range requestMethods {
+		if got := methodName(i); got != m.String() {
+			t.Errorf("methodName(%d) = %q, want %q", i, got, m.String())
+		}
+	}
+	if got := methodName(methodIndex(0x0fff)); got != "other" {
+		t.Errorf("unknown method named %q, want other", got)
+	}
+	// Counting a request or an error answer allocates nothing (after the
+	// first error of its kind): it runs for every request.
+	var s stats
+	s.requestError(requestMethods[1], 401)
+	if n := testing.AllocsPerRun(100, func() {
+		s.request(requestMethods[1])
+		s.requestError(requestMethods[1], 401)
+	}); n != 0 {
+		t.Errorf("counting a request allocates %v times, want 0", n)
+	}
+}

@@ -194,6 +194,8 @@ func (s *Server) serveStream(conn net.Conn, r io.Reader, ft allocations.FiveTupl
 	framer := proto.NewFramer(br)
 	var req, resp, send stun.Message
 	defer s.table.Delete(ft)
+	runs := streamRuns{s: s}
+	defer runs.flush()
 	allocated := false
 	// A connection that has not allocated within IdleTimeout is closed: it
 	// holds a socket and a goroutine, and TURN clients allocate at once.
@@ -221,8 +223,13 @@ func (s *Server) serveStream(conn net.Conn, r io.Reader, ft allocations.FiveTupl
 		}
 		switch kind {
 		case proto.KindChannelData:
-			s.relayChannelData(ft, frame)
+			// Frames already buffered leave in GSO runs (datapath.go).
+			runs.relay(ft, frame)
+			if !nextFrameBuffered(br) {
+				runs.flush()
+			}
 		case proto.KindSTUN:
+			runs.flush() // keep the client's order
 			if isSendIndication(frame) {
 				s.relaySend(ft, frame, &send)
 				continue

@@ -105,9 +105,9 @@ func (s *Server) listenUDP(spec ListenSpec, relayIP netip.Addr) (*udpListener, e
 		conn := pc.(*net.UDPConn)
 		if i == 0 {
 			l.local = conn.LocalAddr().(*net.UDPAddr).AddrPort()
-			// The next sockets join this one, on the port it got.
-			host, _, _ := net.SplitHostPort(spec.Addr)
-			addr = net.JoinHostPort(host, fmt.Sprint(l.local.Port()))
+			// The next sockets join this one: same address (not a host
+			// name resolved again), same port.
+			addr = l.local.String()
 		}
 		// Best effort: the kernel caps these at rmem_max/wmem_max.
 		_ = conn.SetReadBuffer(listenerBufSize)

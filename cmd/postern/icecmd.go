@@ -77,6 +77,9 @@ func iceServersAction(_ context.Context, cmd *cli.Command) error {
 	} else if haveConfig {
 		ice, _ := parseICESettings(m.config.ICEServers) // validated by loadMinting
 		name = ice.host
+		if name == "" && m.config.TLS.ACME && len(m.config.TLS.Domains) > 0 {
+			name, _ = hostName(m.config.TLS.Domains[0]) // turns: must name the ACME certificate's domain
+		}
 	} else {
 		return fmt.Errorf("give --%s NAME, the DNS name or address clients dial, or --%s FILE to derive it from the server's configuration", flagHost, flagConfig)
 	}
@@ -187,7 +190,12 @@ func specEndpoints(specs []relay.ListenSpec, name string, p hostPolicy) ([]endpo
 // them: with ice_servers.host when set, else with the address hostPolicy
 // picks (the start-up printout and the credentials API use this).
 func advertisedURLs(bound []relay.BoundListener, s settings) ([]string, error) {
-	if s.ice.host == "" {
+	host := s.ice.host
+	if host == "" && s.port443.acme {
+		// turns: URLs must name what the ACME certificate is for.
+		host = s.port443.domains[0]
+	}
+	if host == "" {
 		eps, err := endpoints(bound, hostPolicy{external: s.externalIP, relay: s.relayIP, primary: relay.PrimaryIP})
 		if err != nil {
 			return nil, err
@@ -200,7 +208,7 @@ func advertisedURLs(bound []relay.BoundListener, s settings) ([]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%v listener: %w", b.Kind, err)
 		}
-		eps = append(eps, endpoint{kind: b.Kind, addr: ap, name: s.ice.host})
+		eps = append(eps, endpoint{kind: b.Kind, addr: ap, name: host})
 	}
 	return iceURLs(eps), nil
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -204,5 +205,31 @@ turn_hosts = ["turn.example.org"]
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("the backend saw nothing")
+	}
+}
+
+// TestICEURLsNameTheACMEDomain: with ACME and no ice_servers.host, the URLs
+// handed out name the certificate's domain, which browsers check for turns:.
+func TestICEURLsNameTheACMEDomain(t *testing.T) {
+	s, err := settingsFor(t, "--acme", "--acme-domain", "Turn.Example.org", "--acme-domain", "other.example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bound := []relay.BoundListener{{Kind: relay.TCPTLS, Addr: &net.TCPAddr{IP: net.IPv4zero, Port: 443}}}
+	urls, err := advertisedURLs(bound, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(urls, "turns:turn.example.org:443?transport=tcp") {
+		t.Errorf("URLs %q do not name the ACME domain", urls)
+	}
+
+	path := writeFile(t, "c.toml", "[tls]\nacme = true\ndomains = [\"turn.example.org\"]\n")
+	out, _, err := runCmd(t, "", "ice-servers", "--config", path, "--secret", "s")
+	if err != nil {
+		t.Fatalf("ice-servers: %v", err)
+	}
+	if !strings.Contains(out, "turns:turn.example.org:443?transport=tcp") {
+		t.Errorf("ice-servers --config printed %s, want URLs naming the ACME domain", out)
 	}
 }

@@ -127,6 +127,13 @@ func TestTraversal(t *testing.T) {
 			}
 			w.probe(t, proxy, tc.relays)
 			w.browser(t, tc.name, proxy)
+			if tc.proxy {
+				// The proxy carried it: CONNECT to Postern's port 443.
+				log, _ := os.ReadFile(filepath.Join(w.dir, "tinyproxy.log"))
+				if !bytes.Contains(log, []byte("CONNECT "+serverAddr+":443")) {
+					t.Errorf("tinyproxy's log shows no CONNECT to %s:443:\n%s", serverAddr, tail(string(log), 20))
+				}
+			}
 		})
 	}
 }
@@ -359,6 +366,19 @@ type driverConfig struct {
 	Cases          []driverCase `json:"cases"`
 }
 
+// messages is how many messages each peer connection sends.
+const messages = 20
+
+// overTCPOrTLS accepts a driver result that failed only because a peer
+// connection's selected relay runs over TLS rather than TCP: with both
+// open, which one ICE nominates is a race, and either is a TCP traversal.
+// web/relay.js checks the relay protocol last, after the data exchange
+// and the relay-to-relay pair, so such a reason means those passed.
+func overTCPOrTLS(reason string, sent, received, messages int) bool {
+	return sent == 2*messages && received == 2*messages &&
+		(strings.HasSuffix(reason, "local relay candidate uses relayProtocol tls, want tcp"))
+}
+
 // browser runs headless Chromium in the client namespace with Postern's
 // ICE servers, relay only, and checks that its two peer connections
 // exchange data through the relay over TURN/TCP.
@@ -366,7 +386,14 @@ func (w *world) browser(t *testing.T, name, proxy string) {
 	t.Helper()
 	web := w.serveWebInClient(t)
 	profile := filepath.Join(w.dir, "chromium-"+name)
-	flags := []string{"--ignore-certificate-errors-spki-list=" + w.spki}
+	flags := []string{
+		"--ignore-certificate-errors-spki-list=" + w.spki,
+		// The driver maps every host but loopback to nothing, and Chromium
+		// applies that to IP literals too (TURN over TCP to 10.99.2.2 then
+		// fails with 701): exclude the server and the proxy. The last
+		// --host-resolver-rules wins.
+		"--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost, EXCLUDE " + serverAddr + ", EXCLUDE " + fwClientSide,
+	}
 	if proxy != "" {
 		flags = append(flags, "--proxy-server="+proxy)
 	}
@@ -380,7 +407,7 @@ func (w *world) browser(t *testing.T, name, proxy string) {
 	}
 	cfg := driverConfig{
 		URL: web + "/index.html", ExecutablePath: exe, UserDataDir: profile, ExtraFlags: flags,
-		Cases: []driverCase{{Name: name, ICEServers: []json.RawMessage{ice}, WantRelayProtocol: "tcp", Messages: 20, TimeoutMs: 30000}},
+		Cases: []driverCase{{Name: name, ICEServers: []json.RawMessage{ice}, WantRelayProtocol: "tcp", Messages: messages, TimeoutMs: 30000}},
 	}
 	b, err := json.Marshal(cfg)
 	if err != nil {
@@ -416,14 +443,20 @@ func (w *world) browser(t *testing.T, name, proxy string) {
 		Pair          string `json:"pair"`
 		RelayProtocol string `json:"relayProtocol"`
 		MS            int    `json:"ms"`
+		Sent          int    `json:"sent"`
+		Received      int    `json:"received"`
 	}
 	line := strings.TrimSpace(stdout.String())
 	if err != nil || json.Unmarshal([]byte(line), &res) != nil {
 		t.Fatalf("browser driver: %v after %v\nstdout:\n%s\nstderr:\n%s", err, time.Since(start).Round(time.Millisecond),
 			tail(stdout.String(), 20), tail(stderr.String(), 40))
 	}
-	if !res.OK {
+	if !res.OK && !overTCPOrTLS(res.Reason, res.Sent, res.Received, messages) {
 		t.Fatalf("Chromium could not connect through the relay: %s\n%s", res.Reason, line)
+	}
+	if !res.OK {
+		t.Logf("Chromium connected in %d ms; one peer connection relays over TLS (%s)", res.MS, res.Reason)
+		return
 	}
 	t.Logf("Chromium connected in %d ms over TURN/%s: %s", res.MS, res.RelayProtocol, res.Pair)
 }
