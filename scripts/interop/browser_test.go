@@ -33,11 +33,17 @@ type iceServer struct {
 
 // browserCase is one page run: a TURN URL and the relay protocol the selected pair must show.
 type browserCase struct {
-	Name              string      `json:"name"`
-	ICEServers        []iceServer `json:"iceServers"`
-	WantRelayProtocol string      `json:"wantRelayProtocol"`
-	Messages          int         `json:"messages"`
-	TimeoutMs         int         `json:"timeoutMs"`
+	Name       string      `json:"name"`
+	ICEServers []iceServer `json:"iceServers"`
+	// RTCConfiguration, when set, is handed to new RTCPeerConnection as it
+	// is (plus iceTransportPolicy 'relay') instead of ICEServers: the JSON
+	// `postern ice-servers` prints.
+	RTCConfiguration json.RawMessage `json:"rtcConfiguration,omitempty"`
+	// WantRelayProtocol is the relay protocol the selected pair must use;
+	// empty accepts any.
+	WantRelayProtocol string `json:"wantRelayProtocol"`
+	Messages          int    `json:"messages"`
+	TimeoutMs         int    `json:"timeoutMs"`
 
 	transport string // for the report line
 	port      int
@@ -74,7 +80,7 @@ func restPassword(secret, username string) string {
 	return base64.StdEncoding.EncodeToString(mac.Sum(nil))
 }
 
-func browserCases(tg *target) []browserCase {
+func browserCases(t *testing.T, tg *target) []browserCase {
 	lt, rest := tg.lt.ports, tg.rest.ports
 	url := func(scheme string, port int, transport string) string {
 		return fmt.Sprintf("%s:127.0.0.1:%d?transport=%s", scheme, port, transport)
@@ -95,11 +101,48 @@ func browserCases(tg *target) []browserCase {
 		{Name: "wrong-password", ICEServers: []iceServer{{URLs: url("turn", lt.plain, "udp"), Username: ltUser, Credential: ltPassword + "-wrong"}},
 			WantRelayProtocol: "udp", transport: "udp", port: lt.plain, negative: true},
 	}
+	if tg.bin != "" {
+		cs = append(cs, iceServersCase(t, tg))
+	}
 	for i := range cs {
 		cs[i].Messages = browserMessages
 		cs[i].TimeoutMs = 20000
 	}
 	return cs
+}
+
+// iceServersCase runs `postern ice-servers` for every listener of the server
+// and hands its JSON verbatim to RTCPeerConnection: the page must connect
+// with it. Chromium picks the relay protocol, so any is accepted.
+func iceServersCase(t *testing.T, tg *target) browserCase {
+	t.Helper()
+	p := tg.rest.ports
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, tg.bin, "ice-servers", "--host", "127.0.0.1", "--secret", restSecret, "--user", restUser,
+		"--ttl", "1h", "--ports", fmt.Sprintf("udp:%d,tcp:%d,tls:%d,udp:%d,tcp+tls:%d", p.plain, p.plain, p.tls, p.shared, p.shared))
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("postern ice-servers: %v\n%s", err, out)
+	}
+	var conf struct {
+		ICEServers []struct {
+			URLs []string `json:"urls"`
+		} `json:"iceServers"`
+	}
+	if err := json.Unmarshal(out, &conf); err != nil || len(conf.ICEServers) != 1 || len(conf.ICEServers[0].URLs) == 0 {
+		t.Fatalf("postern ice-servers printed %q (%v): want {\"iceServers\":[{\"urls\":[...],...}]}", out, err)
+	}
+	return browserCase{Name: "ice-servers-json", RTCConfiguration: json.RawMessage(bytes.TrimSpace(out)),
+		transport: "any", port: p.plain}
+}
+
+// urls describes the case's TURN URLs for reports.
+func (c browserCase) urls() string {
+	if len(c.RTCConfiguration) > 0 {
+		return string(c.RTCConfiguration)
+	}
+	return c.ICEServers[0].URLs
 }
 
 // driverConfig is the JSON file driver.mjs reads.
@@ -112,7 +155,7 @@ type driverConfig struct {
 }
 
 func runBrowserCases(t *testing.T, rep *report, tg *target, dir string) {
-	cases := browserCases(tg)
+	cases := browserCases(t, tg)
 	// Any skip is recorded once per case, so the summary says how many browser cases did not run.
 	results, skip := driveBrowser(t, tg, dir, cases)
 	for _, c := range cases {
@@ -131,7 +174,7 @@ func runBrowserCases(t *testing.T, rep *report, tg *target, dir string) {
 			info.took = time.Duration(res.Ms) * time.Millisecond
 			detail := func() string {
 				return fmt.Sprintf("url=%s sent=%d received=%d relayProtocol=%q page took %dms\nICE errors: %v\ncandidates: %v\nconsole errors: %v\n%s",
-					c.ICEServers[0].URLs, res.Sent, res.Received, res.RelayProtocol, res.Ms, res.ICEErrors, res.Candidates, res.ConsoleErrors,
+					c.urls(), res.Sent, res.Received, res.RelayProtocol, res.Ms, res.ICEErrors, res.Candidates, res.ConsoleErrors,
 					tg.logExcerpt(candidateAddrs(res.Candidates), 40))
 			}
 			if c.negative {

@@ -20,6 +20,8 @@
 //     candidates must be relay and the relay protocol the case's (udp, tcp, tls). Cases: turn:?transport=udp,
 //     turn:?transport=tcp and turns:?transport=tcp on the RFC-style ports and on the shared port, one with REST
 //     credentials, and a wrong password that must fail with "no relay candidate" and a 401 from the server.
+//     One more case, ice-servers-json, hands the JSON that `postern ice-servers` prints, as it is, to
+//     new RTCPeerConnection (Chromium must accept it) and must connect through one of its URLs.
 //
 // Each case prints one line — PASS/FAIL/SKIP, name, transport, port, selected pair (browser), relayed addresses
 // (uclient) or mapped address (STUN), time — and the run ends with "N passed, N failed" alone on a line. A failing

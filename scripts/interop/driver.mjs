@@ -72,6 +72,7 @@ async function main() {
         await page.goto(config.url, { timeout: 10000 });
         res = await page.evaluate((cfg) => window.runCase(cfg), {
           iceServers: c.iceServers,
+          rtcConfiguration: c.rtcConfiguration,
           wantRelayProtocol: c.wantRelayProtocol,
           messages: c.messages,
           timeoutMs: c.timeoutMs,

@@ -55,6 +55,7 @@ type server struct {
 // per kind (coturn cannot do long-term users and the REST secret at once).
 type target struct {
 	name    string
+	bin     string // the postern binary under test; empty for coturn
 	cert    certFiles
 	lt      *server // serves ltUser/ltPassword
 	rest    *server // serves REST credentials minted from restSecret
@@ -118,7 +119,8 @@ func startTarget(t *testing.T, dir string) *target {
 	tg := &target{name: name, cert: newCert(t, dir)}
 	switch name {
 	case targetPostern:
-		s := startPostern(t, dir, tg.cert)
+		tg.bin = buildPostern(t, dir)
+		s := startPostern(t, dir, tg.bin, tg.cert)
 		tg.lt, tg.rest, tg.servers = s, s, []*server{s}
 	case targetCoturn:
 		bin := lookTool(t, toolServer)
@@ -159,9 +161,8 @@ func buildPostern(t *testing.T, dir string) string {
 	return bin
 }
 
-func startPostern(t *testing.T, dir string, cert certFiles) *server {
+func startPostern(t *testing.T, dir, bin string, cert certFiles) *server {
 	t.Helper()
-	bin := buildPostern(t, dir)
 	s := &server{name: "postern", ports: ports{plain: freePort(t), tls: freePort(t), shared: freePort(t)}}
 	low, high := relayRange(200)
 	lo := "127.0.0.1:"
