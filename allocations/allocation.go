@@ -105,29 +105,21 @@ type allocLimits struct {
 // AllowToPeer spends n bytes of the allocation's and its user's bandwidth
 // toward peers at now (monotonic nanoseconds), reporting whether the packet
 // may go. HOT: lock-free, no allocation.
-func (a *Allocation) AllowToPeer(n int, now int64) bool {
-	l := a.limits
-	if l == nil {
-		return true
-	}
-	var user *ByteRate
-	if l.user != nil {
-		user = l.user.ToPeer
-	}
-	return allowBoth(l.own.ToPeer, user, n, now)
-}
+func (a *Allocation) AllowToPeer(n int, now int64) bool { return a.allow(toPeer, n, now) }
 
 // AllowToClient is AllowToPeer for the other direction.
-func (a *Allocation) AllowToClient(n int, now int64) bool {
+func (a *Allocation) AllowToClient(n int, now int64) bool { return a.allow(toClient, n, now) }
+
+func (a *Allocation) allow(d direction, n int, now int64) bool {
 	l := a.limits
 	if l == nil {
 		return true
 	}
 	var user *ByteRate
 	if l.user != nil {
-		user = l.user.ToClient
+		user = l.user.of(d)
 	}
-	return allowBoth(l.own.ToClient, user, n, now)
+	return l.own.of(d).Allow(n, now) && user.Allow(n, now)
 }
 
 // Counter counts relayed packets and bytes in one direction.

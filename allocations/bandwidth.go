@@ -53,10 +53,20 @@ type Limits struct {
 	ToPeer, ToClient *ByteRate
 }
 
-// Allow spends n bytes on both limiters of one direction: the
-// allocation's own and its user's. Either refusing drops the packet.
-func allowBoth(own, user *ByteRate, n int, now int64) bool {
-	return own.Allow(n, now) && user.Allow(n, now)
+// direction is one way of relayed traffic.
+type direction bool
+
+const (
+	toPeer   direction = false
+	toClient direction = true
+)
+
+// of returns the limiter of direction d.
+func (l *Limits) of(d direction) *ByteRate {
+	if d == toClient {
+		return l.ToClient
+	}
+	return l.ToPeer
 }
 
 // newLimits returns limiters of bytesPerSecond both ways, with a burst of
