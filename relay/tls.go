@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -43,14 +44,7 @@ func (s *Server) tlsConfig() (*tls.Config, error) {
 		MinVersion: tls.VersionTLS12,
 		// Through GetCertificate, an ACME renewal is served from the next
 		// handshake on; sessions already established keep theirs.
-		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-			if m := s.acme.Load(); m != nil {
-				if c, err := m.magic.GetCertificate(hello); err == nil {
-					return c, nil
-				}
-			}
-			return s.cert.Load(), nil
-		},
+		GetCertificate: s.GetCertificate,
 	}
 	conf := base.Clone()
 	// ALPN is chosen per client: Go rejects a handshake whose ALPN list
@@ -79,6 +73,22 @@ func (s *Server) tlsConfig() (*tls.Config, error) {
 		return nil, nil
 	}
 	return conf, nil
+}
+
+// GetCertificate returns the certificate for a TLS handshake: ACME's for
+// its domains when ACME is on, else the configured (or self-signed) one. It
+// fits tls.Config.GetCertificate, so other TLS servers of the process (the
+// credentials API) serve what the TURN listeners serve.
+func (s *Server) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if m := s.acme.Load(); m != nil {
+		if c, err := m.magic.GetCertificate(hello); err == nil {
+			return c, nil
+		}
+	}
+	if c := s.cert.Load(); c != nil {
+		return c, nil
+	}
+	return nil, errors.New("relay: no TLS certificate: configure tls.cert and tls.key, or tls.acme")
 }
 
 // SetCertificate replaces the certificate of the TLS listeners (a reload,

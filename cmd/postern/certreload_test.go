@@ -85,6 +85,9 @@ allow_peers = ["127.0.0.0/8"]
 [tls]
 cert = %q
 key = %q
+[credentials_api]
+listen = "127.0.0.1:0"
+api_keys = ["reload-test-api-key"]
 `
 
 // TestReloadUnderLoad: a stream relayed through an allocation loses nothing
@@ -177,4 +180,11 @@ func TestCertificateFileWatch(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	p.waitLog(t, "certificate reloaded")
+
+	// The credentials API's HTTPS serves the renewed certificate too.
+	url := logField(t, p.logs.String(), "credentials API listening", "url")
+	apiAddr := strings.TrimSuffix(strings.TrimPrefix(url, "https://"), "/v1/ice-servers")
+	if got := servedSerial(t, apiAddr); got.Cmp(renewed) != 0 {
+		t.Fatalf("credentials API serves serial %v, want the renewed %v", got, renewed)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/postern/postern/iceapi"
@@ -42,17 +43,21 @@ type apiServer struct {
 	srv    *http.Server
 	scheme string // http or https
 	log    *slog.Logger
+	// certs, once set by useCertificates, is where HTTPS takes its
+	// certificate: the relay's, so reloads, file renewals and ACME apply
+	// to the API too.
+	certs atomic.Pointer[func(*tls.ClientHelloInfo) (*tls.Certificate, error)]
 }
 
 // listenAPI binds the credentials API's address, or returns nil when the API
 // is off. cert is the TURN listeners' certificate (nil when none is
 // configured).
-func listenAPI(a apiSettings, cert *tls.Certificate, log *slog.Logger) (*apiServer, error) {
+func listenAPI(a apiSettings, cert *tls.Certificate, acme bool, log *slog.Logger) (*apiServer, error) {
 	if a.listen == "" {
 		return nil, nil
 	}
-	if !a.plain && cert == nil {
-		return nil, fmt.Errorf("credentials_api.listen (--%s) %s: HTTPS needs tls.cert and tls.key", flagCredentialsAPI, a.listen)
+	if !a.plain && cert == nil && !acme {
+		return nil, fmt.Errorf("credentials_api.listen (--%s) %s: HTTPS needs tls.cert and tls.key, or tls.acme", flagCredentialsAPI, a.listen)
 	}
 	ln, err := net.Listen("tcp", a.addr)
 	if err != nil {
@@ -74,9 +79,28 @@ func listenAPI(a apiSettings, cert *tls.Certificate, log *slog.Logger) (*apiServ
 	}
 	if !a.plain {
 		s.scheme = "https"
-		s.srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{*cert}, MinVersion: tls.VersionTLS12}
+		s.srv.TLSConfig = &tls.Config{
+			MinVersion: tls.VersionTLS12,
+			GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+				if get := s.certs.Load(); get != nil {
+					return (*get)(hello)
+				}
+				if cert == nil {
+					return nil, errors.New("no certificate yet: ACME has not obtained one")
+				}
+				return cert, nil
+			},
+		}
 	}
 	return s, nil
+}
+
+// useCertificates makes HTTPS take its certificate from get (the relay's
+// GetCertificate). It is safe on nil.
+func (s *apiServer) useCertificates(get func(*tls.ClientHelloInfo) (*tls.Certificate, error)) {
+	if s != nil {
+		s.certs.Store(&get)
+	}
 }
 
 // close releases the listener of a server that never served. It is safe on

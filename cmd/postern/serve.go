@@ -117,7 +117,7 @@ func serve(ctx context.Context, s settings, log *slog.Logger, stdout io.Writer, 
 	}
 
 	// Bound before the relay starts, so that a busy port fails the start.
-	api, err := listenAPI(s.api, cert, log)
+	api, err := listenAPI(s.api, cert, s.port443.acme, log)
 	if err != nil {
 		return err
 	}
@@ -151,6 +151,7 @@ func serve(ctx context.Context, s settings, log *slog.Logger, stdout io.Writer, 
 	if err != nil {
 		return fmt.Errorf("relay: %w", err)
 	}
+	api.useCertificates(srv.GetCertificate)
 	// The admin listener comes up first, so /readyz can say "starting".
 	adminAddr, stopAdmin, err := startAdmin(ctx, s.admin, srv, log)
 	if err != nil {
