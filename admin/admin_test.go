@@ -3,7 +3,6 @@ package admin_test
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +21,7 @@ import (
 	"github.com/postern/postern/admin"
 	"github.com/postern/postern/allocations"
 	"github.com/postern/postern/auth"
+	"github.com/postern/postern/internal/turntest"
 	"github.com/postern/postern/relay"
 )
 
@@ -114,10 +114,6 @@ func mustPorts(t *testing.T, s string) allocations.PortRange {
 	return pr
 }
 
-func tlsDial(addr string) (net.Conn, error) {
-	return tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // self-signed test server
-}
-
 // get fetches path with the given bearer token ("" for none) and returns
 // the status and body.
 func (f *fixture) get(t *testing.T, method, path, token string) (int, string) {
@@ -181,53 +177,12 @@ func turnClient(t *testing.T, addr, user, password string, useTLS bool) (*turn.C
 	t.Helper()
 	var conn net.PacketConn
 	if useTLS {
-		c, err := tlsDial(addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.Close() })
-		conn = turn.NewSTUNConn(c)
+		conn = turn.NewSTUNConn(turntest.DialTLS(t, addr))
 	} else {
-		pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = pc.Close() })
-		conn = pc
+		conn = turntest.ListenUDP(t)
 	}
-	c, err := turn.NewClient(&turn.ClientConfig{
-		STUNServerAddr: addr, TURNServerAddr: addr, Conn: conn,
-		Username: user, Password: password, Realm: testRealm,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
+	c := turntest.Client(t, conn, addr, turn.ClientConfig{Username: user, Password: password, Realm: testRealm})
 	return c, conn
-}
-
-// echoPeer is a UDP peer on loopback that sends back what it receives.
-func echoPeer(t *testing.T) *net.UDPConn {
-	t.Helper()
-	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = pc.Close() })
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := pc.ReadFromUDP(buf)
-			if err != nil {
-				return
-			}
-			_, _ = pc.WriteToUDP(buf[:n], from)
-		}
-	}()
-	return pc
 }
 
 // echo sends msg through the relay to peer until it comes back (at most
@@ -252,17 +207,6 @@ func echo(t *testing.T, rc net.PacketConn, peer net.Addr, msg []byte) int {
 	}
 	t.Fatalf("%q never came back through the relay", msg)
 	return 0
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // TestMetricsFollowARealClient scrapes /metrics before and after a pion
@@ -292,9 +236,9 @@ func TestMetricsFollowARealClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	peer := echoPeer(t)
+	peer := turntest.EchoPeer(t)
 	echo(t, rc, peer.LocalAddr(), []byte("warm-up"))
-	waitFor(t, "pion's channel binding", func() bool { return f.relay.Stats().Channels == 1 })
+	turntest.WaitFor(t, "pion's channel binding", func() bool { return f.relay.Stats().Channels == 1 })
 	tlsClient, _ := turnClient(t, f.tls, "bob", "builder", true)
 	rcTLS, err := tlsClient.Allocate()
 	if err != nil {
@@ -362,7 +306,7 @@ func TestMetricsFollowARealClient(t *testing.T) {
 	if err := rc.Close(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the allocation to end", func() bool { return len(f.relay.Sessions("alice")) == 0 })
+	turntest.WaitFor(t, "the allocation to end", func() bool { return len(f.relay.Sessions("alice")) == 0 })
 	end := f.scrape(t)
 	end.want(t, "postern_allocations_active{"+udpL+"}", 0)
 	end.want(t, `postern_allocations_ended_total{listener="udp://`+f.udp+`",reason="deleted",transport="udp"}`, 1)
@@ -461,9 +405,9 @@ func TestSessionsAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	peer := echoPeer(t)
+	peer := turntest.EchoPeer(t)
 	echo(t, rc, peer.LocalAddr(), []byte("hello"))
-	waitFor(t, "pion's channel binding", func() bool { return f.relay.Stats().Channels == 1 })
+	turntest.WaitFor(t, "pion's channel binding", func() bool { return f.relay.Stats().Channels == 1 })
 	bob, _ := turnClient(t, f.tls, "bob", "builder", true)
 	if _, err := bob.Allocate(); err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/pion/stun/v4"
 
+	"github.com/postern/postern/internal/turntest"
 	"github.com/postern/postern/relay"
 	"github.com/postern/postern/relay/proto"
 )
@@ -139,7 +140,7 @@ func TestFloodKeepsHeapBoundedAndServesClients(t *testing.T) {
 		t.Fatalf("legitimate allocate: %v", err)
 	}
 	defer relayConn.Close()
-	peer := echoPeer(t).LocalAddr()
+	peer := turntest.EchoPeer(t).LocalAddr()
 	roundTrip(t, relayConn, peer, 5)
 
 	flood(4) // warm-up

@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"io"
@@ -24,6 +23,7 @@ import (
 	"github.com/pion/turn/v5"
 
 	"github.com/postern/postern/auth"
+	"github.com/postern/postern/internal/turntest"
 )
 
 // acmeTestDomain is the name the test certificates are for; the test's
@@ -145,15 +145,7 @@ func TestACMEPebble(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := s.Start(ctx); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		_ = s.Wait()
-	})
+	turntest.Start(t, s)
 
 	// The first certificate: poll until a verifying handshake succeeds.
 	verified := func(serverName string) (*tls.Conn, error) {
@@ -246,16 +238,5 @@ func TestACMEPebble(t *testing.T) {
 
 func newACMETestClient(t *testing.T, c net.Conn, addr string) *turn.Client {
 	t.Helper()
-	client, err := turn.NewClient(&turn.ClientConfig{
-		STUNServerAddr: addr, TURNServerAddr: addr,
-		Conn: turn.NewSTUNConn(c), Username: "u", Password: "p", Realm: "acme.test",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := client.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(client.Close)
-	return client
+	return turntest.Client(t, turn.NewSTUNConn(c), addr, turn.ClientConfig{Username: "u", Password: "p", Realm: "acme.test"})
 }

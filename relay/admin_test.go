@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/postern/postern/auth"
+	"github.com/postern/postern/internal/turntest"
 	"github.com/postern/postern/relay"
 )
 
@@ -24,7 +25,7 @@ func TestStatsBreakdown(t *testing.T) {
 	}
 
 	udpAddr, tlsAddr := s.addrs[relay.UDP], s.addrs[relay.TLS]
-	peer := echoPeer(t)
+	peer := turntest.EchoPeer(t)
 	cu := newClient(t, clientConn(t, relay.UDP, udpAddr, false), udpAddr, testUser, testPassword)
 	ru, err := cu.Allocate()
 	if err != nil {
@@ -34,7 +35,7 @@ func TestStatsBreakdown(t *testing.T) {
 	roundTrip(t, ru, peer.LocalAddr(), 10)
 	// pion binds a channel in the background after the first sends, and
 	// the server counts a datagram just after sending it.
-	waitFor(t, "pion's channel binding and the traffic counts", func() bool {
+	turntest.WaitFor(t, "pion's channel binding and the traffic counts", func() bool {
 		st := s.Stats()
 		return st.Channels == 1 && st.ToPeer.Packets >= 10 && st.ToClient.Packets >= 10
 	})
@@ -111,7 +112,7 @@ func TestStatsBreakdown(t *testing.T) {
 	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
 	_, _ = io.Copy(io.Discard, c)
 	c.Close()
-	waitFor(t, "failed handshake counted", func() bool { return s.Stats().TLSHandshakeFailures == 1 })
+	turntest.WaitFor(t, "failed handshake counted", func() bool { return s.Stats().TLSHandshakeFailures == 1 })
 
 	// Ending an allocation moves it from active to ended.
 	if n := s.KickUser("bob"); n != 1 {
@@ -121,18 +122,6 @@ func TestStatsBreakdown(t *testing.T) {
 		if l.Transport == "tls" && (l.Active != 0 || l.Ended["deleted"] != 1) {
 			t.Errorf("after kick: %+v, want 0 active and 1 deleted", l)
 		}
-	}
-}
-
-// waitFor polls cond for up to 5 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -159,14 +148,14 @@ func TestSessionsAndKick(t *testing.T) {
 		conns = append(conns, rc)
 		time.Sleep(2 * time.Millisecond) // distinct creation times: oldest first
 	}
-	peer := echoPeer(t)
+	peer := turntest.EchoPeer(t)
 	roundTrip(t, conns[0], peer.LocalAddr(), 3)
 	// pion binds a channel in the background after the first sends.
-	waitFor(t, "pion's channel binding", func() bool { return s.Stats().Channels == 1 })
+	turntest.WaitFor(t, "pion's channel binding", func() bool { return s.Stats().Channels == 1 })
 
 	// The server counts a datagram just after sending it, so the echo can
 	// come back first: wait for the count.
-	waitFor(t, "the relayed packets counted", func() bool {
+	turntest.WaitFor(t, "the relayed packets counted", func() bool {
 		ss := s.Sessions(testUser)
 		return len(ss) > 0 && ss[0].ToPeer.Packets >= 3 && ss[0].ToClient.Packets >= 3
 	})

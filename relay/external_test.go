@@ -13,6 +13,7 @@ import (
 
 	"github.com/pion/stun/v4"
 
+	"github.com/postern/postern/internal/turntest"
 	"github.com/postern/postern/relay"
 )
 
@@ -82,11 +83,7 @@ func TestExternalIPInRelayedAddress(t *testing.T) {
 // instead. It returns its address.
 func fakeSTUN(t *testing.T, mapped netip.Addr, status stun.ErrorCode) string {
 	t.Helper()
-	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = pc.Close() })
+	pc := turntest.ListenUDP(t)
 	go func() {
 		buf := make([]byte, 1500)
 		for {
@@ -118,11 +115,7 @@ func fakeSTUN(t *testing.T, mapped netip.Addr, status stun.ErrorCode) string {
 // silentUDP is a UDP socket on loopback that never answers.
 func silentUDP(t *testing.T) string {
 	t.Helper()
-	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = pc.Close() })
+	pc := turntest.ListenUDP(t)
 	return pc.LocalAddr().String()
 }
 

@@ -5,11 +5,11 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/postern/postern/auth"
+	"github.com/postern/postern/internal/turntest"
 	"github.com/postern/postern/relay"
 )
 
@@ -18,7 +18,7 @@ import (
 // level, and checks that no password, REST credential (HMAC), shared secret
 // or long-term key appears in the logs, while the lifecycle lines are there.
 func TestLogsHoldNoSecrets(t *testing.T) {
-	var logs syncBuffer
+	var logs turntest.SyncBuffer
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	s := startServer(t, func(c *relay.Config) { c.Logger = logger })
 	addr := s.addrs[relay.UDP]
@@ -29,7 +29,7 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	roundTrip(t, rc, echoPeer(t).LocalAddr(), 2)
+	roundTrip(t, rc, turntest.EchoPeer(t).LocalAddr(), 2)
 	_ = rc.Close() // Refresh with lifetime 0: "allocation ended"
 
 	static := newClient(t, clientConn(t, relay.TCP, s.addrs[relay.TCP], false), s.addrs[relay.TCP], testUser, testPassword)
@@ -47,7 +47,7 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 		}
 	}
 	s.KickUser(testUser)
-	waitFor(t, "the lifecycle lines", func() bool {
+	turntest.WaitFor(t, "the lifecycle lines", func() bool {
 		out := logs.String()
 		return strings.Count(out, "allocation created") == 2 && strings.Count(out, "allocation ended") == 2
 	})
@@ -73,23 +73,4 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 			t.Errorf("the logs lack %q:\n%s", want, out)
 		}
 	}
-}
-
-// syncBuffer is a strings.Builder safe for the server's goroutines to write
-// while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

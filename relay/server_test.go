@@ -2,8 +2,6 @@ package relay_test
 
 import (
 	"bytes"
-	"context"
-	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/postern/postern/allocations"
 	"github.com/postern/postern/auth"
+	"github.com/postern/postern/internal/turntest"
 	"github.com/postern/postern/relay"
 )
 
@@ -86,21 +85,7 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := s.Start(ctx); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		done := make(chan struct{})
-		go func() { _ = s.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Error("server did not stop within 10 s")
-		}
-	})
+	turntest.Start(t, s)
 	ts := &testServer{Server: s, addrs: map[relay.ListenerKind]string{}}
 	for _, b := range s.Addrs() {
 		ts.addrs[b.Kind] = b.Addr.String()
@@ -111,23 +96,13 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 // clientConn dials the server the way a client of the given kind does.
 func clientConn(t testing.TB, kind relay.ListenerKind, addr string, useTLS bool) net.PacketConn {
 	t.Helper()
-	var (
-		c   net.Conn
-		err error
-	)
 	switch {
 	case kind == relay.UDP:
-		pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = pc.Close() })
-		return pc
+		return turntest.ListenUDP(t)
 	case useTLS:
-		c, err = tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // self-signed test server
-	default:
-		c, err = net.Dial("tcp", addr)
+		return turn.NewSTUNConn(turntest.DialTLS(t, addr))
 	}
+	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,43 +112,7 @@ func clientConn(t testing.TB, kind relay.ListenerKind, addr string, useTLS bool)
 
 func newClient(t testing.TB, conn net.PacketConn, addr, user, password string) *turn.Client {
 	t.Helper()
-	c, err := turn.NewClient(&turn.ClientConfig{
-		STUNServerAddr: addr,
-		TURNServerAddr: addr,
-		Conn:           conn,
-		Username:       user,
-		Password:       password,
-		Realm:          testRealm,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	return c
-}
-
-// echoPeer is a UDP peer on loopback that sends back what it receives.
-func echoPeer(t testing.TB) *net.UDPConn {
-	t.Helper()
-	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = pc.Close() })
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := pc.ReadFromUDP(buf)
-			if err != nil {
-				return
-			}
-			_, _ = pc.WriteToUDP(buf[:n], from)
-		}
-	}()
-	return pc
+	return turntest.Client(t, conn, addr, turn.ClientConfig{Username: user, Password: password, Realm: testRealm})
 }
 
 // roundTrip sends count distinct messages through the relay to an echo peer
@@ -233,7 +172,7 @@ func TestRelayEveryTransport(t *testing.T) {
 				t.Fatalf("allocate: %v", err)
 			}
 			defer relayConn.Close()
-			peer := echoPeer(t)
+			peer := turntest.EchoPeer(t)
 			roundTrip(t, relayConn, peer.LocalAddr(), 30)
 
 			// The allocation is in the shared table, made over the right
@@ -280,7 +219,7 @@ func TestRESTCredentials(t *testing.T) {
 		t.Fatalf("allocate with REST credential: %v", err)
 	}
 	defer relayConn.Close()
-	roundTrip(t, relayConn, echoPeer(t).LocalAddr(), 5)
+	roundTrip(t, relayConn, turntest.EchoPeer(t).LocalAddr(), 5)
 
 	expiredUser, expiredPass := auth.MintREST(testSecret, "carol", -time.Minute, time.Now())
 	client2 := newClient(t, clientConn(t, relay.UDP, addr, false), addr, expiredUser, expiredPass)
@@ -344,7 +283,7 @@ func TestLoopbackPeerDeniedByDefault(t *testing.T) {
 		t.Fatalf("allocate: %v", err)
 	}
 	defer relayConn.Close()
-	peer := echoPeer(t)
+	peer := turntest.EchoPeer(t)
 	err = client.CreatePermission(peer.LocalAddr())
 	if err == nil {
 		t.Fatal("CreatePermission to a loopback peer succeeded without --allow-peer")

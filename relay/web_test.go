@@ -19,6 +19,7 @@ import (
 	"github.com/pires/go-proxyproto"
 
 	"github.com/postern/postern/allocations"
+	"github.com/postern/postern/internal/turntest"
 	"github.com/postern/postern/relay"
 )
 
@@ -205,7 +206,7 @@ func TestSharedPort(t *testing.T) {
 	t.Run("TURN over TLS", func(t *testing.T) {
 		c := dialTLS(t, addr, &tls.Config{ServerName: "turn.example.org", InsecureSkipVerify: true}) //nolint:gosec // Postern's self-signed test certificate
 		relayConn := allocateOver(t, c, addr)
-		roundTrip(t, relayConn, echoPeer(t).LocalAddr(), 3)
+		roundTrip(t, relayConn, turntest.EchoPeer(t).LocalAddr(), 3)
 	})
 	t.Run("TURN over TLS without SNI", func(t *testing.T) {
 		c := dialTLS(t, addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // Postern's self-signed test certificate
@@ -213,7 +214,7 @@ func TestSharedPort(t *testing.T) {
 	})
 	t.Run("TURN over TCP", func(t *testing.T) {
 		relayConn := allocateOver(t, dialTCP(t, addr), addr)
-		roundTrip(t, relayConn, echoPeer(t).LocalAddr(), 3)
+		roundTrip(t, relayConn, turntest.EchoPeer(t).LocalAddr(), 3)
 	})
 	t.Run("HTTPS for another name", func(t *testing.T) {
 		// The backend's own certificate verifies: TLS was passed through.

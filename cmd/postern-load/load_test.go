@@ -17,6 +17,7 @@ import (
 	"github.com/pion/stun/v4"
 
 	"github.com/postern/postern/auth"
+	"github.com/postern/postern/internal/turntest"
 	"github.com/postern/postern/relay"
 	"github.com/postern/postern/relay/proto"
 )
@@ -52,21 +53,7 @@ func startRelay(t *testing.T) map[relay.ListenerKind]string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := s.Start(ctx); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		done := make(chan struct{})
-		go func() { _ = s.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Error("server did not stop within 10 s")
-		}
-	})
+	turntest.Start(t, s)
 	addrs := map[relay.ListenerKind]string{}
 	for _, b := range s.Addrs() {
 		addrs[b.Kind] = b.Addr.String()

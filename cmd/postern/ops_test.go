@@ -12,9 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/logging"
 	"github.com/pion/stun/v4"
-	"github.com/pion/turn/v5"
 
 	"github.com/postern/postern/admin"
 )
@@ -163,46 +161,19 @@ func startWithAdmin(t *testing.T, args ...string) (*running, string) {
 }
 
 // opsAllocate allocates on the UDP listener at addr as user and relays one
-// datagram to a loopback echo peer, so the session has a permission and
+// datagram to a loopback peer, so the session has a permission and
 // traffic. The allocation lives until the test ends.
 func opsAllocate(t *testing.T, addr, user, password string) net.PacketConn {
 	t.Helper()
-	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
+	a := mustAllocate(t, addr, user, password)
+	_ = a.peer.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := a.relayed.WriteTo([]byte("hello"), a.peer.LocalAddr()); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = conn.Close() })
-	lf := logging.NewDefaultLoggerFactory()
-	lf.DefaultLogLevel = logging.LogLevelError
-	client, err := turn.NewClient(&turn.ClientConfig{
-		STUNServerAddr: addr, TURNServerAddr: addr, Conn: conn,
-		Username: user, Password: password, LoggerFactory: lf,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(client.Close)
-	if err := client.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	relayed, err := client.Allocate()
-	if err != nil {
-		t.Fatalf("allocate as %s: %v", user, err)
-	}
-	t.Cleanup(func() { _ = relayed.Close() })
-	peer, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = peer.Close() })
-	_ = peer.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := relayed.WriteTo([]byte("hello"), peer.LocalAddr()); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := peer.ReadFrom(make([]byte, 64)); err != nil {
+	if _, _, err := a.peer.ReadFrom(make([]byte, 64)); err != nil {
 		t.Fatalf("peer got nothing through the relay: %v", err)
 	}
-	return relayed
+	return a.relayed
 }
 
 // TestSessionsAndKickCommands runs postern sessions and postern kick
@@ -322,25 +293,7 @@ func TestServeOperations(t *testing.T) {
 	}
 
 	udp := listenerAddr(t, logs, "udp")
-	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	client, err := turn.NewClient(&turn.ClientConfig{STUNServerAddr: udp, TURNServerAddr: udp, Conn: conn,
-		Username: "alice", Password: "wonderland", LoggerFactory: logging.NewDefaultLoggerFactory()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	if err := client.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	relayed, err := client.Allocate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer relayed.Close()
+	relayed := mustAllocate(t, udp, "alice", "wonderland").relayed
 	if host, _, _ := net.SplitHostPort(relayed.LocalAddr().String()); host != "198.51.100.9" {
 		t.Errorf("XOR-RELAYED-ADDRESS %v, want the external 198.51.100.9", relayed.LocalAddr())
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/pires/go-proxyproto"
 
+	"github.com/postern/postern/internal/turntest"
 	"github.com/postern/postern/relay"
 )
 
@@ -166,7 +167,7 @@ func TestServeSharesPort(t *testing.T) {
 		_, _ = io.WriteString(c, "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
 	}()
 
-	port := freeUDPTCPPort(t)
+	port := turntest.FreePort(t)
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	path := writeFile(t, "c.toml", `listen = ["tcp+tls://`+addr+`"]
 proxy_protocol_from = ["127.0.0.0/8"]

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/postern/postern/auth"
+	"github.com/postern/postern/internal/turntest"
 	"github.com/postern/postern/relay"
 )
 
@@ -25,26 +25,6 @@ const (
 	probeTestPassword = "wonderland"
 	probeTestSecret   = "probe-secret"
 )
-
-// freeUDPTCPPort returns a loopback port free for both UDP and TCP.
-func freeUDPTCPPort(t *testing.T) int {
-	t.Helper()
-	for range 50 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		pc, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		_ = ln.Close()
-		if err == nil {
-			_ = pc.Close()
-			return port
-		}
-	}
-	t.Fatal("no port free for both UDP and TCP")
-	return 0
-}
 
 // startProbeServer runs a relay on loopback with the given listeners.
 func startProbeServer(t *testing.T, listeners ...relay.ListenSpec) {
@@ -63,12 +43,7 @@ func startProbeServer(t *testing.T, listeners ...relay.ListenSpec) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := srv.Start(ctx); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); _ = srv.Wait() })
+	turntest.Start(t, srv)
 }
 
 // probeRows parses the table rows of probe's output by transport and port.
@@ -91,9 +66,9 @@ func probeRows(t *testing.T, out string) map[string][]string {
 // port and TCP+TLS on another, while the TLS port and UDP on the second
 // port are down.
 func TestProbe(t *testing.T) {
-	turnPort := freeUDPTCPPort(t)
-	altPort := freeUDPTCPPort(t)
-	downPort := freeUDPTCPPort(t)
+	turnPort := turntest.FreePort(t)
+	altPort := turntest.FreePort(t)
+	downPort := turntest.FreePort(t)
 	startProbeServer(t,
 		relay.ListenSpec{Kind: relay.UDP, Addr: "127.0.0.1:" + strconv.Itoa(turnPort)},
 		relay.ListenSpec{Kind: relay.TCP, Addr: "127.0.0.1:" + strconv.Itoa(turnPort)},
@@ -222,7 +197,7 @@ func TestProbe(t *testing.T) {
 
 	t.Run("nothing up", func(t *testing.T) {
 		t.Parallel()
-		p := strconv.Itoa(freeUDPTCPPort(t))
+		p := strconv.Itoa(turntest.FreePort(t))
 		out, _, err := runCmd(t, "", "probe", "127.0.0.1", "--user", "u", "--password", "p",
 			"--turn-port", p, "--turns-port", p, "--alt-port", p, "--timeout", "500ms")
 		if !errors.Is(err, errNoRelayPath) {

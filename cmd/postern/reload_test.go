@@ -15,13 +15,15 @@ import (
 
 	"github.com/pion/logging"
 	"github.com/pion/turn/v5"
+
+	"github.com/postern/postern/internal/turntest"
 )
 
 // inProcess is serve() run directly, so the test can ask it to reload and
 // wait for the result.
 type inProcess struct {
-	logs    *syncBuffer
-	stdout  *syncBuffer
+	logs    *turntest.SyncBuffer
+	stdout  *turntest.SyncBuffer
 	reloads chan chan<- error
 	done    chan error
 }
@@ -46,7 +48,7 @@ func startInProcess(t *testing.T, path string) *inProcess {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &inProcess{logs: &syncBuffer{}, stdout: &syncBuffer{}, reloads: make(chan chan<- error), done: make(chan error, 1)}
+	p := &inProcess{logs: &turntest.SyncBuffer{}, stdout: &turntest.SyncBuffer{}, reloads: make(chan chan<- error), done: make(chan error, 1)}
 	log := slog.New(slog.NewJSONHandler(p.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithCancel(t.Context())
 	go func() {
@@ -92,7 +94,7 @@ func (p *inProcess) waitLog(t *testing.T, msg string) {
 }
 
 // waitForLog waits until logs holds n records with message msg.
-func waitForLog(t *testing.T, logs *syncBuffer, msg string, n int) {
+func waitForLog(t *testing.T, logs *turntest.SyncBuffer, msg string, n int) {
 	t.Helper()
 	needle := `"msg":"` + msg + `"`
 	deadline := time.Now().Add(5 * time.Second)
@@ -131,45 +133,23 @@ type allocation struct {
 // error is the Allocate error.
 func allocate(t *testing.T, addr, username, password string) (*allocation, error) {
 	t.Helper()
-	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := turntest.ListenUDP(t)
 	lf := logging.NewDefaultLoggerFactory()
 	lf.DefaultLogLevel = logging.LogLevelError
-	client, err := turn.NewClient(&turn.ClientConfig{
-		STUNServerAddr: addr,
-		TURNServerAddr: addr,
-		Username:       username,
-		Password:       password,
-		Conn:           conn,
-		LoggerFactory:  lf,
-		RTO:            200 * time.Millisecond,
+	client := turntest.Client(t, conn, addr, turn.ClientConfig{
+		Username:      username,
+		Password:      password,
+		LoggerFactory: lf,
+		RTO:           200 * time.Millisecond,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := client.Listen(); err != nil {
-		t.Fatal(err)
-	}
 	relayed, err := client.Allocate()
 	if err != nil {
 		client.Close()
 		conn.Close()
 		return nil, err
 	}
-	peer, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := &allocation{client: client, relayed: relayed, peer: peer}
-	t.Cleanup(func() {
-		relayed.Close()
-		client.Close()
-		conn.Close()
-		peer.Close()
-	})
-	return a, nil
+	t.Cleanup(func() { _ = relayed.Close() })
+	return &allocation{client: client, relayed: relayed, peer: turntest.ListenUDP(t)}, nil
 }
 
 // mustAllocate is allocate that fails the test on error.
@@ -185,6 +165,12 @@ func mustAllocate(t *testing.T, addr, username, password string) *allocation {
 // exchange relays msg to the peer and its echo back.
 func (a *allocation) exchange(t *testing.T, msg string) {
 	t.Helper()
+	a.relay(t, msg, "re:"+msg)
+}
+
+// relay sends msg through the relay to the peer, which answers reply.
+func (a *allocation) relay(t *testing.T, msg, reply string) {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	_ = a.peer.SetDeadline(deadline)
 	_ = a.relayed.SetDeadline(deadline)
@@ -196,12 +182,12 @@ func (a *allocation) exchange(t *testing.T, msg string) {
 	if err != nil || string(buf[:n]) != msg {
 		t.Fatalf("peer read %q, %v; want %q", buf[:n], err, msg)
 	}
-	if _, err := a.peer.WriteTo([]byte("re:"+msg), from); err != nil {
+	if _, err := a.peer.WriteTo([]byte(reply), from); err != nil {
 		t.Fatal(err)
 	}
 	n, _, err = a.relayed.ReadFrom(buf)
-	if err != nil || string(buf[:n]) != "re:"+msg {
-		t.Fatalf("client read %q, %v; want %q", buf[:n], err, "re:"+msg)
+	if err != nil || string(buf[:n]) != reply {
+		t.Fatalf("client read %q, %v; want %q", buf[:n], err, reply)
 	}
 }
 

@@ -1,41 +1,19 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/pion/logging"
-	"github.com/pion/turn/v5"
+	"github.com/postern/postern/internal/turntest"
 )
-
-// syncBuffer is a bytes.Buffer safe for the server's goroutines to write
-// while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // running is "postern serve" started in-process.
 type running struct {
-	stdout, stderr *syncBuffer
+	stdout, stderr *turntest.SyncBuffer
 	cancel         context.CancelFunc
 	done           chan error
 }
@@ -45,7 +23,7 @@ type running struct {
 func startServe(t *testing.T, args ...string) *running {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
-	r := &running{stdout: &syncBuffer{}, stderr: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
+	r := &running{stdout: &turntest.SyncBuffer{}, stderr: &turntest.SyncBuffer{}, cancel: cancel, done: make(chan error, 1)}
 	app := newApp()
 	app.Writer, app.ErrWriter = r.stdout, r.stderr
 	go func() { r.done <- app.Run(ctx, append([]string{"postern", "serve"}, args...)) }()
@@ -96,7 +74,7 @@ func (r *running) waitFor(t *testing.T, what string, cond func() bool) {
 func runServe(t *testing.T, ctx context.Context, args ...string) error {
 	t.Helper()
 	app := newApp()
-	app.Writer, app.ErrWriter = &syncBuffer{}, &syncBuffer{}
+	app.Writer, app.ErrWriter = &turntest.SyncBuffer{}, &turntest.SyncBuffer{}
 	return app.Run(ctx, append([]string{"postern", "serve"}, args...))
 }
 
@@ -149,61 +127,13 @@ func TestServeEndToEnd(t *testing.T) {
 }
 
 // relayRoundTrip allocates on the TURN server at addr and relays one
-// datagram to a loopback peer and one back.
+// datagram to a loopback peer and one back. The allocation is released on
+// return, before the caller stops the server.
 func relayRoundTrip(t *testing.T, addr, username, password string) {
 	t.Helper()
-	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	lf := logging.NewDefaultLoggerFactory()
-	lf.DefaultLogLevel = logging.LogLevelWarn
-	client, err := turn.NewClient(&turn.ClientConfig{
-		STUNServerAddr: addr,
-		TURNServerAddr: addr,
-		Username:       username,
-		Password:       password,
-		Conn:           conn,
-		LoggerFactory:  lf,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	if err := client.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	relayed, err := client.Allocate()
-	if err != nil {
-		t.Fatalf("Allocate with the printed credential: %v", err)
-	}
-	defer relayed.Close()
-
-	peer, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	deadline := time.Now().Add(5 * time.Second)
-	_ = peer.SetDeadline(deadline)
-	_ = relayed.SetDeadline(deadline)
-
-	if _, err := relayed.WriteTo([]byte("ping"), peer.LocalAddr()); err != nil {
-		t.Fatalf("send through the relay: %v", err)
-	}
-	buf := make([]byte, 1500)
-	n, from, err := peer.ReadFrom(buf)
-	if err != nil || string(buf[:n]) != "ping" {
-		t.Fatalf("peer read %q, %v; want ping", buf[:n], err)
-	}
-	if _, err := peer.WriteTo([]byte("pong"), from); err != nil {
-		t.Fatal(err)
-	}
-	n, _, err = relayed.ReadFrom(buf)
-	if err != nil || string(buf[:n]) != "pong" {
-		t.Fatalf("client read %q, %v; want pong", buf[:n], err)
-	}
+	a := mustAllocate(t, addr, username, password)
+	defer a.relayed.Close()
+	a.relay(t, "ping", "pong")
 }
 
 // TestServeStaticUser: with a user configured nothing is printed on stdout

@@ -108,29 +108,6 @@ func findTool(tl tool) (path, skip string) {
 	return p, ""
 }
 
-// freePort returns a loopback port that is free for both TCP and UDP at the time of the call (servers here
-// listen on the same number for both, like 3478). The port is released before returning, so another process
-// could take it; the window is small and a failure to bind shows up clearly in the server log.
-func freePort(t testing.TB) int {
-	t.Helper()
-	for range 50 {
-		l, err := net.Listen("tcp4", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("free port: %v", err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
-		l.Close()
-		if err != nil {
-			continue
-		}
-		u.Close()
-		return port
-	}
-	t.Fatal("free port: no port free for both TCP and UDP after 50 tries")
-	return 0
-}
-
 // relayRange picks a block of n UDP ports for relayed addresses, below Linux's default ephemeral range
 // (32768-60999) so that clients' own ephemeral ports rarely land in it.
 func relayRange(n int) (low, high int) {

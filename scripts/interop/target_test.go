@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/pion/stun/v4"
+
+	"github.com/postern/postern/internal/turntest"
 )
 
 // Credentials every target is configured with.
@@ -163,7 +165,7 @@ func buildPostern(t *testing.T, dir string) string {
 
 func startPostern(t *testing.T, dir, bin string, cert certFiles) *server {
 	t.Helper()
-	s := &server{name: "postern", ports: ports{plain: freePort(t), tls: freePort(t), shared: freePort(t)}}
+	s := &server{name: "postern", ports: ports{plain: turntest.FreePort(t), tls: turntest.FreePort(t), shared: turntest.FreePort(t)}}
 	low, high := relayRange(200)
 	lo := "127.0.0.1:"
 	args := []string{"serve",
@@ -193,7 +195,7 @@ func startCoturn(t *testing.T, dir, bin string, cert certFiles, rest bool) *serv
 	if rest {
 		name = "coturn-rest"
 	}
-	plain, tlsPort := freePort(t), freePort(t)
+	plain, tlsPort := turntest.FreePort(t), turntest.FreePort(t)
 	// coturn serves UDP, TCP and TLS on its listening port (TLS is sniffed), but with --no-dtls nothing on UDP
 	// of its TLS port: so its plain port plays the shared (443) role.
 	s := &server{name: name, ports: ports{plain: plain, tls: tlsPort, shared: plain}}

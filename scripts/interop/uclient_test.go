@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/postern/postern/internal/turntest"
 )
 
 // uclientMessages is how many messages each turnutils_uclient run sends through the relay (and expects back from
@@ -176,7 +178,7 @@ func runUclientCases(t *testing.T, rep *report, tg *target, dir string) {
 	}
 	peerPort := 0
 	if skip == "" {
-		peerPort = freePort(t)
+		peerPort = turntest.FreePort(t)
 		peer := startProc(t, dir, "turnutils_peer", exec.Command(peerBin, "-L", "127.0.0.1", "-p", strconv.Itoa(peerPort)))
 		time.Sleep(200 * time.Millisecond) // the peer binds at once; give it a moment before clients aim at it
 		if done, err := peer.exited(); done {

@@ -27,6 +27,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/postern/postern/internal/turntest"
 	"github.com/postern/postern/relay"
 )
 
@@ -530,32 +531,14 @@ func run(t *testing.T, ns string, args ...string) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a writer and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // start runs a long-lived command in namespace ns in a process group of its
 // own, killed when the test ends. It returns the command, its stdout and
 // its collected stderr.
-func start(t *testing.T, ns string, args ...string) (*exec.Cmd, io.Reader, *syncBuffer) {
+func start(t *testing.T, ns string, args ...string) (*exec.Cmd, io.Reader, *turntest.SyncBuffer) {
 	t.Helper()
 	cmd := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	logs := &syncBuffer{}
+	logs := &turntest.SyncBuffer{}
 	cmd.Stderr = logs
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
