@@ -2,7 +2,9 @@ package relay
 
 import (
 	"encoding/binary"
+	"net"
 	"net/netip"
+	"runtime"
 	"syscall"
 	"unsafe"
 
@@ -84,6 +86,68 @@ func (b *rxBatch) recv(fd uintptr) bool {
 	}
 }
 
+// readLoop waits on conn with the netpoller and, each time the socket is
+// readable, borrows a batch from r, reads datagrams into it with recvmmsg
+// and hands each batch to r until one comes back short (the socket is
+// empty: a datagram arriving later brings a new readiness event, so the
+// recvmmsg that would only say EAGAIN is saved). With probe, the first
+// call, made before any wait, peeks instead of borrowing: a new socket is
+// most likely empty. It returns when the socket is closed or fails.
+func readLoop(conn *net.UDPConn, r batchReader, probe bool) error {
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var failed error
+	fn := func(fd uintptr) bool {
+		if probe {
+			probe = false
+			if !pending(fd) {
+				return false
+			}
+		}
+		b := r.acquire()
+		defer r.release(b)
+		for {
+			if !b.recv(fd) {
+				return false // nothing waiting: wait for more
+			}
+			if b.errno != nil {
+				// ECONNREFUSED and the like report an earlier send's
+				// ICMP error: the socket is fine.
+				if isTransient(b.errno) {
+					continue
+				}
+				failed = b.errno
+				return true
+			}
+			r.handle(b)
+			if b.n < len(b.bufs) {
+				return false
+			}
+		}
+	}
+	if err := rc.Read(fn); err != nil {
+		return err
+	}
+	return failed
+}
+
+// listenerSockets is how many SO_REUSEPORT sockets a UDP listener opens:
+// the kernel spreads clients over them by a hash of the 4-tuple.
+func listenerSockets() int { return min(runtime.GOMAXPROCS(0), maxListenerSockets) }
+
+// reusePort sets SO_REUSEPORT on a socket before it binds.
+func reusePort(_, _ string, c syscall.RawConn) error {
+	var serr error
+	if err := c.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+	}); err != nil {
+		return err
+	}
+	return serr
+}
+
 // pending reports whether a datagram is waiting on fd (MSG_PEEK, no
 // buffer taken). Errors count as pending: the next recv reports them.
 func pending(fd uintptr) bool {
@@ -96,14 +160,6 @@ func pending(fd uintptr) bool {
 		}
 		return e != unix.EAGAIN
 	}
-}
-
-// read waits for datagrams on rc and reads a batch of them into b.
-func (b *rxBatch) read(rc syscall.RawConn, fn func(uintptr) bool) error {
-	if err := rc.Read(fn); err != nil {
-		return err
-	}
-	return b.errno
 }
 
 // msg returns datagram i of the last recv and its source, unmapped. ok is

@@ -3,12 +3,15 @@
 package relay
 
 import (
+	"net"
 	"net/netip"
 	"syscall"
 )
 
-// Without recvmmsg and UDP GSO, a "batch" is one datagram read with a plain
-// recvfrom, and runs are sent one datagram at a time.
+// Without recvmmsg and UDP GSO (everywhere but Linux), a batch is one
+// datagram read with ReadFromUDPAddrPort, runs are sent one datagram at a
+// time, and a UDP listener is one socket (SO_REUSEPORT does not spread
+// datagrams over sockets on every system).
 
 const batchIO = false
 
@@ -20,7 +23,6 @@ type rxBatch struct {
 	lens     []int
 	froms    []netip.AddrPort
 	n        int
-	errno    error
 }
 
 func newRxBatch(_, headroom int) *rxBatch {
@@ -32,42 +34,30 @@ func newRxBatch(_, headroom int) *rxBatch {
 	}
 }
 
-func (b *rxBatch) recv(fd uintptr) bool {
-	buf := b.bufs[0][b.headroom : b.headroom+maxDatagram]
-	n, sa, err := syscall.Recvfrom(int(fd), buf, 0)
-	if err == syscall.EAGAIN {
-		return false
-	}
-	b.n, b.errno = 1, err
-	if err != nil {
-		b.n = 0
-		return true
-	}
-	b.lens[0] = n
-	switch sa := sa.(type) {
-	case *syscall.SockaddrInet4:
-		b.froms[0] = netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
-	case *syscall.SockaddrInet6:
-		b.froms[0] = netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), uint16(sa.Port))
-	}
-	return true
-}
-
-func pending(fd uintptr) bool {
-	var b [1]byte
-	_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-	return err != syscall.EAGAIN
-}
-
-func (b *rxBatch) read(rc syscall.RawConn, fn func(uintptr) bool) error {
-	if err := rc.Read(fn); err != nil {
-		return err
-	}
-	return b.errno
-}
-
 func (b *rxBatch) msg(i int) ([]byte, netip.AddrPort, bool) {
-	return b.bufs[i][b.headroom : b.headroom+b.lens[i]], b.froms[i], b.froms[i].IsValid()
+	return b.bufs[i][b.headroom : b.headroom+b.lens[i]], b.froms[i], true
 }
+
+// readLoop reads conn one datagram at a time, holding one batch from r,
+// until the socket is closed or fails.
+func readLoop(conn *net.UDPConn, r batchReader, _ bool) error {
+	b := r.acquire()
+	defer r.release(b)
+	for {
+		n, from, err := conn.ReadFromUDPAddrPort(b.bufs[0][b.headroom : b.headroom+maxDatagram])
+		if err != nil {
+			if isTransient(err) {
+				continue
+			}
+			return err
+		}
+		b.n, b.lens[0], b.froms[0] = 1, n, unmapAddrPort(from)
+		r.handle(b)
+	}
+}
+
+func listenerSockets() int { return 1 }
+
+func reusePort(string, string, syscall.RawConn) error { return nil }
 
 func gsoControl(oob []byte, _ int) []byte { return oob[:0] }

@@ -178,16 +178,12 @@ func (s *Server) writeToPeer(a *allocations.Allocation, payload []byte, peer net
 // allocation costs its goroutine's stack, not 64 KiB of buffer. To a UDP
 // client, frames of one batch leave in GSO runs (one send for many).
 func (s *Server) relayFromPeers(a *allocations.Allocation) {
-	rc, err := a.Conn.SyscallConn()
-	if err != nil {
-		return
-	}
 	p := &peerReader{s: s, a: a, rng: newRNG(), stream: a.FiveTuple.Transport != allocations.UDP}
 	if sink, ok := a.Sink.(*udpSink); ok {
 		p.udp = sink
 	}
 	for {
-		err := rc.Read(p.readable)
+		err := readLoop(a.Conn, p, true)
 		if err == nil || errors.Is(err, net.ErrClosed) {
 			return
 		}
@@ -204,49 +200,31 @@ type peerReader struct {
 	s      *Server
 	a      *allocations.Allocation
 	rng    *rand.ChaCha8
-	stream bool     // TCP/TLS client: pad ChannelData
-	udp    *udpSink // the client's sink when it is UDP
-	tx     *txRun   // taken from the pool with the batch
-	polled bool     // readable has been called before
+	stream bool       // TCP/TLS client: pad ChannelData
+	udp    *udpSink   // the client's sink when it is UDP
+	pb     *peerBatch // borrowed while the socket is readable
+	tx     *txRun     // pb's send run
 	// Frames staged in tx.buf for a TCP/TLS client.
 	staged, stagedFrames, stagedPayload int
 }
 
-// readable is called by the netpoller when the relay socket may have
-// datagrams. It forwards batches until the socket is drained and returns
-// false to wait again; true ends the loop (a socket error).
-func (p *peerReader) readable(fd uintptr) bool {
-	// The first call comes before any wait, when the socket is most
-	// likely empty: look before borrowing a batch. Later calls follow a
-	// readiness event.
-	if !p.polled {
-		p.polled = true
-		if !pending(fd) {
-			return false
-		}
+// acquire borrows a receive batch and a send run from the server's cache.
+func (p *peerReader) acquire() *rxBatch {
+	p.pb = p.s.peerBatches.get(p.s)
+	if p.pb.rx == nil {
+		p.pb.rx = newRxBatch(peerBatchSlots, proto.DataIndicationHeadroom)
 	}
-	pb := p.s.peerBatches.get(p.s)
-	defer p.s.peerBatches.put(pb)
-	p.tx = pb.tx
-	defer func() { p.tx = nil }()
-	for {
-		if !pb.rx.recv(fd) {
-			return false // drained: wait for more
-		}
-		if pb.rx.errno != nil {
-			// ECONNREFUSED and the like report an earlier send's ICMP
-			// error: the socket is fine.
-			if isTransient(pb.rx.errno) {
-				continue
-			}
-			return true
-		}
-		p.forward(pb.rx)
-		if pb.rx.n < len(pb.rx.bufs) {
-			return false // a short batch: the socket is most likely empty
-		}
-	}
+	p.tx = p.pb.tx
+	return p.pb.rx
 }
+
+// release gives them back.
+func (p *peerReader) release(*rxBatch) {
+	p.s.peerBatches.put(p.pb)
+	p.pb, p.tx = nil, nil
+}
+
+func (p *peerReader) handle(b *rxBatch) { p.forward(b) }
 
 // forward relays one batch to the client.
 func (p *peerReader) forward(b *rxBatch) {
@@ -327,9 +305,11 @@ func (p *peerReader) writeStream(frames []byte, count, payload int) {
 
 // peerBatch is what a relay loop borrows while it forwards: receive
 // buffers and a send run. Pooled, so memory follows the number of loops
-// busy at once, not the number of allocations.
+// busy at once, not the number of allocations. TCP/TLS connections borrow
+// one for its send run only; the receive buffers (1 MiB) are made when a
+// relay loop first needs them.
 type peerBatch struct {
-	rx *rxBatch
+	rx *rxBatch // nil until a relay loop borrows the batch
 	tx *txRun
 }
 
@@ -337,7 +317,7 @@ type peerBatch struct {
 const peerBatchSlots = 16
 
 func (s *Server) newPeerBatch() *peerBatch {
-	return &peerBatch{rx: newRxBatch(peerBatchSlots, proto.DataIndicationHeadroom), tx: newTxRun(s)}
+	return &peerBatch{tx: newTxRun(s)}
 }
 
 // batchCache lends peerBatches to relay loops. It is a few slots swapped
@@ -346,6 +326,7 @@ func (s *Server) newPeerBatch() *peerBatch {
 // which would make a 1 MiB allocation look like part of the data path).
 type batchCache struct {
 	slots []atomic.Pointer[peerBatch]
+	made  atomic.Uint64 // batches allocated so far
 }
 
 func newBatchCache() *batchCache {
@@ -361,6 +342,7 @@ func (c *batchCache) get(s *Server) *peerBatch {
 			}
 		}
 	}
+	c.made.Add(1)
 	return s.newPeerBatch()
 }
 

@@ -24,9 +24,10 @@ const (
 // txRun gathers consecutive datagrams from one socket to one destination
 // and sends them with one system call: on Linux with UDP GSO, which hands
 // the kernel one buffer to cut into datagrams of the first one's size (the
-// last may be shorter). Datagrams are copied into the run's buffer; a run of
-// one is sent as it is. A txRun belongs to one goroutine. HOT: it allocates
-// nothing.
+// last may be shorter). Datagrams are copied into the run's buffer once a
+// second one joins; a run of one is sent from where it lies, so the caller's
+// buffers must stay untouched until flush. A txRun belongs to one goroutine.
+// HOT: it allocates nothing.
 type txRun struct {
 	s       *Server
 	conn    *net.UDPConn
@@ -37,8 +38,11 @@ type txRun struct {
 	size    int                  // bytes in buf
 	payload int                  // payload bytes, for ctr
 	closed  bool                 // a shorter datagram ended the run
-	buf     []byte
-	oob     [gsoOOBSize]byte
+	// first is the run's first datagram, not yet copied: a run of one (the
+	// common case below high rates) is sent from where it was received.
+	first []byte
+	buf   []byte
+	oob   [gsoOOBSize]byte
 }
 
 func newTxRun(s *Server) *txRun {
@@ -57,10 +61,17 @@ func (t *txRun) add(conn *net.UDPConn, to netip.AddrPort, ctr *allocations.Count
 		t.s.sendOne(conn, to, ctr, dgram, payloadLen)
 		return
 	}
-	if t.count == 0 {
+	switch t.count {
+	case 0:
 		t.conn, t.to, t.ctr, t.seg = conn, to, ctr, n
+		t.first = dgram
+	case 1:
+		copy(t.buf, t.first)
+		t.first = nil
+		fallthrough
+	default:
+		copy(t.buf[t.size:], dgram)
 	}
-	copy(t.buf[t.size:], dgram)
 	t.size += n
 	t.count++
 	t.payload += payloadLen
@@ -75,7 +86,7 @@ func (t *txRun) flush() {
 		return
 	}
 	if t.count == 1 {
-		t.s.sendOne(t.conn, t.to, t.ctr, t.buf[:t.size], t.payload)
+		t.s.sendOne(t.conn, t.to, t.ctr, t.first, t.payload)
 	} else if _, _, err := t.conn.WriteMsgUDPAddrPort(t.buf[:t.size], gsoControl(t.oob[:], t.seg), t.to); err == nil {
 		t.ctr.AddN(uint64(t.count), uint64(t.payload))
 	} else {
@@ -90,7 +101,7 @@ func (t *txRun) flush() {
 		}
 		t.ctr.AddN(uint64(t.count), uint64(t.payload))
 	}
-	t.conn, t.ctr = nil, nil
+	t.conn, t.ctr, t.first = nil, nil, nil
 	t.count, t.size, t.payload, t.closed = 0, 0, 0, false
 }
 

@@ -6,13 +6,10 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"runtime"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/pion/stun/v4"
-	"golang.org/x/sys/unix"
 
 	"github.com/postern/postern/allocations"
 	"github.com/postern/postern/relay/proto"
@@ -48,7 +45,6 @@ type udpListener struct {
 type udpSocket struct {
 	l    *udpListener
 	conn *net.UDPConn
-	rc   syscall.RawConn
 }
 
 // udpRequest is a STUN request copied off a UDP listener for a worker.
@@ -70,21 +66,14 @@ func (u *udpSink) WriteToClient(frame []byte) error {
 	return err
 }
 
-// listenUDP binds spec's address min(GOMAXPROCS, 16) times with
-// SO_REUSEPORT (the first bind picks the port when spec asks for port 0).
+// listenUDP binds spec's address listenerSockets() times with SO_REUSEPORT
+// (min(GOMAXPROCS, 16) on Linux, once elsewhere); the first bind picks the
+// port when spec asks for port 0.
 func (s *Server) listenUDP(spec ListenSpec, relayIP netip.Addr) (*udpListener, error) {
-	n := min(runtime.GOMAXPROCS(0), maxListenerSockets)
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		if err := c.Control(func(fd uintptr) {
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
-		}); err != nil {
-			return err
-		}
-		return serr
-	}}
-	if n == 1 {
-		lc.Control = nil
+	n := listenerSockets()
+	var lc net.ListenConfig
+	if n > 1 {
+		lc.Control = reusePort
 	}
 	l := &udpListener{s: s, relayIP: relayIP}
 	addr := spec.Addr
@@ -112,13 +101,7 @@ func (s *Server) listenUDP(spec ListenSpec, relayIP netip.Addr) (*udpListener, e
 		// Best effort: the kernel caps these at rmem_max/wmem_max.
 		_ = conn.SetReadBuffer(listenerBufSize)
 		_ = conn.SetWriteBuffer(listenerBufSize)
-		rc, err := conn.SyscallConn()
-		if err != nil {
-			_ = conn.Close()
-			closeAll()
-			return nil, fmt.Errorf("listener %s: %w", spec, err)
-		}
-		l.socks = append(l.socks, &udpSocket{l: l, conn: conn, rc: rc})
+		l.socks = append(l.socks, &udpSocket{l: l, conn: conn})
 	}
 	s.mu.Lock()
 	s.bound = append(s.bound, BoundListener{Kind: UDP, Addr: l.socks[0].conn.LocalAddr()})
@@ -146,44 +129,64 @@ func (l *udpListener) serve() {
 // allocation and peer that leave in one GSO send each; requests go to the
 // worker pool so that media never waits behind authentication or a bind.
 func (so *udpSocket) serve() {
-	l, s := so.l, so.l.s
-	b := newRxBatch(listenerBatch, 0)
-	fn := b.recv
-	tx := newTxRun(s)
-	var msg stun.Message // reused for Send indications
+	r := &listenerReader{so: so, b: newRxBatch(listenerBatch, 0), tx: newTxRun(so.l.s)}
 	for {
-		if err := b.read(so.rc, fn); err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			continue // e.g. ECONNREFUSED from an earlier send; the socket is still fine
+		err := readLoop(so.conn, r, false)
+		if err == nil || errors.Is(err, net.ErrClosed) {
+			return
 		}
-		now := time.Now() // one clock read per batch
-		for i := range b.n {
-			pkt, from, ok := b.msg(i)
-			if !ok || len(pkt) == 0 {
+	}
+}
+
+// batchReader is what readLoop drives: it lends a receive batch while
+// datagrams are waiting, and handles each batch read into it.
+type batchReader interface {
+	acquire() *rxBatch
+	release(*rxBatch)
+	handle(*rxBatch)
+}
+
+// listenerReader is the state of one listener socket's reader. Its batch
+// is its own: a listener is always busy.
+type listenerReader struct {
+	so  *udpSocket
+	b   *rxBatch
+	tx  *txRun
+	msg stun.Message // reused for Send indications
+}
+
+func (r *listenerReader) acquire() *rxBatch { return r.b }
+func (r *listenerReader) release(*rxBatch)  {}
+func (r *listenerReader) handle(*rxBatch)   { r.relay() }
+
+// relay handles one batch.
+func (r *listenerReader) relay() {
+	l, s, b := r.so.l, r.so.l.s, r.b
+	now := time.Now() // one clock read per batch
+	for i := range b.n {
+		pkt, from, ok := b.msg(i)
+		if !ok || len(pkt) == 0 {
+			continue
+		}
+		ft := allocations.FiveTuple{Client: from, Server: l.local, Transport: allocations.UDP}
+		switch proto.Classify(pkt[0]) {
+		case proto.KindChannelData:
+			s.relayChannelDataAt(ft, pkt, now, r.tx)
+		case proto.KindSTUN:
+			if isSendIndication(pkt) {
+				r.tx.flush() // keep the client's order
+				s.relaySend(ft, pkt, &r.msg)
 				continue
 			}
-			ft := allocations.FiveTuple{Client: from, Server: l.local, Transport: allocations.UDP}
-			switch proto.Classify(pkt[0]) {
-			case proto.KindChannelData:
-				s.relayChannelDataAt(ft, pkt, now, tx)
-			case proto.KindSTUN:
-				if isSendIndication(pkt) {
-					tx.flush() // keep the client's order
-					s.relaySend(ft, pkt, &msg)
-					continue
-				}
-				req := udpRequest{sock: so, from: ft.Client, data: append([]byte(nil), pkt...)}
-				select {
-				case s.requests <- req:
-				default: // overloaded: drop, the client retransmits
-					s.stats.drop(DropOverload)
-				}
+			req := udpRequest{sock: r.so, from: ft.Client, data: append([]byte(nil), pkt...)}
+			select {
+			case s.requests <- req:
+			default: // overloaded: drop, the client retransmits
+				s.stats.drop(DropOverload)
 			}
 		}
-		tx.flush()
 	}
+	r.tx.flush()
 }
 
 // requestWorker answers UDP requests until the queue is closed.
