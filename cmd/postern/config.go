@@ -330,24 +330,8 @@ func configFlags() []cli.Flag {
 // repeatable flag replaces the file's whole list, so the command line alone
 // says what is in force.
 func (c *Config) applyFlags(cmd *cli.Command) error {
-	setString := func(dst *string, name string) {
-		if cmd.IsSet(name) {
-			*dst = cmd.String(name)
-		}
-	}
-	setList := func(dst *[]string, name string) {
-		if cmd.IsSet(name) {
-			*dst = cmd.StringSlice(name)
-		}
-	}
-	setDuration := func(dst *Duration, name string) {
-		if cmd.IsSet(name) {
-			*dst = Duration(cmd.Duration(name))
-		}
-	}
-
-	setList(&c.Listen, flagListen)
-	setString(&c.Realm, flagRealm)
+	override(cmd, flagListen, &c.Listen, cmd.StringSlice)
+	override(cmd, flagRealm, &c.Realm, cmd.String)
 	if cmd.IsSet(flagUser) {
 		users, err := parseUserFlags(cmd.StringSlice(flagUser))
 		if err != nil {
@@ -355,34 +339,54 @@ func (c *Config) applyFlags(cmd *cli.Command) error {
 		}
 		c.Auth.Users = users
 	}
-	setString(&c.Auth.UsersFile, flagUsersFile)
-	setList(&c.Auth.Secrets, flagSecret)
-	setDuration(&c.Auth.NonceLifetime, flagNonceLifetime)
+	override(cmd, flagUsersFile, &c.Auth.UsersFile, cmd.String)
+	override(cmd, flagSecret, &c.Auth.Secrets, cmd.StringSlice)
+	override(cmd, flagNonceLifetime, &c.Auth.NonceLifetime, durationOf(cmd))
 
-	setString(&c.Relay.IP, flagRelayIP)
+	override(cmd, flagRelayIP, &c.Relay.IP, cmd.String)
 	c.applyOperationsFlags(cmd) // --external-ip, --stun-server, --admin, --admin-token
-	setString(&c.Relay.Ports, flagRelayPorts)
-	setList(&c.Relay.AllowPeers, flagAllowPeer)
-	setList(&c.Relay.DenyPeers, flagDenyPeer)
+	override(cmd, flagRelayPorts, &c.Relay.Ports, cmd.String)
+	override(cmd, flagAllowPeer, &c.Relay.AllowPeers, cmd.StringSlice)
+	override(cmd, flagDenyPeer, &c.Relay.DenyPeers, cmd.StringSlice)
 
-	if cmd.IsSet(flagUserQuota) {
-		c.Limits.UserQuota = cmd.Int(flagUserQuota)
-	}
-	setDuration(&c.Limits.MaxLifetime, flagMaxLifetime)
-	setDuration(&c.Limits.DefaultLifetime, flagDefaultLifetime)
+	override(cmd, flagUserQuota, &c.Limits.UserQuota, cmd.Int)
+	override(cmd, flagMaxLifetime, &c.Limits.MaxLifetime, durationOf(cmd))
+	override(cmd, flagDefaultLifetime, &c.Limits.DefaultLifetime, durationOf(cmd))
 
-	setString(&c.TLS.Cert, flagTLSCert)
-	setString(&c.TLS.Key, flagTLSKey)
+	override(cmd, flagTLSCert, &c.TLS.Cert, cmd.String)
+	override(cmd, flagTLSKey, &c.TLS.Key, cmd.String)
 
-	setString(&c.Log.Level, flagLogLevel)
-	setString(&c.Log.Format, flagLogFormat)
+	override(cmd, flagLogLevel, &c.Log.Level, cmd.String)
+	override(cmd, flagLogFormat, &c.Log.Format, cmd.String)
 
-	setString(&c.CredentialsAPI.Listen, flagCredentialsAPI)
-	setList(&c.CredentialsAPI.APIKeys, flagAPIKey)
+	override(cmd, flagCredentialsAPI, &c.CredentialsAPI.Listen, cmd.String)
+	override(cmd, flagAPIKey, &c.CredentialsAPI.APIKeys, cmd.StringSlice)
 
 	c.applyPort443Flags(cmd)
 	c.applyHardeningFlags(cmd)
 	return nil
+}
+
+// override sets *dst to flag name's value, read with get, when the flag was
+// given on the command line: a flag wins over the file.
+func override[T any](cmd *cli.Command, name string, dst *T, get func(string) T) {
+	if cmd.IsSet(name) {
+		*dst = get(name)
+	}
+}
+
+// overridePtr is override for keys whose zero value is meaningful (0 turns
+// a default limit off), kept as pointers so that unset stays nil.
+func overridePtr[T any](cmd *cli.Command, name string, dst **T, get func(string) T) {
+	if cmd.IsSet(name) {
+		v := get(name)
+		*dst = &v
+	}
+}
+
+// durationOf reads duration flags as the config's Duration.
+func durationOf(cmd *cli.Command) func(string) Duration {
+	return func(name string) Duration { return Duration(cmd.Duration(name)) }
 }
 
 // parseUserFlags turns --user NAME:PASSWORD values into a map. The password

@@ -98,44 +98,19 @@ func hardeningFlags() []cli.Flag {
 }
 
 func (c *Config) applyHardeningFlags(cmd *cli.Command) {
-	setInt := func(dst *int, name string) {
-		if cmd.IsSet(name) {
-			*dst = int(cmd.Int(name))
-		}
-	}
-	setInt(&c.Limits.IPQuota, flagIPQuota)
-	setInt(&c.Limits.TotalQuota, flagTotalQuota)
-	if cmd.IsSet(flagAllocationBandwidth) {
-		c.Limits.AllocationBandwidth = cmd.Int64(flagAllocationBandwidth)
-	}
-	if cmd.IsSet(flagUserBandwidth) {
-		c.Limits.UserBandwidth = cmd.Int64(flagUserBandwidth)
-	}
-	if cmd.IsSet(flagUnauthRate) {
-		v := cmd.Float(flagUnauthRate)
-		c.Limits.UnauthenticatedRate = &v
-	}
-	setInt(&c.Limits.UnauthenticatedBurst, flagUnauthBurst)
-	if cmd.IsSet(flagMaxConns) {
-		v := int(cmd.Int(flagMaxConns))
-		c.Limits.MaxConns = &v
-	}
-	if cmd.IsSet(flagMaxConnsPerIP) {
-		v := int(cmd.Int(flagMaxConnsPerIP))
-		c.Limits.MaxConnsPerIP = &v
-	}
-	if cmd.IsSet(flagHandshakeTimeout) {
-		c.Limits.HandshakeTimeout = Duration(cmd.Duration(flagHandshakeTimeout))
-	}
-	if cmd.IsSet(flagIdleTimeout) {
-		c.Limits.IdleTimeout = Duration(cmd.Duration(flagIdleTimeout))
-	}
-	if cmd.IsSet(flagAlternateServer) {
-		c.Drain.AlternateServer = cmd.String(flagAlternateServer)
-	}
-	if cmd.IsSet(flagDrainTimeout) {
-		c.Drain.Timeout = Duration(cmd.Duration(flagDrainTimeout))
-	}
+	l := &c.Limits
+	override(cmd, flagIPQuota, &l.IPQuota, cmd.Int)
+	override(cmd, flagTotalQuota, &l.TotalQuota, cmd.Int)
+	override(cmd, flagAllocationBandwidth, &l.AllocationBandwidth, cmd.Int64)
+	override(cmd, flagUserBandwidth, &l.UserBandwidth, cmd.Int64)
+	overridePtr(cmd, flagUnauthRate, &l.UnauthenticatedRate, cmd.Float)
+	override(cmd, flagUnauthBurst, &l.UnauthenticatedBurst, cmd.Int)
+	overridePtr(cmd, flagMaxConns, &l.MaxConns, cmd.Int)
+	overridePtr(cmd, flagMaxConnsPerIP, &l.MaxConnsPerIP, cmd.Int)
+	override(cmd, flagHandshakeTimeout, &l.HandshakeTimeout, durationOf(cmd))
+	override(cmd, flagIdleTimeout, &l.IdleTimeout, durationOf(cmd))
+	override(cmd, flagAlternateServer, &c.Drain.AlternateServer, cmd.String)
+	override(cmd, flagDrainTimeout, &c.Drain.Timeout, durationOf(cmd))
 }
 
 // loadHardening validates the abuse limits and [drain] into s.hard.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -97,5 +98,27 @@ func TestHardeningValidation(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.mention) {
 			t.Errorf("%q: error %v, want one naming %q", tc.toml, err, tc.mention)
 		}
+	}
+}
+
+// TestHardeningFlags: every abuse-limit and drain flag overrides the file,
+// and 0 given on the command line turns a default limit off.
+func TestHardeningFlags(t *testing.T) {
+	path := writeFile(t, "postern.toml", "[limits]\nip_quota = 7\nmax_conns = 5\n")
+	s, err := settingsFor(t, "--config", path,
+		"--ip-quota", "2", "--total-quota", "9", "--allocation-bandwidth", "1000", "--user-bandwidth", "2000",
+		"--unauthenticated-rate", "0", "--unauthenticated-burst", "3", "--max-conns", "0", "--max-conns-per-ip", "4",
+		"--handshake-timeout", "3s", "--idle-timeout", "4s", "--alternate-server", "192.0.2.1:3478", "--drain-timeout", "5s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := hardeningSettings{
+		ipQuota: 2, totalQuota: 9, allocationBandwidth: 1000, userBandwidth: 2000,
+		unauthRate: 0, unauthBurst: 3, maxConns: 0, maxConnsPerIP: 4,
+		handshakeTimeout: 3 * time.Second, idleTimeout: 4 * time.Second,
+		alternateServer: netip.MustParseAddrPort("192.0.2.1:3478"), drainTimeout: 5 * time.Second,
+	}
+	if s.hard != want {
+		t.Errorf("hardening settings\n got %+v\nwant %+v", s.hard, want)
 	}
 }

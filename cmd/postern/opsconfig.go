@@ -150,18 +150,14 @@ func (c *Config) applyOperationsFlags(cmd *cli.Command) {
 	if cmd.IsSet(flagExternalIP) {
 		c.Relay.ExternalIP = ExternalIPSetting(cmd.StringSlice(flagExternalIP))
 	}
-	if cmd.IsSet(flagSTUNServer) {
-		c.Relay.STUNServers = cmd.StringSlice(flagSTUNServer)
-	}
+	override(cmd, flagSTUNServer, &c.Relay.STUNServers, cmd.StringSlice)
 	if cmd.IsSet(flagAdmin) {
 		c.Admin.Listen = cmd.String(flagAdmin)
 		if c.Admin.Listen == "" {
 			c.Admin.Listen = "off"
 		}
 	}
-	if cmd.IsSet(flagAdminToken) {
-		c.Admin.Token = cmd.String(flagAdminToken)
-	}
+	override(cmd, flagAdminToken, &c.Admin.Token, cmd.String)
 }
 
 // adminSettings is the validated [admin] table.

@@ -80,32 +80,16 @@ func port443Flags() []cli.Flag {
 
 // applyPort443Flags overrides c with the flags of port443Flags.
 func (c *Config) applyPort443Flags(cmd *cli.Command) {
-	if cmd.IsSet(flagWebBackend) {
-		c.Web.Backend = cmd.String(flagWebBackend)
-	}
-	if cmd.IsSet(flagWebBackendProxy) {
-		c.Web.BackendProxyProtocol = cmd.Bool(flagWebBackendProxy)
-	}
-	if cmd.IsSet(flagTURNHost) {
-		c.Web.TURNHosts = cmd.StringSlice(flagTURNHost)
-	}
-	if cmd.IsSet(flagProxyProtocolFor) {
-		c.ProxyProtocolFrom = cmd.StringSlice(flagProxyProtocolFor)
-	}
-	if cmd.IsSet(flagACME) {
-		c.TLS.ACME = cmd.Bool(flagACME)
-	}
-	if cmd.IsSet(flagACMEDomain) {
-		c.TLS.Domains = cmd.StringSlice(flagACMEDomain)
-	}
-	for name, dst := range map[string]*string{
-		flagACMECA: &c.TLS.ACMECA, flagACMEEmail: &c.TLS.ACMEEmail,
-		flagACMEStorage: &c.TLS.ACMEStorage, flagACMECARoot: &c.TLS.ACMECARoot,
-	} {
-		if cmd.IsSet(name) {
-			*dst = cmd.String(name)
-		}
-	}
+	override(cmd, flagWebBackend, &c.Web.Backend, cmd.String)
+	override(cmd, flagWebBackendProxy, &c.Web.BackendProxyProtocol, cmd.Bool)
+	override(cmd, flagTURNHost, &c.Web.TURNHosts, cmd.StringSlice)
+	override(cmd, flagProxyProtocolFor, &c.ProxyProtocolFrom, cmd.StringSlice)
+	override(cmd, flagACME, &c.TLS.ACME, cmd.Bool)
+	override(cmd, flagACMEDomain, &c.TLS.Domains, cmd.StringSlice)
+	override(cmd, flagACMECA, &c.TLS.ACMECA, cmd.String)
+	override(cmd, flagACMEEmail, &c.TLS.ACMEEmail, cmd.String)
+	override(cmd, flagACMEStorage, &c.TLS.ACMEStorage, cmd.String)
+	override(cmd, flagACMECARoot, &c.TLS.ACMECARoot, cmd.String)
 }
 
 // port443Settings is the validated [web] table, proxy_protocol_from and
