@@ -68,19 +68,31 @@ func watchCertFiles(ctx context.Context, cert, key string, changed chan<- struct
 // reloadCertificate reads the configured certificate files again and puts
 // them in force for new TLS handshakes; on error the old one stays.
 func (l *live) reloadCertificate() {
-	if l.cur.tlsCert == "" {
-		return
-	}
-	c, err := tls.LoadX509KeyPair(l.cur.tlsCert, l.cur.tlsKey)
+	c, err := loadCertificate(l.cur)
 	if err != nil {
-		l.log.Error("certificate files changed but cannot be loaded: the previous certificate stays in force",
-			"cert", l.cur.tlsCert, "key", l.cur.tlsKey, "err", err)
+		l.log.Error("certificate files changed but cannot be loaded: the previous certificate stays in force", "err", err)
 		return
 	}
-	l.srv.SetCertificate(&c)
+	if c == nil {
+		return
+	}
+	l.srv.SetCertificate(c)
 	attrs := []any{"cert", l.cur.tlsCert}
 	if c.Leaf != nil {
 		attrs = append(attrs, "not_after", c.Leaf.NotAfter.UTC().Format(time.RFC3339))
 	}
 	l.log.Info("certificate reloaded", attrs...)
+}
+
+// loadCertificate reads the certificate files s configures, or returns nil
+// when it configures none (self-signed or ACME).
+func loadCertificate(s settings) (*tls.Certificate, error) {
+	if s.tlsCert == "" {
+		return nil, nil
+	}
+	c, err := tls.LoadX509KeyPair(s.tlsCert, s.tlsKey)
+	if err != nil {
+		return nil, fmt.Errorf("tls.cert (--%s) / tls.key (--%s): %w", flagTLSCert, flagTLSKey, err)
+	}
+	return &c, nil
 }

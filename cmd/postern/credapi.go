@@ -50,14 +50,11 @@ type apiServer struct {
 }
 
 // listenAPI binds the credentials API's address, or returns nil when the API
-// is off. cert is the TURN listeners' certificate (nil when none is
-// configured).
-func listenAPI(a apiSettings, cert *tls.Certificate, acme bool, log *slog.Logger) (*apiServer, error) {
+// is off. Over HTTPS it serves the relay's certificate (useCertificates);
+// settings has already refused HTTPS without one.
+func listenAPI(a apiSettings, log *slog.Logger) (*apiServer, error) {
 	if a.listen == "" {
 		return nil, nil
-	}
-	if !a.plain && cert == nil && !acme {
-		return nil, fmt.Errorf("credentials_api.listen (--%s) %s: HTTPS needs tls.cert and tls.key, or tls.acme", flagCredentialsAPI, a.listen)
 	}
 	ln, err := net.Listen("tcp", a.addr)
 	if err != nil {
@@ -85,10 +82,7 @@ func listenAPI(a apiSettings, cert *tls.Certificate, acme bool, log *slog.Logger
 				if get := s.certs.Load(); get != nil {
 					return (*get)(hello)
 				}
-				if cert == nil {
-					return nil, errors.New("no certificate yet: ACME has not obtained one")
-				}
-				return cert, nil
+				return nil, errors.New("credentials API: the relay is not serving yet")
 			},
 		}
 	}

@@ -241,3 +241,15 @@ func TestCredentialsAPIBusyPort(t *testing.T) {
 		t.Errorf("serve = %v, want an error naming credentials_api.listen %s", err, hostPort)
 	}
 }
+
+// TestCredentialsAPIHTTPSWithACME: HTTPS for the API is accepted with an
+// ACME certificate instead of certificate files, and refused with neither.
+func TestCredentialsAPIHTTPSWithACME(t *testing.T) {
+	api := []string{"--secret", "s", "--credentials-api", "https://127.0.0.1:8443", "--api-key", apiKey1}
+	if _, err := settingsFor(t, append(api, "--acme", "--acme-domain", "turn.example.org")...); err != nil {
+		t.Fatalf("HTTPS API with ACME: %v", err)
+	}
+	if _, err := settingsFor(t, api...); err == nil || !strings.Contains(err.Error(), "tls.acme") {
+		t.Fatalf("HTTPS API without any certificate: err = %v, want one naming tls.acme", err)
+	}
+}

@@ -101,8 +101,8 @@ func (s *settings) loadICE(c Config) error {
 	if s.api.addr, s.api.plain, err = parseAPIListen(a.Listen); err != nil {
 		return err
 	}
-	if !s.api.plain && s.tlsCert == "" {
-		return fmt.Errorf("credentials_api.listen (--%s) %q is HTTPS, which needs a real certificate: set tls.cert and tls.key (--%s, --%s; the TURN listeners' certificate), "+
+	if !s.api.plain && s.tlsCert == "" && !s.port443.acme {
+		return fmt.Errorf("credentials_api.listen (--%s) %q is HTTPS, which needs a real certificate: set tls.cert and tls.key (--%s, --%s; the TURN listeners' certificate) or tls.acme, "+
 			"or serve plain HTTP on loopback behind your TLS reverse proxy: http://127.0.0.1:PORT", flagCredentialsAPI, a.Listen, flagTLSCert, flagTLSKey)
 	}
 	if len(a.APIKeys) == 0 {

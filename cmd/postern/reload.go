@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,7 +10,6 @@ import (
 	"net/netip"
 	"os"
 	"reflect"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -270,13 +268,9 @@ func (l *live) apply(load func() (settings, error)) error {
 	}
 	policy := auth.NewPeerPolicy(next.allowPeers, next.denyPeers)
 	m := l.newMintState(next)
-	var cert *tls.Certificate
-	if next.tlsCert != "" {
-		c, err := tls.LoadX509KeyPair(next.tlsCert, next.tlsKey)
-		if err != nil {
-			return fmt.Errorf("tls.cert (--%s) / tls.key (--%s): %w", flagTLSCert, flagTLSKey, err)
-		}
-		cert = &c
+	cert, err := loadCertificate(next)
+	if err != nil {
+		return err
 	}
 
 	l.srv.SetAuth(a)
@@ -317,38 +311,40 @@ func takeReloadable(dst *settings, src settings) {
 // restartOnly names the settings in which loaded differs from running
 // after takeReloadable: those that need a restart.
 func restartOnly(running, loaded settings) []string {
-	checks := []struct {
+	// Each entry names a restart-only setting and copies the running value
+	// over the loaded one; whatever still differs after all of them is a
+	// setting this list does not know yet, reported as such.
+	fields := []struct {
 		key  string
-		same bool
+		take func(dst *settings)
 	}{
-		{"listen", slices.Equal(running.listeners, loaded.listeners) && running.listenersExplicit == loaded.listenersExplicit},
-		{"realm", running.realm == loaded.realm},
-		{"relay.ip", reflect.DeepEqual(running.relayIP, loaded.relayIP)},
-		{"relay.external_ip", reflect.DeepEqual(running.externalIPs, loaded.externalIPs) && running.externalAuto == loaded.externalAuto},
-		{"relay.stun_servers", slices.Equal(running.stunServers, loaded.stunServers)},
-		{"admin", running.admin == loaded.admin},
-		{"relay.ports", reflect.DeepEqual(running.relayPorts, loaded.relayPorts)},
-		{"limits.user_quota", running.userQuota == loaded.userQuota},
-		{"limits.max_lifetime", running.maxLifetime == loaded.maxLifetime},
-		{"limits.default_lifetime", running.defaultLifetime == loaded.defaultLifetime},
-		{"log.level", running.logLevel == loaded.logLevel},
-		{"log.format", running.logFormat == loaded.logFormat},
-		{"credentials_api", reflect.DeepEqual(running.api, loaded.api)},
+		{"listen", func(d *settings) { d.listeners, d.listenersExplicit = running.listeners, running.listenersExplicit }},
+		{"realm", func(d *settings) { d.realm = running.realm }},
+		{"relay.ip", func(d *settings) { d.relayIP = running.relayIP }},
+		{"relay.external_ip", func(d *settings) {
+			d.externalIP, d.externalIPs, d.externalAuto = running.externalIP, running.externalIPs, running.externalAuto
+		}},
+		{"relay.stun_servers", func(d *settings) { d.stunServers = running.stunServers }},
+		{"relay.ports", func(d *settings) { d.relayPorts = running.relayPorts }},
+		{"admin", func(d *settings) { d.admin = running.admin }},
+		{"limits.user_quota", func(d *settings) { d.userQuota = running.userQuota }},
+		{"limits.max_lifetime", func(d *settings) { d.maxLifetime = running.maxLifetime }},
+		{"limits.default_lifetime", func(d *settings) { d.defaultLifetime = running.defaultLifetime }},
+		{"limits (abuse limits) and [drain]", func(d *settings) { d.hard = running.hard }},
+		{"[web], proxy_protocol_from and tls.acme*", func(d *settings) { d.port443 = running.port443 }},
+		{"log.level", func(d *settings) { d.logLevel = running.logLevel }},
+		{"log.format", func(d *settings) { d.logFormat = running.logFormat }},
+		{"credentials_api", func(d *settings) { d.api = running.api }},
 	}
 	var keys []string
-	for _, c := range checks {
-		if !c.same {
-			keys = append(keys, c.key)
+	rest := loaded
+	for _, f := range fields {
+		before := rest
+		f.take(&rest)
+		if !reflect.DeepEqual(before, rest) {
+			keys = append(keys, f.key)
 		}
 	}
-	// Settings added since this list was written are still noticed: with
-	// every setting above made equal, anything left is another change.
-	rest := loaded
-	rest.listeners, rest.listenersExplicit, rest.realm = running.listeners, running.listenersExplicit, running.realm
-	rest.relayIP, rest.externalIP, rest.relayPorts = running.relayIP, running.externalIP, running.relayPorts
-	rest.userQuota, rest.maxLifetime, rest.defaultLifetime = running.userQuota, running.maxLifetime, running.defaultLifetime
-	rest.logLevel, rest.logFormat = running.logLevel, running.logFormat
-	rest.api = running.api
 	if !reflect.DeepEqual(running, rest) {
 		keys = append(keys, "(other settings)")
 	}

@@ -443,3 +443,30 @@ func TestReloadGeneratedSecret(t *testing.T) {
 	}
 	mustAllocate(t, addr, "a", "b")
 }
+
+// TestRestartOnlyNamesEachKey: every restart-only change is named once, and
+// no key is reported as "(other settings)" when the list knows it.
+func TestRestartOnlyNamesEachKey(t *testing.T) {
+	running, err := Config{}.settings()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		change func(*settings)
+		want   string
+	}{
+		{func(s *settings) { s.admin.listen = "127.0.0.1:9999" }, "admin"},
+		{func(s *settings) { s.hard.ipQuota = 3 }, "limits (abuse limits) and [drain]"},
+		{func(s *settings) { s.port443.acme = true }, "[web], proxy_protocol_from and tls.acme*"},
+		{func(s *settings) { s.stunServers = []string{"192.0.2.1:3478"} }, "relay.stun_servers"},
+		{func(s *settings) { s.externalAuto = true }, "relay.external_ip"},
+		{func(s *settings) { s.logFormat = "json" }, "log.format"},
+		{func(s *settings) {}, ""},
+	} {
+		loaded := running
+		tc.change(&loaded)
+		if got := strings.Join(restartOnly(running, loaded), " "); got != tc.want {
+			t.Errorf("restartOnly = %q, want %q", got, tc.want)
+		}
+	}
+}

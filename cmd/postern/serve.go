@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -107,17 +106,13 @@ func serve(ctx context.Context, s settings, log *slog.Logger, stdout io.Writer, 
 	}
 	authn := lv.auth
 
-	var cert *tls.Certificate
-	if s.tlsCert != "" {
-		c, err := tls.LoadX509KeyPair(s.tlsCert, s.tlsKey)
-		if err != nil {
-			return fmt.Errorf("tls.cert (--%s) / tls.key (--%s): %w", flagTLSCert, flagTLSKey, err)
-		}
-		cert = &c
+	cert, err := loadCertificate(s)
+	if err != nil {
+		return err
 	}
 
 	// Bound before the relay starts, so that a busy port fails the start.
-	api, err := listenAPI(s.api, cert, s.port443.acme, log)
+	api, err := listenAPI(s.api, log)
 	if err != nil {
 		return err
 	}

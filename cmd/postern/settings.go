@@ -158,10 +158,12 @@ func (c Config) settings() (settings, error) {
 	if s.logFormat != "text" && s.logFormat != "json" {
 		return settings{}, fmt.Errorf("log.format (--%s) %q: write text or json", flagLogFormat, c.Log.Format)
 	}
-	if err := s.loadICE(c); err != nil {
+	// [web] and the ACME keys first: the credentials API's HTTPS may use
+	// the ACME certificate.
+	if err := s.loadPort443(c); err != nil {
 		return settings{}, err
 	}
-	if err := s.loadPort443(c); err != nil {
+	if err := s.loadICE(c); err != nil {
 		return settings{}, err
 	}
 	return s, nil
