@@ -341,7 +341,8 @@ func boundTo(c channel, n int64) string {
 
 // ChannelPeer returns the peer bound to channel number, if the binding is
 // live (not expired, not cooling). HOT: lock-free, no allocation. It does
-// not check the permission; relaying to the peer also needs Permitted.
+// not check the permission: RFC 8656 §12.6 relays a client's ChannelData on
+// the binding alone, while data from the peer needs Permitted too.
 func (a *Allocation) ChannelPeer(number uint16, now time.Time) (netip.AddrPort, bool) {
 	s := a.state.Load()
 	if s == nil {

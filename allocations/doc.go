@@ -12,9 +12,10 @@
 // The 5-tuple index is read on every packet, so it is split into 64 shards,
 // each an atomic pointer to an immutable map. Get loads one pointer and does
 // one map lookup: no lock, no allocation. A writer copies the shard it
-// changes and swaps the pointer. All writers (Create, Delete, Sweep, Close)
-// hold the table's one control mutex, which also guards the relayed-address
-// index, the per-user counts and the closed flag. DESIGN.md suggested a mutex
+// changes and swaps the pointer. All writers (Create, Delete, Remove, Sweep,
+// Close) hold the table's one control mutex, which also guards the
+// relayed-address index, the per-user and per-address counts, the per-user
+// bandwidth limiters and the closed flag. The shared design notes suggested a mutex
 // per shard; one control mutex is used instead because the quota check, the
 // duplicate checks and the insertion into both indexes must be one atomic step
 // (otherwise concurrent Creates of one user need a reserve-and-roll-back

@@ -172,6 +172,13 @@ func (p *PortPool) ListenUDPPort(ip netip.Addr, port uint16) (*net.UDPConn, erro
 	return c, nil
 }
 
+// Close closes a relay socket the pool handed out and releases its port.
+func (p *PortPool) Close(conn *net.UDPConn) {
+	local := conn.LocalAddr().(*net.UDPAddr).AddrPort()
+	_ = conn.Close()
+	p.Release(local)
+}
+
 // Release marks ap's port free again after its socket has been closed. The
 // Table calls it for every removed allocation when Config.Ports is set.
 // Releasing a port the pool did not hand out is harmless.

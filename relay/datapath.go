@@ -4,9 +4,7 @@ import (
 	"bufio"
 	crand "crypto/rand"
 	"encoding/binary"
-	"errors"
 	"math/rand/v2"
-	"net"
 	"net/netip"
 	"runtime"
 	"sync/atomic"
@@ -18,8 +16,9 @@ import (
 	"github.com/postern/postern/relay/proto"
 )
 
-// The functions in this file are the data plane: they run once per relayed
-// packet, take no lock and allocate nothing.
+// Most of this file is the data plane: run once per relayed packet, it takes
+// no lock and allocates nothing in steady state (receive batches and send
+// runs come from a cache and go back to it).
 
 // sendIndicationType is the first two bytes of a Send indication
 // (method 0x006, class indication).
@@ -29,15 +28,10 @@ func isSendIndication(pkt []byte) bool {
 	return len(pkt) >= 2 && binary.BigEndian.Uint16(pkt) == sendIndicationType
 }
 
-// relayChannelData forwards a client's ChannelData message to the peer bound
-// to its channel (RFC 8656 §12.6). Anything else is dropped silently.
-func (s *Server) relayChannelData(ft allocations.FiveTuple, pkt []byte) {
-	s.relayChannelDataAt(ft, pkt, time.Now(), nil)
-}
-
-// relayChannelDataAt is relayChannelData with the caller's clock reading.
-// With a txRun the payload joins the run (sent when the run is flushed),
-// else it is sent at once.
+// relayChannelDataAt forwards a client's ChannelData message to the peer
+// bound to its channel (RFC 8656 §12.6), at the caller's clock reading.
+// Anything else is dropped silently. With a txRun the payload joins the run
+// (sent when the run is flushed), else it is sent at once.
 func (s *Server) relayChannelDataAt(ft allocations.FiveTuple, pkt []byte, now time.Time, tx *txRun) {
 	number, payload, err := proto.ParseChannelData(pkt)
 	if err != nil {
@@ -58,19 +52,7 @@ func (s *Server) relayChannelDataAt(ft allocations.FiveTuple, pkt []byte, now ti
 		s.stats.drop(DropNoPermission)
 		return
 	}
-	if tx == nil {
-		s.writeToPeer(a, payload, peer, now)
-		return
-	}
-	if !s.policy().Allowed(peer.Addr()) {
-		s.stats.drop(DropPolicy)
-		return
-	}
-	if !a.AllowToPeer(len(payload), s.mono(now)) {
-		s.stats.drop(DropBandwidth)
-		return
-	}
-	tx.add(a.Conn, peer, &a.ToPeer, payload, len(payload))
+	s.writeToPeer(a, payload, peer, now, tx)
 }
 
 // streamRuns relays the ChannelData of one TCP/TLS client in GSO runs: it
@@ -144,13 +126,14 @@ func (s *Server) relaySend(ft allocations.FiveTuple, pkt []byte, msg *stun.Messa
 		s.stats.drop(DropNoPermission)
 		return
 	}
-	s.writeToPeer(a, data, peer, now)
+	s.writeToPeer(a, data, peer, now, nil)
 }
 
 // writeToPeer sends payload from the allocation's relay socket, if the peer
 // policy (which may have been reloaded since the permission was made) still
-// allows the peer and the bandwidth limits have room.
-func (s *Server) writeToPeer(a *allocations.Allocation, payload []byte, peer netip.AddrPort, now time.Time) {
+// allows the peer and the bandwidth limits have room: as part of tx's run
+// when there is one, else at once.
+func (s *Server) writeToPeer(a *allocations.Allocation, payload []byte, peer netip.AddrPort, now time.Time, tx *txRun) {
 	if !s.policy().Allowed(peer.Addr()) {
 		s.stats.drop(DropPolicy)
 		return
@@ -159,11 +142,11 @@ func (s *Server) writeToPeer(a *allocations.Allocation, payload []byte, peer net
 		s.stats.drop(DropBandwidth)
 		return
 	}
-	if _, err := a.Conn.WriteToUDPAddrPort(payload, peer); err != nil {
-		s.stats.drop(DropWriteFailed)
+	if tx == nil {
+		s.sendOne(a.Conn, peer, &a.ToPeer, payload, len(payload))
 		return
 	}
-	a.ToPeer.Add(len(payload))
+	tx.add(a.Conn, peer, &a.ToPeer, payload, len(payload))
 }
 
 // relayFromPeers reads the allocation's relay socket until the allocation
@@ -182,17 +165,7 @@ func (s *Server) relayFromPeers(a *allocations.Allocation) {
 	if sink, ok := a.Sink.(*udpSink); ok {
 		p.udp = sink
 	}
-	for {
-		err := readLoop(a.Conn, p, true)
-		if err == nil || errors.Is(err, net.ErrClosed) {
-			return
-		}
-		select {
-		case <-a.Done():
-			return
-		default:
-		}
-	}
+	s.readUntilClosed(a.Conn, p, true, a.Done())
 }
 
 // peerReader is the state of one allocation's relay loop.
@@ -257,10 +230,6 @@ func (p *peerReader) forward(b *rxBatch) {
 		}
 		if p.udp != nil {
 			p.tx.add(p.udp.conn, p.udp.addr, &a.ToClient, frame, n)
-			continue
-		}
-		if !p.stream { // another kind of datagram sink: one frame each
-			p.writeStream(frame, 1, n)
 			continue
 		}
 		// A TCP/TLS client: the batch's frames leave in one write (one
@@ -365,26 +334,4 @@ func newRNG() *rand.ChaCha8 {
 	var seed [32]byte
 	_, _ = crand.Read(seed[:])
 	return rand.NewChaCha8(seed)
-}
-
-// listenRelay binds a relay socket on ip from the port pool; with evenPort
-// (RFC 8656 §7.2 EVEN-PORT) it keeps trying until the port is even.
-func (s *Server) listenRelay(ip netip.Addr, evenPort bool) (*net.UDPConn, error) {
-	const evenTries = 32
-	for range evenTries {
-		conn, err := s.ports.ListenUDP(ip)
-		if err != nil {
-			return nil, err
-		}
-		if !evenPort {
-			return conn, nil
-		}
-		local := conn.LocalAddr().(*net.UDPAddr).AddrPort()
-		if local.Port()%2 == 0 {
-			return conn, nil
-		}
-		_ = conn.Close()
-		s.ports.Release(local)
-	}
-	return nil, newError(stun.CodeInsufficientCapacity, "Insufficient Capacity: no even relay port free")
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/postern/postern/allocations"
 	"github.com/postern/postern/auth"
+	"github.com/postern/postern/internal/turntest"
 	"github.com/postern/postern/relay/proto"
 )
 
@@ -79,9 +80,16 @@ func newDataPathFixture(tb testing.TB, transport allocations.Transport, opts ...
 		sink:  &countingSink{},
 		chNum: 0x4001,
 	}
+	// A TCP/TLS client is the counting sink itself; a UDP client is what
+	// production has, a udpSink on a listener socket, with a real client
+	// socket whose reader feeds the counts.
+	var sink allocations.ClientSink = f.sink
+	if transport == allocations.UDP {
+		sink = f.udpClient(tb)
+	}
 	f.a = &allocations.Allocation{
 		FiveTuple: f.ft, Username: "u", User: "u",
-		Relayed: conn.LocalAddr().(*net.UDPAddr).AddrPort(), Conn: conn, Sink: f.sink,
+		Relayed: conn.LocalAddr().(*net.UDPAddr).AddrPort(), Conn: conn, Sink: sink,
 	}
 	if err := s.table.Create(f.a, time.Hour); err != nil {
 		tb.Fatal(err)
@@ -91,6 +99,25 @@ func newDataPathFixture(tb testing.TB, transport allocations.Transport, opts ...
 		tb.Fatal(err)
 	}
 	return f
+}
+
+// udpClient makes a listener socket and a client socket on loopback and
+// returns the udpSink from one to the other; what reaches the client is
+// counted in f.sink (by a reader that allocates nothing per datagram).
+func (f *dataPathFixture) udpClient(tb testing.TB) *udpSink {
+	tb.Helper()
+	listener, client := turntest.ListenUDP(tb), turntest.ListenUDP(tb)
+	go func() {
+		buf := make([]byte, 70000)
+		for {
+			n, _, err := client.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			_ = f.sink.WriteToClient(buf[:n])
+		}
+	}()
+	return &udpSink{conn: listener, addr: client.LocalAddr().(*net.UDPAddr).AddrPort()}
 }
 
 func (f *dataPathFixture) peerAddr() netip.AddrPort {
@@ -133,7 +160,8 @@ func TestClientToPeerAllocatesNothing(t *testing.T) {
 	go f.drainPeer(&got)
 
 	cd := channelDataPacket(f.chNum, 1200)
-	if n := testing.AllocsPerRun(1000, func() { f.s.relayChannelData(f.ft, cd) }); n != 0 {
+	tx := newTxRun(f.s) // as the listener loop does: one run, reused
+	if n := testing.AllocsPerRun(1000, func() { f.s.relayChannelDataAt(f.ft, cd, time.Now(), tx); tx.flush() }); n != 0 {
 		t.Errorf("ChannelData relay: %v allocations per packet, want 0", n)
 	}
 	// Bursts overflow the peer's socket buffer; some must arrive.
@@ -241,10 +269,12 @@ func BenchmarkRelayChannelData(b *testing.B) {
 	var got atomic.Int64
 	go f.drainPeer(&got)
 	pkt := channelDataPacket(f.chNum, 1200)
+	tx := newTxRun(f.s)
 	b.ReportAllocs()
 	b.SetBytes(1200)
 	for b.Loop() {
-		f.s.relayChannelData(f.ft, pkt)
+		f.s.relayChannelDataAt(f.ft, pkt, time.Now(), tx)
+		tx.flush()
 	}
 }
 
@@ -270,7 +300,7 @@ func TestStatsAndPolicyReload(t *testing.T) {
 	go f.drainPeer(&got)
 	cd := channelDataPacket(f.chNum, 100)
 	for range 10 {
-		f.s.relayChannelData(f.ft, cd)
+		relayNow(f.s, f.ft, cd)
 	}
 	if p, b := f.a.ToPeer.Load(); p != 10 || b != 1000 {
 		t.Fatalf("allocation counted %d packets, %d bytes to the peer; want 10, 1000", p, b)
@@ -281,14 +311,14 @@ func TestStatsAndPolicyReload(t *testing.T) {
 	}
 
 	f.s.SetPolicy(auth.NewPeerPolicy(nil, nil)) // loopback no longer allowed
-	f.s.relayChannelData(f.ft, cd)
+	relayNow(f.s, f.ft, cd)
 	if p, _ := f.a.ToPeer.Load(); p != 10 {
 		t.Fatal("relayed to a peer the reloaded policy denies")
 	}
 	if d := f.s.Stats().Drops[DropPolicy.String()]; d != 1 {
 		t.Fatalf("policy drops = %d, want 1", d)
 	}
-	f.s.relayChannelData(allocations.FiveTuple{Client: netip.MustParseAddrPort("127.0.0.9:1"), Server: f.ft.Server, Transport: allocations.UDP}, cd)
+	relayNow(f.s, allocations.FiveTuple{Client: netip.MustParseAddrPort("127.0.0.9:1"), Server: f.ft.Server, Transport: allocations.UDP}, cd)
 	if d := f.s.Stats().Drops[DropNoAllocation.String()]; d != 1 {
 		t.Fatalf("no-allocation drops = %d, want 1", d)
 	}
@@ -310,7 +340,7 @@ func TestBandwidthLimit(t *testing.T) {
 	cd := channelDataPacket(f.chNum, 1000)
 	start := time.Now()
 	for range 300 {
-		f.s.relayChannelData(f.ft, cd)
+		relayNow(f.s, f.ft, cd)
 	}
 	elapsed := time.Since(start)
 	_, bytes := f.a.ToPeer.Load()
@@ -322,4 +352,12 @@ func TestBandwidthLimit(t *testing.T) {
 	if d := f.s.Stats().Drops[DropBandwidth.String()]; d < 150 {
 		t.Fatalf("bandwidth drops = %d, want most of the excess", d)
 	}
+}
+
+// relayNow relays one ChannelData message the way the UDP listener loop
+// does: through a send run, flushed at once.
+func relayNow(s *Server, ft allocations.FiveTuple, pkt []byte) {
+	tx := newTxRun(s)
+	s.relayChannelDataAt(ft, pkt, time.Now(), tx)
+	tx.flush()
 }

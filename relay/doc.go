@@ -16,9 +16,11 @@
 // allocates nothing per packet in steady state: allocations are found in the
 // shared table with lock-free reads, permissions and channels are read from
 // immutable snapshots (package allocations), and the ChannelData or Data
-// indication header is written into headroom in front of the payload, so the
-// payload is never copied. The only exception is a write to a TCP/TLS client,
-// which serialises on that connection's own mutex.
+// indication header is written into headroom in front of the payload, so a
+// lone datagram is never copied. Copies are made only to batch: datagrams
+// of a GSO run into the run's buffer, and the frames of one batch for a
+// TCP/TLS client into one write, which serialises on that connection's own
+// mutex.
 //
 // # Batched UDP I/O
 //

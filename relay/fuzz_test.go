@@ -63,7 +63,7 @@ func FuzzServerPacket(f *testing.F) {
 		var req, resp, scratch stun.Message
 		switch proto.Classify(pkt[0]) {
 		case proto.KindChannelData:
-			s.relayChannelData(ft, pkt)
+			relayNow(s, ft, pkt)
 		case proto.KindSTUN:
 			if isSendIndication(pkt) {
 				s.relaySend(ft, pkt, &scratch)

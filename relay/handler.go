@@ -255,8 +255,8 @@ func (r *request) allocate(id auth.Identity) error {
 	if err != nil {
 		return err
 	}
-	local := conn.LocalAddr().(interface{ AddrPort() netip.AddrPort }).AddrPort()
-	advertised := netip.AddrPortFrom(local.Addr().Unmap(), local.Port())
+	local := conn.LocalAddr().(*net.UDPAddr).AddrPort()
+	advertised := unmapAddrPort(local)
 	if ext := r.s.cfg.ExternalIP.Public(advertised.Addr()); ext.IsValid() {
 		advertised = netip.AddrPortFrom(ext, local.Port())
 	}
@@ -272,8 +272,7 @@ func (r *request) allocate(id auth.Identity) error {
 		TransactionID: r.req.TransactionID,
 	}
 	if err := r.s.table.Create(a, lifetime); err != nil {
-		_ = conn.Close()
-		r.s.ports.Release(local)
+		r.s.ports.Close(conn)
 		if c := r.s.reserved.take(reserved[:]); c != nil {
 			r.s.reserved.release(c)
 		}

@@ -113,8 +113,25 @@ func (r *reservations) closeAll() {
 	}
 }
 
-func (r *reservations) release(conn *net.UDPConn) {
-	local := conn.LocalAddr().(*net.UDPAddr).AddrPort()
-	_ = conn.Close()
-	r.ports.Release(local)
+func (r *reservations) release(conn *net.UDPConn) { r.ports.Close(conn) }
+
+// listenRelay binds a relay socket on ip from the port pool; with evenPort
+// (RFC 8656 §7.2 EVEN-PORT) it keeps trying until the port is even.
+func (s *Server) listenRelay(ip netip.Addr, evenPort bool) (*net.UDPConn, error) {
+	const evenTries = 32
+	for range evenTries {
+		conn, err := s.ports.ListenUDP(ip)
+		if err != nil {
+			return nil, err
+		}
+		if !evenPort {
+			return conn, nil
+		}
+		local := conn.LocalAddr().(*net.UDPAddr).AddrPort()
+		if local.Port()%2 == 0 {
+			return conn, nil
+		}
+		s.ports.Close(conn)
+	}
+	return nil, newError(stun.CodeInsufficientCapacity, "Insufficient Capacity: no even relay port free")
 }

@@ -95,25 +95,31 @@ func (t *txRun) flush() {
 			t.s.log.Warn("UDP GSO unavailable: sending datagrams one by one", "err", err)
 		}
 		// Resend one by one: the kernel took nothing of a failed GSO send.
+		// Only what went out counts as relayed (bytes pro rata: the
+		// segments' payloads are not kept apart).
+		sent := 0
 		for off := 0; off < t.size; off += t.seg {
-			end := min(off+t.seg, t.size)
-			t.s.sendOne(t.conn, t.to, nil, t.buf[off:end], 0)
+			if t.s.sendOne(t.conn, t.to, nil, t.buf[off:min(off+t.seg, t.size)], 0) {
+				sent++
+			}
 		}
-		t.ctr.AddN(uint64(t.count), uint64(t.payload))
+		t.ctr.AddN(uint64(sent), uint64(t.payload*sent/t.count))
 	}
 	t.conn, t.ctr, t.first = nil, nil, nil
 	t.count, t.size, t.payload, t.closed = 0, 0, 0, false
 }
 
-// sendOne sends one datagram and counts it in ctr (if not nil).
-func (s *Server) sendOne(conn *net.UDPConn, to netip.AddrPort, ctr *allocations.Counter, dgram []byte, payloadLen int) {
+// sendOne sends one datagram and counts it in ctr (if not nil); it
+// reports whether the datagram went out (else it is counted as dropped).
+func (s *Server) sendOne(conn *net.UDPConn, to netip.AddrPort, ctr *allocations.Counter, dgram []byte, payloadLen int) bool {
 	if _, err := conn.WriteToUDPAddrPort(dgram, to); err != nil {
 		s.stats.drop(DropWriteFailed)
-		return
+		return false
 	}
 	if ctr != nil {
 		ctr.Add(payloadLen)
 	}
+	return true
 }
 
 // gsoUnsupported tells the errors of a kernel or device without UDP GSO

@@ -130,11 +130,30 @@ func (l *udpListener) serve() {
 // worker pool so that media never waits behind authentication or a bind.
 func (so *udpSocket) serve() {
 	r := &listenerReader{so: so, b: newRxBatch(listenerBatch, 0), tx: newTxRun(so.l.s)}
+	so.l.s.readUntilClosed(so.conn, r, false, nil)
+}
+
+// readUntilClosed runs readLoop until the socket is closed or done is
+// closed. A socket error that is not transient (readLoop has skipped those)
+// is logged and retried after a pause, so a broken socket costs a log line a
+// second instead of a spinning core.
+func (s *Server) readUntilClosed(conn *net.UDPConn, r batchReader, probe bool, done <-chan struct{}) {
+	var lastLog time.Time
 	for {
-		err := readLoop(so.conn, r, false)
-		if err == nil || errors.Is(err, net.ErrClosed) {
+		err := readLoop(conn, r, probe)
+		if errors.Is(err, net.ErrClosed) {
 			return
 		}
+		select {
+		case <-done:
+			return
+		default:
+		}
+		if now := time.Now(); now.Sub(lastLog) >= time.Second {
+			lastLog = now
+			s.log.Warn("UDP socket read failed; retrying", "socket", conn.LocalAddr().String(), "err", err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
