@@ -7,7 +7,9 @@
 //   - /readyz: readiness, 200 once every listener is bound, 503 while
 //     starting, draining or stopping (relay.Server.State);
 //   - /api/sessions: the live allocations as JSON, and DELETE to end them
-//     by ID or by user (what `postern sessions` and `postern kick` use).
+//     by ID or by user (what `postern sessions` and `postern kick` use);
+//   - /api/drain: GET the drain state, POST to start draining, DELETE to
+//     stop (what `postern drain` uses).
 //
 // Client is the matching HTTP client for the command line.
 //
