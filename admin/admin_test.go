@@ -164,10 +164,14 @@ func (f *fixture) scrape(t *testing.T) samples {
 
 type samples map[string]float64
 
-// want checks the value of one series (0 when absent).
+// want checks the value of one series, which must be exported.
 func (s samples) want(t *testing.T, series string, want float64) {
 	t.Helper()
-	if got := s[series]; got != want {
+	got, ok := s[series]
+	switch {
+	case !ok:
+		t.Errorf("%s is not exported, want %v", series, want)
+	case got != want:
 		t.Errorf("%s = %v, want %v", series, got, want)
 	}
 }

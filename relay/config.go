@@ -36,6 +36,21 @@ func (k ListenerKind) String() string {
 	return "unknown(" + strconv.Itoa(int(k)) + ")"
 }
 
+// transports are the client transports a listener of kind k carries.
+func (k ListenerKind) transports() []allocations.Transport {
+	switch k {
+	case UDP:
+		return []allocations.Transport{allocations.UDP}
+	case TCP:
+		return []allocations.Transport{allocations.TCP}
+	case TLS:
+		return []allocations.Transport{allocations.TLS}
+	case TCPTLS:
+		return []allocations.Transport{allocations.TCP, allocations.TLS}
+	}
+	return nil
+}
+
 // ListenSpec names one listener: its kind and the host:port it binds.
 type ListenSpec struct {
 	Kind ListenerKind

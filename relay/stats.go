@@ -366,6 +366,13 @@ func (s *Server) Stats() Stats {
 		st.RequestErrors[k] = n
 	}
 	keys := make(map[listenerKey]bool, len(s.stats.byListener)+len(active))
+	// Every bound listener and transport shows, at 0 before its first
+	// allocation, so that series exist from the first scrape.
+	for _, b := range s.Addrs() {
+		for _, tr := range b.Kind.transports() {
+			keys[listenerKey{server: addrPortOf(b.Addr), transport: tr}] = true
+		}
+	}
 	for k := range s.stats.byListener {
 		keys[k] = true
 	}
@@ -447,4 +454,15 @@ func (n listenerNamer) name(k listenerKey) string {
 		}
 	}
 	return k.server.String()
+}
+
+// addrPortOf is a bound listener's address as 5-tuples carry it.
+func addrPortOf(a net.Addr) netip.AddrPort {
+	switch a := a.(type) {
+	case *net.UDPAddr:
+		return a.AddrPort()
+	case *net.TCPAddr:
+		return a.AddrPort()
+	}
+	return netip.AddrPort{}
 }
