@@ -23,7 +23,6 @@ type uclientCase struct {
 	transport string // udp, tcp, tls
 	shared    bool   // the shared (443 role) port rather than the RFC-style one
 	rest      bool   // REST-API credentials (-W secret) rather than a long-term user
-	send      bool   // Send/Data indications (-s) rather than channels
 }
 
 func (c uclientCase) name() string {
@@ -34,11 +33,8 @@ func (c uclientCase) name() string {
 	if c.rest {
 		cred = "rest"
 	}
-	name := c.transport + "-" + role + "-" + cred
-	if c.send {
-		name += "-send"
-	}
-	return name
+	// "-send": every run relays with Send/Data indications (see uclientCases).
+	return c.transport + "-" + role + "-" + cred + "-send"
 }
 
 // uclientCases relay through Send and Data indications (uclient -s). uclient's channel mode picks channel numbers
@@ -51,7 +47,7 @@ func uclientCases() []uclientCase {
 	for _, transport := range []string{"udp", "tcp", "tls"} {
 		for _, shared := range []bool{false, true} {
 			for _, rest := range []bool{false, true} {
-				cs = append(cs, uclientCase{transport: transport, shared: shared, rest: rest, send: true})
+				cs = append(cs, uclientCase{transport: transport, shared: shared, rest: rest})
 			}
 		}
 	}
@@ -90,9 +86,7 @@ func (c uclientCase) args(port, peerPort int, caFile string) []string {
 		// -S alone would be DTLS; -t -S is TLS. -E makes uclient verify the server certificate against our CA.
 		args = append(args, "-t", "-S", "-E", caFile)
 	}
-	if c.send {
-		args = append(args, "-s")
-	}
+	args = append(args, "-s") // Send/Data indications: see uclientCases
 	if c.rest {
 		// -W: uclient mints the REST username (expiry:user) and password (HMAC-SHA1 of it) itself.
 		args = append(args, "-u", restUser, "-W", restSecret)

@@ -344,6 +344,14 @@ func (w *world) probe(t *testing.T, proxy string, relays []string) {
 			t.Errorf("probe (proxy %q): %s relays %v, want %v (error %q)", proxy, key, got[key], want, r.Error)
 		}
 	}
+	if len(res.Results) == 0 {
+		t.Errorf("probe (proxy %q) printed no rows", proxy)
+	}
+	for _, k := range relays {
+		if _, ok := got[k]; !ok {
+			t.Errorf("probe (proxy %q) has no row for %s, which must relay", proxy, k)
+		}
+	}
 	var exit *exec.ExitError
 	switch {
 	case len(relays) > 0 && err != nil:
