@@ -188,13 +188,20 @@ func expectedType(key []string) string {
 	if !ok {
 		return ""
 	}
+	if t.Kind() == reflect.Pointer { // optional keys whose 0 means something
+		t = t.Elem()
+	}
 	switch {
 	case t == reflect.TypeFor[Duration]():
 		return `a quoted duration such as "10m" or "1h30m"`
 	case t.Kind() == reflect.String:
 		return `a quoted string`
-	case t.Kind() == reflect.Int:
+	case t.Kind() == reflect.Int || t.Kind() == reflect.Int64:
 		return "a whole number without quotes"
+	case t.Kind() == reflect.Float64:
+		return "a number without quotes, such as 10 or 2.5"
+	case t.Kind() == reflect.Bool:
+		return "true or false, without quotes"
 	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.String:
 		return `an array of strings such as ["a", "b"] (even for one value)`
 	case t.Kind() == reflect.Map:

@@ -122,3 +122,20 @@ func TestHardeningFlags(t *testing.T) {
 		t.Errorf("hardening settings\n got %+v\nwant %+v", s.hard, want)
 	}
 }
+
+// TestCheckConfigTypeHints: check-config explains the expected type of the
+// newer keys (optional ints, int64, float, bool) as it does for the others.
+func TestCheckConfigTypeHints(t *testing.T) {
+	for key, want := range map[string]string{
+		"max_conns":            "a whole number without quotes",
+		"allocation_bandwidth": "a whole number without quotes",
+		"unauthenticated_rate": "a number without quotes",
+	} {
+		if got := expectedType([]string{"limits", key}); !strings.Contains(got, want) {
+			t.Errorf("expectedType(limits.%s) = %q, want %q", key, got, want)
+		}
+	}
+	if got := expectedType([]string{"tls", "acme"}); got != "true or false, without quotes" {
+		t.Errorf("expectedType(tls.acme) = %q", got)
+	}
+}

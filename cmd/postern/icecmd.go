@@ -118,12 +118,18 @@ func iceServersAction(_ context.Context, cmd *cli.Command) error {
 // mintICEServers returns the iceServers JSON for urls with a TURN REST API
 // credential for user, minted from secret and valid for ttl from now.
 func mintICEServers(urls []string, secret, user string, ttl time.Duration, now time.Time) ([]byte, error) {
-	username, password := auth.MintREST(secret, user, ttl, now)
-	b, err := json.Marshal(iceServers{ICEServers: []iceServer{{URLs: urls, Username: username, Credential: password}}})
+	b, err := json.Marshal(mintConfiguration(urls, secret, user, ttl, now))
 	if err != nil {
 		return nil, fmt.Errorf("iceServers JSON: %w", err)
 	}
 	return b, nil
+}
+
+// mintConfiguration is the RTCConfiguration for urls with a fresh REST
+// credential for user, valid for ttl from now.
+func mintConfiguration(urls []string, secret, user string, ttl time.Duration, now time.Time) iceServers {
+	username, password := auth.MintREST(secret, user, ttl, now)
+	return iceServers{ICEServers: []iceServer{{URLs: urls, Username: username, Credential: password}}}
 }
 
 // parsePortSpecs parses --ports values: SCHEME:PORT (udp:3478) or a listen

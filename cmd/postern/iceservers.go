@@ -1,14 +1,12 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/netip"
 	"strconv"
 	"time"
 
-	"github.com/postern/postern/auth"
 	"github.com/postern/postern/iceapi"
 	"github.com/postern/postern/relay"
 )
@@ -28,17 +26,6 @@ const restCredentialTTL = 24 * time.Hour
 
 // restCredentialUser is the USER part of the printed EXPIRY:USER username.
 const restCredentialUser = "postern"
-
-// newICEServers returns the iceServers JSON for urls with a TURN REST API
-// credential minted from secret, valid for ttl from now.
-func newICEServers(urls []string, secret string, ttl time.Duration, now time.Time) ([]byte, error) {
-	username, password := auth.MintREST(secret, restCredentialUser, ttl, now)
-	b, err := json.Marshal(iceServers{ICEServers: []iceServer{{URLs: urls, Username: username, Credential: password}}})
-	if err != nil {
-		return nil, fmt.Errorf("iceServers JSON: %w", err)
-	}
-	return b, nil
-}
 
 // endpoint is where clients reach one listener: its kind and the address
 // they dial (already the advertised host, not the bound one).

@@ -144,7 +144,7 @@ func TestEndpoints(t *testing.T) {
 func TestNewICEServersJSON(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	urls := []string{"stun:192.0.2.1:3478", "turn:192.0.2.1:3478?transport=udp"}
-	b, err := newICEServers(urls, "s3cret", 24*time.Hour, now)
+	b, err := mintICEServers(urls, "s3cret", restCredentialUser, 24*time.Hour, now)
 	if err != nil {
 		t.Fatal(err)
 	}

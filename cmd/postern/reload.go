@@ -209,8 +209,7 @@ func (l *live) mintICE(user string, ttl time.Duration) (iceapi.Configuration, er
 	if m.err != nil {
 		return iceapi.Configuration{}, m.err
 	}
-	username, password := auth.MintREST(m.secret, user, ttl, time.Now())
-	return iceapi.Configuration{ICEServers: []iceapi.ICEServer{{URLs: m.urls, Username: username, Credential: password}}}, nil
+	return mintConfiguration(m.urls, m.secret, user, ttl, time.Now()), nil
 }
 
 // ServeHTTP serves the credentials API with the handler in force.

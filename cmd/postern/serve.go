@@ -207,7 +207,7 @@ func printICEServers(w io.Writer, bound []relay.BoundListener, s settings, secre
 	if err != nil {
 		return err
 	}
-	b, err := newICEServers(urls, secret, restCredentialTTL, time.Now())
+	b, err := mintICEServers(urls, secret, restCredentialUser, restCredentialTTL, time.Now())
 	if err != nil {
 		return err
 	}
