@@ -380,6 +380,36 @@ func (a *Allocation) PeerChannel(peer netip.AddrPort, now time.Time) (uint16, bo
 	return 0, false
 }
 
+// Route answers, from one snapshot, what the relay needs for a datagram
+// from peer: whether a permission for its IP is live, and the channel bound
+// to it, if any (RFC 8656 §11.3, §12). HOT: lock-free, no allocation.
+func (a *Allocation) Route(peer netip.AddrPort, now time.Time) (permitted bool, channel uint16, bound bool) {
+	s := a.state.Load()
+	if s == nil {
+		return false, 0, false
+	}
+	peer = netip.AddrPortFrom(peer.Addr().Unmap(), peer.Port())
+	t := now.UnixNano()
+	for i := range s.perms {
+		if s.perms[i].ip == peer.Addr() {
+			permitted = s.perms[i].expires > t
+			break
+		}
+	}
+	if !permitted {
+		return false, 0, false
+	}
+	for i := range s.chans {
+		if s.chans[i].peer == peer {
+			if s.chans[i].expires > t {
+				return true, s.chans[i].number, true
+			}
+			break
+		}
+	}
+	return true, 0, false
+}
+
 // prune drops expired permissions and channels past their quarantine. The
 // lock-free check keeps the common case (nothing due) to one atomic load.
 func (a *Allocation) prune(n int64) {

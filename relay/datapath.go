@@ -211,21 +211,25 @@ func (p *peerReader) forward(b *rxBatch) {
 			continue
 		}
 		n := len(pkt)
-		if !a.Permitted(from.Addr(), now) {
+		permitted, number, bound := a.Route(from, now)
+		switch {
+		case !permitted:
 			s.stats.drop(DropNoPermission) // RFC 8656 §11.3: silently discarded
 			continue
-		}
-		if !a.AllowToClient(n, mono) {
+		case !bound && n > proto.MaxDataIndicationPayload:
+			s.stats.drop(DropTooLarge) // no Data indication holds it
+			continue
+		case !a.AllowToClient(n, mono):
 			s.stats.drop(DropBandwidth)
 			continue
 		}
 		buf := b.bufs[i]
 		var frame []byte
-		if number, ok := a.PeerChannel(from, now); ok {
+		if bound {
 			// RFC 8656 §12.5: over TCP/TLS, padded to a multiple of 4.
 			frame = proto.PutChannelData(buf[headroom-proto.ChannelDataHeaderSize:], number, n, p.stream)
 		} else if frame = proto.PutDataIndication(buf, n, from, proto.NewTransactionID(p.rng)); frame == nil {
-			s.stats.drop(DropTooLarge) // over 65504 bytes: no Data indication holds it
+			s.stats.drop(DropMalformed) // an address PutDataIndication cannot encode
 			continue
 		}
 		if p.udp != nil {
