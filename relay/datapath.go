@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"bufio"
 	crand "crypto/rand"
 	"encoding/binary"
 	"math/rand/v2"
@@ -76,24 +75,6 @@ func (r *streamRuns) flush() {
 		r.s.peerBatches.put(r.pb)
 		r.pb = nil
 	}
-}
-
-// nextFrameBuffered reports whether the next whole STUN or ChannelData
-// frame is already in br, so that reading it will not block.
-func nextFrameBuffered(br *bufio.Reader) bool {
-	n := br.Buffered()
-	if n < proto.ChannelDataHeaderSize {
-		return false
-	}
-	hdr, err := br.Peek(proto.ChannelDataHeaderSize)
-	if err != nil {
-		return false
-	}
-	length := int(binary.BigEndian.Uint16(hdr[2:4]))
-	if proto.Classify(hdr[0]) == proto.KindChannelData {
-		return n >= proto.ChannelDataHeaderSize+proto.PaddedLen(length)
-	}
-	return n >= 20+length // STUN: 20-byte header
 }
 
 // relaySend forwards the DATA of a client's Send indication to its

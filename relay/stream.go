@@ -24,7 +24,7 @@ const (
 	streamWriteTimeout = 2 * time.Second
 	// streamBufSize holds the largest STUN or ChannelData frame, so the
 	// framer can use a reader of this size as it is.
-	streamBufSize = 64<<10 + 64
+	streamBufSize = proto.FramerBufferSize
 )
 
 // streamListener is one bound TCP, TLS or tcp+tls listener.
@@ -225,7 +225,7 @@ func (s *Server) serveStream(conn net.Conn, r io.Reader, ft allocations.FiveTupl
 		case proto.KindChannelData:
 			// Frames already buffered leave in GSO runs (datapath.go).
 			runs.relay(ft, frame)
-			if !nextFrameBuffered(br) {
+			if !framer.Buffered() {
 				runs.flush()
 			}
 		case proto.KindSTUN:

@@ -20,8 +20,9 @@ const (
 	// padding included: 4-byte header, 16-bit length, up to 3 padding bytes.
 	MaxChannelDataFrame = ChannelDataHeaderSize + 0xFFFF + 3
 
-	// framerBufSize holds the largest frame of either kind.
-	framerBufSize = 64<<10 + 64
+	// FramerBufferSize holds the largest frame of either kind: a
+	// bufio.Reader of this size given to NewFramer is used as it is.
+	FramerBufferSize = 64<<10 + 64
 )
 
 // Framer splits a TURN byte stream (TCP or TLS, RFC 8656 §12.5) into STUN and
@@ -45,7 +46,27 @@ type Framer struct {
 // 64 KiB. If r is already a *bufio.Reader that large (e.g. one used to sniff
 // the first byte for tcp+tls) it is used as is, so no buffered byte is lost.
 func NewFramer(r io.Reader) *Framer {
-	return &Framer{br: bufio.NewReaderSize(r, framerBufSize)}
+	return &Framer{br: bufio.NewReaderSize(r, FramerBufferSize)}
+}
+
+// Buffered reports whether the next whole frame is already buffered, so
+// that Next returns it without reading (the relay flushes its send batch
+// before a read could block). It applies Next's framing rules to the
+// header and never consumes anything.
+func (f *Framer) Buffered() bool {
+	n := f.br.Buffered()
+	if n < ChannelDataHeaderSize {
+		return false
+	}
+	hdr, err := f.br.Peek(ChannelDataHeaderSize)
+	if err != nil {
+		return false
+	}
+	length := int(binary.BigEndian.Uint16(hdr[2:4]))
+	if Classify(hdr[0]) == KindChannelData {
+		return n >= ChannelDataHeaderSize+PaddedLen(length)
+	}
+	return n >= stunHeaderSize+length
 }
 
 // Next returns the next whole message and its kind (KindSTUN or

@@ -3,6 +3,7 @@ package proto
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net/netip"
@@ -252,7 +253,7 @@ func TestFramerResumesAfterReadError(t *testing.T) {
 // byte (tcp+tls) is taken over without losing buffered bytes.
 func TestFramerReusesBufferedReader(t *testing.T) {
 	stream, want := streamFrames(t)
-	br := bufio.NewReaderSize(bytes.NewReader(stream), framerBufSize)
+	br := bufio.NewReaderSize(bytes.NewReader(stream), FramerBufferSize)
 	if b, err := br.Peek(1); err != nil || Classify(b[0]) != KindSTUN {
 		t.Fatalf("sniff: %v", err)
 	}
@@ -311,6 +312,36 @@ func BenchmarkFramer(b *testing.B) {
 	for b.Loop() {
 		if _, _, err := f.Next(); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestFramerBuffered: Buffered says whether Next can return a whole frame
+// without reading, for ChannelData (with padding) and STUN.
+func TestFramerBuffered(t *testing.T) {
+	cd := make([]byte, 4+5+3) // 5-byte payload padded to 8
+	PutChannelDataHeader(cd, 0x4000, 5)
+	stunMsg := make([]byte, 20+8)
+	stunMsg[1] = 0x01
+	binary.BigEndian.PutUint16(stunMsg[2:4], 8)
+	binary.BigEndian.PutUint32(stunMsg[4:8], 0x2112A442)
+	for _, tc := range []struct {
+		name   string
+		stream []byte
+		want   bool
+	}{
+		{"empty", nil, false},
+		{"ChannelData without its padding", cd[:9], false},
+		{"ChannelData whole", cd, true},
+		{"STUN header only", stunMsg[:20], false},
+		{"STUN whole", stunMsg, true},
+	} {
+		f := NewFramer(bytes.NewReader(tc.stream))
+		if len(tc.stream) > 0 {
+			_, _ = f.br.Peek(1) // fill the buffer as a previous Next would have
+		}
+		if got := f.Buffered(); got != tc.want {
+			t.Errorf("%s: Buffered = %v, want %v", tc.name, got, tc.want)
 		}
 	}
 }
