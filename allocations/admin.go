@@ -1,9 +1,8 @@
 package allocations
 
-// Remove removes a itself at once (ReasonDeleted), unlike Delete, which
-// removes whatever allocation holds a 5-tuple by the time it runs. It
-// reports whether a was still in the table. Admin tools use it to end an
-// allocation they picked from Range.
+// Remove removes a at once (ReasonDeleted) and reports whether it was still
+// in the table. Admin tools use it to end an allocation they picked from
+// Range; Delete finds the allocation by its 5-tuple first.
 func (t *Table) Remove(a *Allocation) bool {
 	t.mu.Lock()
 	removed := t.removeLocked([]*Allocation{a})

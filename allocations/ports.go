@@ -89,9 +89,6 @@ func NewPortPool(r PortRange) *PortPool {
 	return &PortPool{r: r, used: make(map[netip.Addr][]uint64)}
 }
 
-// Range returns the pool's port range.
-func (p *PortPool) Range() PortRange { return p.r }
-
 // ListenUDP binds a UDP socket on ip at a free port of the range: it starts
 // at a random port and probes upwards, wrapping around, skipping ports the
 // kernel reports in use (EADDRINUSE). Ports this pool handed out and that

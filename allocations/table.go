@@ -264,14 +264,7 @@ func (t *Table) ByRelayed(addr netip.AddrPort) *Allocation {
 // whether there was one.
 func (t *Table) Delete(ft FiveTuple) bool {
 	a := t.Get(ft)
-	if a == nil {
-		return false
-	}
-	t.mu.Lock()
-	removed := t.removeLocked([]*Allocation{a})
-	t.mu.Unlock()
-	t.finish(removed, ReasonDeleted)
-	return len(removed) > 0
+	return a != nil && t.Remove(a)
 }
 
 // Len returns the number of allocations.
