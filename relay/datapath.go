@@ -143,8 +143,11 @@ func (s *Server) writeToPeer(a *allocations.Allocation, payload []byte, peer net
 // client, frames of one batch leave in GSO runs (one send for many).
 func (s *Server) relayFromPeers(a *allocations.Allocation) {
 	p := &peerReader{s: s, a: a, rng: newRNG(), stream: a.FiveTuple.Transport != allocations.UDP}
-	if sink, ok := a.Sink.(*udpSink); ok {
+	switch sink := a.Sink.(type) {
+	case *udpSink:
 		p.udp = sink
+	case *streamSink:
+		p.streamSink = sink
 	}
 	s.readUntilClosed(a.Conn, p, true, a.Done())
 }
@@ -154,10 +157,13 @@ type peerReader struct {
 	s      *Server
 	a      *allocations.Allocation
 	rng    *rand.ChaCha8
-	stream bool       // TCP/TLS client: pad ChannelData
-	udp    *udpSink   // the client's sink when it is UDP
-	pb     *peerBatch // borrowed while the socket is readable
-	tx     *txRun     // pb's send run
+	stream bool     // TCP/TLS client: pad ChannelData
+	udp    *udpSink // the client's sink when it is UDP
+	// streamSink is the client's sink when it is TCP/TLS (a test may give
+	// another kind: then frames go through the ClientSink interface).
+	streamSink *streamSink
+	pb         *peerBatch // borrowed while the socket is readable
+	tx         *txRun     // pb's send run
 	// Frames staged in tx.buf for a TCP/TLS client.
 	staged, stagedFrames, stagedPayload int
 }
@@ -217,8 +223,9 @@ func (p *peerReader) forward(b *rxBatch) {
 			p.tx.add(p.udp.conn, p.udp.addr, &a.ToClient, frame, n)
 			continue
 		}
-		// A TCP/TLS client: the batch's frames leave in one write (one
-		// TLS record, one system call) instead of one each.
+		// A TCP/TLS client: the batch's frames leave in one system call
+		// instead of one each (to TLS, a record per frame all the same:
+		// see streamSink.writeFrames).
 		if p.staged+len(frame) > len(p.tx.buf) {
 			p.flushStream()
 		}
@@ -248,7 +255,16 @@ func (p *peerReader) flushStream() {
 // writeStream writes frames (count of them, payload bytes in all) to the
 // client and counts them.
 func (p *peerReader) writeStream(frames []byte, count, payload int) {
-	if err := p.a.Sink.WriteToClient(frames); err != nil {
+	var err error
+	if p.streamSink != nil && count > 1 {
+		if p.pb.records == nil {
+			p.pb.records = make([]byte, 0, recordsBufSize)
+		}
+		p.pb.records, err = p.streamSink.writeFrames(frames, p.pb.records)
+	} else {
+		err = p.a.Sink.WriteToClient(frames)
+	}
+	if err != nil {
 		for range count {
 			p.s.stats.drop(DropWriteFailed)
 		}
@@ -265,7 +281,16 @@ func (p *peerReader) writeStream(frames []byte, count, payload int) {
 type peerBatch struct {
 	rx *rxBatch // nil until a relay loop borrows the batch
 	tx *txRun
+	// records gathers the TLS records of one batch to a TLS client (see
+	// streamSink.writeFrames); nil until one needs it.
+	records []byte
 }
+
+// recordsBufSize holds the frames of one receive batch (at most
+// peerBatchSlots, staged in at most maxGSOBytes), each sealed in a TLS
+// record of its own: TLS adds up to 29 bytes of header, nonce and tag per
+// record (TLS 1.2 AES-GCM; TLS 1.3 adds 22). More leave in more writes.
+const recordsBufSize = maxGSOBytes + peerBatchSlots*64
 
 // peerBatchSlots is how many datagrams a relay loop reads per recvmmsg.
 const peerBatchSlots = 16

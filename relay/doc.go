@@ -20,7 +20,10 @@
 // lone datagram is never copied. Copies are made only to batch: datagrams
 // of a GSO run into the run's buffer, and the frames of one batch for a
 // TCP/TLS client into one write, which serialises on that connection's own
-// mutex.
+// mutex. To a TLS client each frame is still a TLS record of its own (the
+// records of a batch are gathered under the tls.Conn and leave in one
+// write): clients such as coturn's turnutils_uclient read one record as
+// one message.
 //
 // # Batched UDP I/O
 //
@@ -44,7 +47,7 @@
 //     a send run from a small lock-free cache, reads with recvmmsg, forwards,
 //     and gives them back. Memory follows the number of busy loops, not the
 //     number of allocations. To a TCP/TLS client the frames of one batch
-//     leave in one write.
+//     leave in one write (to TLS, one record per frame in that write).
 //
 // Runs keep each client's packet order: a Send indication (and on TCP/TLS
 // any STUN message) first flushes the pending run.

@@ -73,4 +73,14 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 			t.Errorf("the logs lack %q:\n%s", want, out)
 		}
 	}
+	// The end of an allocation that relayed says how much, each way.
+	for line := range strings.Lines(out) {
+		if strings.Contains(line, "allocation ended") && strings.Contains(line, "user="+restUser) {
+			for _, counter := range []string{"packets_to_peer", "bytes_to_peer", "packets_to_client", "bytes_to_client"} {
+				if !strings.Contains(line, " "+counter+"=") || strings.Contains(line, " "+counter+"=0") {
+					t.Errorf("the end of an allocation that relayed logs no %s above 0: %s", counter, line)
+				}
+			}
+		}
+	}
 }

@@ -2,6 +2,7 @@ package relay_test
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net"
 	"net/netip"
 	"testing"
@@ -10,15 +11,17 @@ import (
 	"github.com/pion/stun/v4"
 
 	"github.com/postern/postern/auth"
+	"github.com/postern/postern/internal/turntest"
 	"github.com/postern/postern/relay"
 	"github.com/postern/postern/relay/proto"
 )
 
-// rawClient speaks STUN by hand over UDP, to check the exact answers the
-// RFC asks for where pion's client would hide them.
+// rawClient speaks STUN by hand over UDP (or TLS, where one Read returns
+// one record), to check the exact answers the RFC asks for where pion's
+// client would hide them.
 type rawClient struct {
 	t     *testing.T
-	conn  *net.UDPConn
+	conn  net.Conn
 	nonce stun.Nonce
 	user  string
 	pass  string
@@ -36,6 +39,13 @@ func newRawClient(t *testing.T, server string) *rawClient {
 	}
 	t.Cleanup(func() { _ = c.Close() })
 	return &rawClient{t: t, conn: c, user: testUser, pass: testPassword}
+}
+
+// newRawTLSClient is a rawClient over TLS: every Read returns at most one
+// TLS record, so the client sees how the server cut its records.
+func newRawTLSClient(t *testing.T, server string) *rawClient {
+	t.Helper()
+	return &rawClient{t: t, conn: turntest.DialTLS(t, server), user: testUser, pass: testPassword}
 }
 
 // do sends a request built from setters and returns the response.
@@ -83,6 +93,18 @@ func (c *rawClient) authed(method stun.Method, setters ...stun.Setter) *stun.Mes
 	all = append(all, stun.NewUsername(c.user), stun.NewRealm(testRealm), c.nonce,
 		stun.NewLongTermIntegrity(c.user, testRealm, c.pass), stun.Fingerprint)
 	return c.exchange(stun.MustBuild(all...))
+}
+
+// allocate makes a UDP allocation and returns its relayed address.
+func (c *rawClient) allocate() netip.AddrPort {
+	c.t.Helper()
+	resp := c.authed(stun.MethodAllocate, proto.RequestedTransport(proto.ProtoUDP))
+	wantCode(c.t, "Allocate", resp, 0)
+	relayed, err := proto.GetXORAddress(resp, stun.AttrXORRelayedAddress)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return relayed
 }
 
 func errCode(t *testing.T, m *stun.Message) stun.ErrorCode {
@@ -238,12 +260,7 @@ func (c *rawClient) read() []byte {
 func TestSendDataAndChannelData(t *testing.T) {
 	s := startServer(t)
 	c := newRawClient(t, s.addrs[relay.UDP])
-	resp := c.authed(stun.MethodAllocate, proto.RequestedTransport(proto.ProtoUDP))
-	wantCode(t, "Allocate", resp, 0)
-	relayed, err := proto.GetXORAddress(resp, stun.AttrXORRelayedAddress)
-	if err != nil {
-		t.Fatal(err)
-	}
+	relayed := c.allocate()
 	peer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
@@ -319,6 +336,55 @@ func TestSendDataAndChannelData(t *testing.T) {
 	_ = peer.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
 	if _, _, err := peer.ReadFromUDPAddrPort(make([]byte, 64)); err == nil {
 		t.Fatal("ChannelData on an unbound channel reached the peer")
+	}
+}
+
+// TestTLSRecordPerFrame: to a TLS client, every Data indication and every
+// ChannelData message arrives in a TLS record of its own, however many the
+// relay loop sends at once. coturn's turnutils_uclient takes one SSL_read
+// for one message and loses the rest of a record that holds two.
+func TestTLSRecordPerFrame(t *testing.T) {
+	s := startServer(t)
+	c := newRawTLSClient(t, s.addrs[relay.TLS])
+	relayed := c.allocate()
+	peer := turntest.ListenUDP(t)
+	peerAP := peer.LocalAddr().(*net.UDPAddr).AddrPort()
+	wantCode(t, "CreatePermission", c.authed(stun.MethodCreatePermission, stunPeer(peerAP)), 0)
+
+	// The peer sends a burst, which the relay loop reads in batches of
+	// several datagrams (recvmmsg) and writes in one system call.
+	const burst = 64
+	sendBurst := func() {
+		for i := range burst {
+			if _, err := peer.WriteToUDPAddrPort(fmt.Appendf(nil, "message %02d", i), relayed); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	sendBurst()
+	for i := range burst {
+		rec := c.read()
+		ind := &stun.Message{Raw: rec}
+		if err := ind.Decode(); err != nil || ind.Type != stun.NewType(stun.MethodData, stun.ClassIndication) {
+			t.Fatalf("record %d: %v (%v), want a Data indication", i, ind.Type, err)
+		}
+		if n := 20 + int(ind.Length); n != len(rec) {
+			t.Fatalf("record %d holds %d bytes, its Data indication %d: several frames in one record", i, len(rec), n)
+		}
+	}
+
+	wantCode(t, "ChannelBind", c.authed(stun.MethodChannelBind, proto.ChannelNumber(0x4001), stunPeer(peerAP)), 0)
+	sendBurst()
+	for i := range burst {
+		rec := c.read()
+		number, payload, err := proto.ParseChannelData(rec)
+		if err != nil || number != 0x4001 {
+			t.Fatalf("record %d: channel %#x (%v), want ChannelData on 0x4001", i, number, err)
+		}
+		// RFC 8656 §12.5: padded to a multiple of 4 over TCP and TLS.
+		if want := proto.ChannelDataHeaderSize + proto.PaddedLen(len(payload)); len(rec) != want {
+			t.Fatalf("record %d holds %d bytes, its ChannelData message %d: several frames in one record", i, len(rec), want)
+		}
 	}
 }
 

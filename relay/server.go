@@ -375,8 +375,13 @@ func (s *Server) onRemove(a *allocations.Allocation, why allocations.Reason) {
 	if c, ok := a.Sink.(io.Closer); ok {
 		_ = c.Close() // a TCP/TLS client's connection ends with its allocation
 	}
+	// What it relayed each way, as coturn's session usage line: the first
+	// question about a call that failed is which direction stopped.
+	toPeer, toPeerBytes := a.ToPeer.Load()
+	toClient, toClientBytes := a.ToClient.Load()
 	s.log.Info("allocation ended", "id", a.ID, "user", a.Username, "client", a.FiveTuple.Client.String(),
-		"transport", a.FiveTuple.Transport.String(), "relayed", a.Relayed.String(), "reason", why.String())
+		"transport", a.FiveTuple.Transport.String(), "relayed", a.Relayed.String(), "reason", why.String(),
+		"packets_to_peer", toPeer, "bytes_to_peer", toPeerBytes, "packets_to_client", toClient, "bytes_to_client", toClientBytes)
 }
 
 // relayIPFor picks the address relay sockets bind on for allocations made

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -42,6 +43,110 @@ type streamListener struct {
 type streamSink struct {
 	mu   sync.Mutex
 	conn net.Conn
+	// records is what the tls.Conn in conn writes to; nil for plain TCP.
+	records *recordConn
+}
+
+// writeFrames writes frames, several whole frames back to back, with one
+// system call (or a few, if they outgrow scratch). To a TLS client every
+// frame is sealed in a TLS record of its own, gathered in scratch: some
+// clients (coturn's turnutils_uclient) take one record for one message and
+// lose the rest of a record that holds two. It returns scratch for the
+// caller to keep: the records never hold on to it.
+func (w *streamSink) writeFrames(frames, scratch []byte) ([]byte, error) {
+	if w.records == nil {
+		return scratch, w.WriteToClient(frames)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.conn.SetWriteDeadline(time.Now().Add(streamWriteTimeout)); err != nil {
+		return scratch, err
+	}
+	w.records.cork(scratch)
+	var err error
+	for len(frames) > 0 && err == nil {
+		n := proto.StreamFrameLen(frames)
+		if n == 0 || n > len(frames) {
+			n = len(frames) // not a frame of ours: written as it is
+		}
+		_, err = w.conn.Write(frames[:n])
+		frames = frames[n:]
+	}
+	scratch, flushErr := w.records.uncork()
+	if err == nil {
+		err = flushErr
+	}
+	return scratch, err
+}
+
+// recordConn is the connection under a TLS client's tls.Conn. Corked, it
+// gathers the records the tls.Conn writes, so that a batch of frames keeps
+// one record each yet leaves in one system call; uncorked it writes
+// through. Its lock is the tls.Conn's own writes' (the connection's reader
+// may answer a TLS KeyUpdate while the relay loop writes).
+type recordConn struct {
+	net.Conn
+	mu     sync.Mutex
+	corked bool
+	held   []byte // records written while corked, in a borrowed buffer
+	err    error  // a gathered write failed: the stream is broken for good
+}
+
+// Write holds b while corked (writing the held records first if b would
+// not fit), else writes it through.
+func (c *recordConn) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return 0, c.err
+	}
+	if !c.corked {
+		return c.Conn.Write(b)
+	}
+	if len(c.held)+len(b) > cap(c.held) {
+		if err := c.flushLocked(); err != nil {
+			return 0, err
+		}
+		if len(b) > cap(c.held) {
+			return c.Conn.Write(b)
+		}
+	}
+	c.held = append(c.held, b...)
+	return len(b), nil
+}
+
+// cork makes Write gather into buf (its length is ignored).
+func (c *recordConn) cork(buf []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.corked, c.held = true, buf[:0]
+}
+
+// uncork writes what was gathered and returns the buffer given to cork.
+func (c *recordConn) uncork() ([]byte, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	err := c.flushLocked()
+	buf := c.held[:0]
+	c.corked, c.held = false, nil
+	return buf, err
+}
+
+func (c *recordConn) flushLocked() error {
+	if c.err != nil {
+		return c.err
+	}
+	if len(c.held) == 0 {
+		return nil
+	}
+	_, err := c.Conn.Write(c.held)
+	c.held = c.held[:0]
+	if err != nil {
+		// Part of a record may have left: nothing after it can be read.
+		c.err = fmt.Errorf("relay: writing TLS records: %w", err)
+		return c.err
+	}
+	return nil
 }
 
 // Close closes the connection: an allocation over TCP/TLS that ends (it
@@ -133,6 +238,7 @@ func (l *streamListener) handle(c net.Conn) {
 	pc := &peekedConn{Conn: c, r: br}
 	transport := allocations.TCP
 	var conn net.Conn = pc
+	var records *recordConn
 	var r io.Reader = br // serveStream reuses br: the peeked bytes stay
 	switch {
 	case l.kind == TLS || l.kind == TCPTLS && proto.Classify(first[0]) == proto.KindTLS:
@@ -148,7 +254,8 @@ func (l *streamListener) handle(c net.Conn) {
 			l.forward(c, br, client, l.local)
 			return
 		}
-		tc, err := l.handshake(pc)
+		records = &recordConn{Conn: pc}
+		tc, err := l.handshake(records)
 		if err != nil {
 			l.s.log.Debug("TLS handshake failed", "client", client.String(), "err", err)
 			return
@@ -171,7 +278,7 @@ func (l *streamListener) handle(c net.Conn) {
 	}
 	_ = c.SetReadDeadline(time.Time{})
 	ft := allocations.FiveTuple{Client: client, Server: l.local, Transport: transport}
-	l.s.serveStream(conn, r, ft, l.relayIP)
+	l.s.serveStream(&streamSink{conn: conn, records: records}, r, ft, l.relayIP)
 }
 
 func (l *streamListener) handshake(c net.Conn) (*tls.Conn, error) {
@@ -188,8 +295,8 @@ func (l *streamListener) handshake(c net.Conn) (*tls.Conn, error) {
 
 // serveStream reads frames from one TCP/TLS client until it goes away; the
 // allocation made over the connection ends with it (RFC 8656 §3.1).
-func (s *Server) serveStream(conn net.Conn, r io.Reader, ft allocations.FiveTuple, relayIP netip.Addr) {
-	sink := &streamSink{conn: conn}
+func (s *Server) serveStream(sink *streamSink, r io.Reader, ft allocations.FiveTuple, relayIP netip.Addr) {
+	conn := sink.conn
 	br := bufio.NewReaderSize(r, streamBufSize)
 	framer := proto.NewFramer(br)
 	var req, resp, send stun.Message

@@ -62,11 +62,22 @@ func (f *Framer) Buffered() bool {
 	if err != nil {
 		return false
 	}
-	length := int(binary.BigEndian.Uint16(hdr[2:4]))
-	if Classify(hdr[0]) == KindChannelData {
-		return n >= ChannelDataHeaderSize+PaddedLen(length)
+	return n >= StreamFrameLen(hdr)
+}
+
+// StreamFrameLen returns how many bytes of a TCP/TLS stream the frame that
+// starts b takes, ChannelData padding included (RFC 8656 §12.5), from its
+// first 4 bytes; 0 if b is shorter. It applies Next's framing rules without
+// validating the frame: Next does that.
+func StreamFrameLen(b []byte) int {
+	if len(b) < ChannelDataHeaderSize {
+		return 0
 	}
-	return n >= stunHeaderSize+length
+	length := int(binary.BigEndian.Uint16(b[2:4]))
+	if Classify(b[0]) == KindChannelData {
+		return ChannelDataHeaderSize + PaddedLen(length)
+	}
+	return stunHeaderSize + length
 }
 
 // Next returns the next whole message and its kind (KindSTUN or

@@ -344,4 +344,19 @@ func TestFramerBuffered(t *testing.T) {
 			t.Errorf("%s: Buffered = %v, want %v", tc.name, got, tc.want)
 		}
 	}
+	// StreamFrameLen reads the same rules from the first 4 bytes.
+	for _, tc := range []struct {
+		name string
+		b    []byte
+		want int
+	}{
+		{"too short", cd[:3], 0},
+		{"ChannelData, padding included", cd[:4], 12},
+		{"STUN", stunMsg[:4], 28},
+		{"two frames back to back: the first", append(append([]byte(nil), cd...), stunMsg...), 12},
+	} {
+		if got := StreamFrameLen(tc.b); got != tc.want {
+			t.Errorf("StreamFrameLen(%s) = %d, want %d", tc.name, got, tc.want)
+		}
+	}
 }
