@@ -44,6 +44,9 @@ type browserCase struct {
 	WantRelayProtocol string `json:"wantRelayProtocol"`
 	Messages          int    `json:"messages"`
 	TimeoutMs         int    `json:"timeoutMs"`
+	// RetryTimeout runs the case once more if it connected and timed out
+	// (a Chromium stall, see doc.go); the report says so.
+	RetryTimeout bool `json:"retryTimeout"`
 
 	transport string // for the report line
 	port      int
@@ -63,6 +66,10 @@ type browserResult struct {
 	ICEErrors     []string            `json:"iceErrors"`
 	Candidates    map[string][]string `json:"candidates"`
 	ConsoleErrors []string            `json:"consoleErrors"`
+	// RetriedAfter is the first attempt's reason when the case was run
+	// twice, FirstCandidates its candidates (to find its server log lines).
+	RetriedAfter    string              `json:"retriedAfter"`
+	FirstCandidates map[string][]string `json:"firstCandidates"`
 }
 
 // mintREST makes TURN REST API credentials (draft-uberti-behave-turn-rest): username "expiry:user", password
@@ -107,6 +114,7 @@ func browserCases(t *testing.T, tg *target) []browserCase {
 	for i := range cs {
 		cs[i].Messages = browserMessages
 		cs[i].TimeoutMs = 20000
+		cs[i].RetryTimeout = !cs[i].negative
 	}
 	return cs
 }
@@ -192,6 +200,11 @@ func runBrowserCases(t *testing.T, rep *report, tg *target, dir string) {
 					t.Logf("failed as expected: %s", res.Reason)
 				}
 				return
+			}
+			if res.RetriedAfter != "" {
+				// Visible in the report even when the second attempt passed.
+				info.note = "run twice; first attempt: " + res.RetriedAfter
+				t.Logf("first attempt failed, case run again: %s\n%s", res.RetriedAfter, tg.logExcerpt(candidateAddrs(res.FirstCandidates), 40))
 			}
 			if !res.OK {
 				info.fail(t, res.Reason, "%s", detail())

@@ -348,8 +348,11 @@ func (r *report) record(t *testing.T, info *caseInfo, took time.Duration) {
 	}
 	line := fmt.Sprintf("%s %-42s transport=%-3s port=%-5d pair=%q time=%.2fs",
 		status, t.Name(), info.transport, info.port, pair, took.Seconds())
-	if info.note != "" && status != "PASS" {
+	switch {
+	case info.note != "" && status != "PASS":
 		line += " reason=" + strconv.Quote(info.note)
+	case info.note != "":
+		line += " note=" + strconv.Quote(info.note)
 	}
 	r.printf("%s", line)
 }

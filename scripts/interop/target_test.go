@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -51,6 +53,36 @@ type server struct {
 	name  string
 	ports ports
 	proc  *proc
+	admin string // Postern's admin listener (HOST:PORT), for the drop counters of a failing case; "" for coturn
+}
+
+// drops returns the server's nonzero packet-drop and request-error counters from its admin /metrics, or "" if it
+// has no admin listener: why a relay lost what a client missed.
+func (s *server) drops() string {
+	if s.admin == "" {
+		return ""
+	}
+	client := &http.Client{Timeout: 2 * time.Second}
+	resp, err := client.Get("http://" + s.admin + "/metrics")
+	if err != nil {
+		return fmt.Sprintf("(metrics: %v)", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Sprintf("(metrics: %v)", err)
+	}
+	var lines []string
+	scanLines(string(body), func(line string) {
+		if (strings.HasPrefix(line, "postern_dropped_packets_total") || strings.HasPrefix(line, "postern_request_errors_total")) &&
+			!strings.HasSuffix(line, " 0") {
+			lines = append(lines, line)
+		}
+	})
+	if len(lines) == 0 {
+		return "none"
+	}
+	return strings.Join(lines, "\n")
 }
 
 // target is the TURN implementation under test: one server doing both kinds of credentials (Postern), or one
@@ -106,6 +138,9 @@ func (tg *target) logExcerpt(needles []string, n int) string {
 		fmt.Fprintf(&b, "--- %s log (%s), lines mentioning %s:\n%s\n", s.name, s.proc.logPath,
 			strings.Join(needles, " "), indent(tailLines(strings.Join(hits, "\n"), n), "    "))
 		fmt.Fprintf(&b, "--- %s log, last 10 lines:\n%s\n", s.name, indent(tailLines(string(raw), 10), "    "))
+		if d := s.drops(); d != "" {
+			fmt.Fprintf(&b, "--- %s drop and request-error counters (whole run):\n%s\n", s.name, indent(d, "    "))
+		}
 	}
 	return b.String()
 }
@@ -122,8 +157,18 @@ func startTarget(t *testing.T, dir string) *target {
 	switch name {
 	case targetPostern:
 		tg.bin = buildPostern(t, dir)
-		s := startPostern(t, dir, tg.bin, tg.cert)
-		tg.lt, tg.rest, tg.servers = s, s, []*server{s}
+		for attempt := 1; ; attempt++ {
+			s := startPostern(t, dir, tg.bin, tg.cert)
+			tg.lt, tg.rest, tg.servers = s, s, []*server{s}
+			err := waitReady(s, tg.cert, 15*time.Second)
+			// The ports were free when picked, but any process on the machine may take one (as the local port
+			// of an outgoing connection) before postern binds it: pick new ones rather than fail the run.
+			if err != nil && attempt < 3 && errors.Is(err, errExited) && strings.Contains(s.proc.tail(5), "address already in use") {
+				t.Logf("postern could not bind a port picked for it (attempt %d), trying other ports: %s", attempt, s.proc.tail(1))
+				continue
+			}
+			break
+		}
 	case targetCoturn:
 		bin := lookTool(t, toolServer)
 		tg.lt = startCoturn(t, dir, bin, tg.cert, false)
@@ -165,7 +210,8 @@ func buildPostern(t *testing.T, dir string) string {
 
 func startPostern(t *testing.T, dir, bin string, cert certFiles) *server {
 	t.Helper()
-	s := &server{name: "postern", ports: ports{plain: turntest.FreePort(t), tls: turntest.FreePort(t), shared: turntest.FreePort(t)}}
+	s := &server{name: "postern", ports: ports{plain: turntest.FreePort(t), tls: turntest.FreePort(t), shared: turntest.FreePort(t)},
+		admin: "127.0.0.1:" + strconv.Itoa(turntest.FreePort(t))}
 	low, high := relayRange(200)
 	lo := "127.0.0.1:"
 	args := []string{"serve",
@@ -184,6 +230,7 @@ func startPostern(t *testing.T, dir, bin string, cert certFiles) *server {
 		"--tls-cert", cert.certPath,
 		"--tls-key", cert.keyPath,
 		"--log-level", "debug",
+		"--admin", s.admin,
 	}
 	s.proc = startProc(t, dir, "postern", exec.Command(bin, args...))
 	return s

@@ -28,6 +28,7 @@ async function runCase(config) {
     gatheringDone: { A: false, B: false },
     sent: 0,
     received: 0,
+    receivedBy: {}, // per direction ('A>B', 'B>A'): which one stalled
   };
   // A case may hand over a whole RTCConfiguration (the JSON `postern ice-servers` prints) to check that
   // RTCPeerConnection accepts it as it is.
@@ -126,6 +127,7 @@ async function connectAndExchange(a, b, st, messages) {
 
   const opened = Promise.all([opening(dcA), dcB.then(opening)]);
   const [chA, chB] = await Promise.race([opened, failed]);
+  st.channels = { A: chA, B: chB };
   const both = Promise.all([
     transfer(chA, chB, 'A>B', messages, st),
     transfer(chB, chA, 'B>A', messages, st),
@@ -144,6 +146,7 @@ function transfer(from, to, dir, n, st) {
         return;
       }
       st.received++;
+      st.receivedBy[dir] = (st.receivedBy[dir] ?? 0) + 1;
       if (++next === n) resolve();
     });
   });
@@ -186,7 +189,9 @@ function describePair({ local, remote }) {
 function stateOf(a, b, st) {
   const one = (pc, n) => `${n}: ice=${pc.iceConnectionState} gathering=${pc.iceGatheringState} ` +
     `candidates=${st.candidates[n].length}`;
-  return `${one(a, 'A')}; ${one(b, 'B')}; messages sent=${st.sent} received=${st.received}; ` +
+  return `${one(a, 'A')}; ${one(b, 'B')}; messages sent=${st.sent} received=${st.received} ` +
+    `(A>B ${st.receivedBy['A>B'] ?? 0}, B>A ${st.receivedBy['B>A'] ?? 0}); ` +
+    (st.channels ? `data channel bytes not yet sent: A ${st.channels.A.bufferedAmount}, B ${st.channels.B.bufferedAmount}; ` : '') +
     `icecandidateerror: ${st.iceErrors.join('; ') || 'none reported'}`;
 }
 
