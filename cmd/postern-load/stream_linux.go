@@ -81,11 +81,13 @@ func (s *streamFlow) run(stop *atomic.Bool) {
 			if !errors.As(err, &ne) || !ne.Timeout() {
 				return // closed or broken
 			}
+			s.ctr.toClient.Add(uint64(got))
 			if flat && !stop.Load() {
-				s.ctr.lost.Add(uint64(s.f.inflight))
+				s.ctr.lost.Add(uint64(max(0, s.f.inflight-got)))
 				s.f.inflight = 0
 				s.write(s.pace.window)
 			}
+			got = 0
 			continue
 		}
 		if kind == proto.KindChannelData || kind == proto.KindSTUN {
@@ -96,14 +98,21 @@ func (s *streamFlow) run(stop *atomic.Bool) {
 				}
 			}
 		}
-		// Refill once nothing more is buffered, so that one Write answers a
-		// whole read.
-		if s.sc.br.Buffered() < 4 {
+		// Flat out, refill once half the window has come back: one Write
+		// of half a window, whatever the server's writes looked like. (Refilling
+		// whenever nothing more was buffered made the generator's writes
+		// follow the server's TLS records: a server sealing a batch in one
+		// record got big writes back, one sealing a record per frame (as
+		// coturn does, and Postern since some clients need it) got a write
+		// per frame, and paid for the extra reads.)
+		switch {
+		case flat && s.f.inflight-got <= s.pace.window/2:
 			s.ctr.toClient.Add(uint64(got))
-			if flat {
-				s.f.inflight = max(0, s.f.inflight-got)
-				s.write(s.pace.window - s.f.inflight)
-			}
+			s.f.inflight = max(0, s.f.inflight-got)
+			s.write(s.pace.window - s.f.inflight)
+			got = 0
+		case !flat && s.sc.br.Buffered() < 4:
+			s.ctr.toClient.Add(uint64(got))
 			got = 0
 		}
 	}
