@@ -125,12 +125,45 @@ func (f *dataPathFixture) udpClient(tb testing.TB) *udpSink {
 	return &udpSink{conn: listener, addr: client.LocalAddr().(*net.UDPAddr).AddrPort()}
 }
 
-// tlsClient makes a TLS 1.3 connection over loopback TCP and returns the
-// server's end as production has it (a tls.Conn over a recordConn, in a
-// streamSink). After the handshake the client reads the raw records, as a
+// tlsClient makes a TLS 1.3 connection over loopback TCP (newTLSSink) and
+// returns the server's end. The client reads the raw records, as a
 // tls.Conn's reads allocate: each is counted in f.sink as one frame of its
 // plaintext's length.
 func (f *dataPathFixture) tlsClient(tb testing.TB) *streamSink {
+	tb.Helper()
+	sink, raw := newTLSSink(tb)
+	go func() {
+		// A TLS 1.3 record: 5-byte header, then the plaintext, its
+		// content type byte and a 16-byte AEAD tag.
+		const header, overhead = 5, 1 + 16
+		buf := make([]byte, 1<<17)
+		have := 0
+		for {
+			n, err := raw.Read(buf[have:])
+			if err != nil {
+				return
+			}
+			have += n
+			at := 0
+			for have-at >= header {
+				size := header + int(binary.BigEndian.Uint16(buf[at+3:at+5]))
+				if have-at < size {
+					break
+				}
+				_ = f.sink.WriteToClient(buf[at+header : at+size-overhead])
+				at += size
+			}
+			have = copy(buf, buf[at:have])
+		}
+	}()
+	return sink
+}
+
+// newTLSSink makes a TLS 1.3 connection over loopback TCP and returns the
+// server's end as production has it (a tls.Conn over a recordConn, in a
+// streamSink) and the client's TCP connection, past the handshake, for the
+// caller to read the records from.
+func newTLSSink(tb testing.TB) (*streamSink, net.Conn) {
 	tb.Helper()
 	cert, err := SelfSignedCertificate()
 	if err != nil {
@@ -162,31 +195,42 @@ func (f *dataPathFixture) tlsClient(tb testing.TB) *streamSink {
 	if err := <-handshake; err != nil {
 		tb.Fatal(err)
 	}
-	go func() {
-		// A TLS 1.3 record: 5-byte header, then the plaintext, its
-		// content type byte and a 16-byte AEAD tag.
-		const header, overhead = 5, 1 + 16
-		buf := make([]byte, 1<<17)
-		have := 0
-		for {
-			n, err := raw.Read(buf[have:])
-			if err != nil {
-				return
-			}
-			have += n
-			at := 0
-			for have-at >= header {
-				size := header + int(binary.BigEndian.Uint16(buf[at+3:at+5]))
-				if have-at < size {
-					break
+	return &streamSink{conn: server, records: records}, raw
+}
+
+// BenchmarkTLSBatch prices a record per frame: 16 ChannelData frames of
+// 1200-byte payloads to a TLS client sealed in one record and written at
+// once (what Postern did before coturn's uclient showed it loses the rest
+// of a record), against one record each gathered into one write
+// (streamSink.writeFrames).
+func BenchmarkTLSBatch(b *testing.B) {
+	frame := make([]byte, proto.ChannelDataHeaderSize+1200)
+	proto.PutChannelDataHeader(frame, 0x4000, 1200)
+	batch := make([]byte, 0, 16*len(frame))
+	for range 16 {
+		batch = append(batch, frame...)
+	}
+	for _, tc := range []struct {
+		name  string
+		write func(sink *streamSink, scratch []byte) ([]byte, error)
+	}{
+		{"one record", func(sink *streamSink, scratch []byte) ([]byte, error) { return scratch, sink.WriteToClient(batch) }},
+		{"a record per frame", func(sink *streamSink, scratch []byte) ([]byte, error) { return sink.writeFrames(batch, scratch) }},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			sink, raw := newTLSSink(b)
+			go func() { _, _ = io.Copy(io.Discard, raw) }()
+			scratch := make([]byte, 0, recordsBufSize)
+			b.SetBytes(int64(len(batch)))
+			b.ReportAllocs()
+			for b.Loop() {
+				var err error
+				if scratch, err = tc.write(sink, scratch); err != nil {
+					b.Fatal(err)
 				}
-				_ = f.sink.WriteToClient(buf[at+header : at+size-overhead])
-				at += size
 			}
-			have = copy(buf, buf[at:have])
-		}
-	}()
-	return &streamSink{conn: server, records: records}
+		})
+	}
 }
 
 func (f *dataPathFixture) peerAddr() netip.AddrPort {
