@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -71,8 +72,11 @@ type Allocation struct {
 	Key       []byte // long-term key that authenticated the Allocate; later requests must use it
 	Relayed   netip.AddrPort
 	Conn      *net.UDPConn // relay socket; closed by the table on removal
-	Sink      ClientSink
-	Created   time.Time // set by Create if zero
+	// Raw is Conn's syscall.RawConn, made once by the caller: the relay
+	// sends through it on the packet path (Conn.SyscallConn allocates).
+	Raw     syscall.RawConn
+	Sink    ClientSink
+	Created time.Time // set by Create if zero
 	// TransactionID is the Allocate request's, so that a retransmission
 	// of it gets the same success response (RFC 8656 §7.2).
 	TransactionID [12]byte

@@ -324,10 +324,11 @@ func TestHotPathAllocs(t *testing.T) {
 }
 
 // TestAllocationSize guards the per-allocation memory: the struct fits the
-// 320-byte size class of Go's allocator.
+// 352-byte size class of Go's allocator (320 until Raw, which saves an
+// allocation per relayed packet, took 16 bytes more).
 func TestAllocationSize(t *testing.T) {
-	if n := unsafe.Sizeof(Allocation{}); n > 320 {
-		t.Fatalf("Allocation is %d bytes, want <= 320", n)
+	if n := unsafe.Sizeof(Allocation{}); n > 352 {
+		t.Fatalf("Allocation is %d bytes, want <= 352", n)
 	}
 }
 

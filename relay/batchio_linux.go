@@ -68,7 +68,9 @@ func (b *rxBatch) recv(fd uintptr) bool {
 		b.hdrs[i].hdr.Flags = 0
 	}
 	for {
-		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[0])),
+		// Raw: the socket is non-blocking (MSG_DONTWAIT), and the
+		// scheduler's bookkeeping would wake sysmon (see sender).
+		r, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[0])),
 			uintptr(len(b.hdrs)), unix.MSG_DONTWAIT, 0, 0)
 		switch e {
 		case 0:
@@ -153,7 +155,7 @@ func reusePort(_, _ string, c syscall.RawConn) error {
 func pending(fd uintptr) bool {
 	var b [1]byte
 	for {
-		_, _, e := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
+		_, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
 			unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
 		if e == unix.EINTR {
 			continue

@@ -61,3 +61,13 @@ func listenerSockets() int { return 1 }
 func reusePort(string, string, syscall.RawConn) error { return nil }
 
 func gsoControl(oob []byte, _ int) []byte { return oob[:0] }
+
+// sender sends one datagram per call through the net package.
+type sender struct{}
+
+func newSender() *sender { return &sender{} }
+
+func (*sender) send(out udpOut, b, oob []byte, to netip.AddrPort) error {
+	_, _, err := out.conn.WriteMsgUDPAddrPort(b, oob, to)
+	return err
+}

@@ -82,8 +82,8 @@ func newBatchFixture(t testing.TB) *batchFixture {
 			Server:    listener.AddrPort(),
 			Transport: allocations.UDP,
 		},
-		Username: "u", User: "u", Relayed: relayed, Conn: relayConn,
-		Sink: &udpSink{conn: sock.conn, addr: client.LocalAddr().(*net.UDPAddr).AddrPort()},
+		Username: "u", User: "u", Relayed: relayed, Conn: relayConn, Raw: mustOut(t, relayConn).raw,
+		Sink: &udpSink{out: sock.out, addr: client.LocalAddr().(*net.UDPAddr).AddrPort()},
 	}
 	if err := s.table.Create(f.a, time.Hour); err != nil {
 		t.Fatal(err)
@@ -221,6 +221,7 @@ func TestTxRun(t *testing.T) {
 	}
 	defer other.Close()
 	tx := newTxRun(f.s)
+	out := mustOut(t, f.a.Conn)
 	var ctr allocations.Counter
 	to := f.peer.LocalAddr().(*net.UDPAddr).AddrPort()
 	otherTo := other.LocalAddr().(*net.UDPAddr).AddrPort()
@@ -229,12 +230,12 @@ func TestTxRun(t *testing.T) {
 	for i, n := range sizes {
 		d := make([]byte, n)
 		stamp(d, i)
-		tx.add(f.a.Conn, to, &ctr, d, n)
+		tx.add(out, to, &ctr, d, n)
 		if i%10 == 0 { // interleave a second destination: it splits runs
 			d := make([]byte, 64)
 			stamp(d, len(otherSizes))
 			otherSizes = append(otherSizes, 64)
-			tx.add(f.a.Conn, otherTo, &ctr, d, 64)
+			tx.add(out, otherTo, &ctr, d, 64)
 		}
 	}
 	tx.flush()
@@ -271,7 +272,7 @@ func TestIdleAllocationHoldsNoBuffer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		a := &allocations.Allocation{Conn: conn, Sink: f.a.Sink, FiveTuple: f.a.FiveTuple}
+		a := &allocations.Allocation{Conn: conn, Raw: mustOut(t, conn).raw, Sink: f.a.Sink, FiveTuple: f.a.FiveTuple}
 		f.s.relays.Go(func() { f.s.relayFromPeers(a) })
 		t.Cleanup(func() { _ = conn.Close() })
 	}
@@ -335,7 +336,7 @@ func TestListenerSockets(t *testing.T) {
 		t.Errorf("%d sockets, want %d", len(socks), want)
 	}
 	for _, so := range socks {
-		if got := so.conn.LocalAddr().(*net.UDPAddr).AddrPort(); got != socks[0].l.local {
+		if got := so.out.conn.LocalAddr().(*net.UDPAddr).AddrPort(); got != socks[0].l.local {
 			t.Errorf("socket on %v, want %v", got, socks[0].l.local)
 		}
 	}
@@ -391,13 +392,14 @@ func BenchmarkTxRun(b *testing.B) {
 			}()
 			to := peer.LocalAddr().(*net.UDPAddr).AddrPort()
 			tx := newTxRun(f.s)
+			out := mustOut(b, f.a.Conn)
 			var ctr allocations.Counter
 			d := make([]byte, 1200)
 			b.SetBytes(int64(len(d)))
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := range b.N {
-				tx.add(f.a.Conn, to, &ctr, d, len(d))
+				tx.add(out, to, &ctr, d, len(d))
 				if i%32 == 31 {
 					tx.flush()
 					time.Sleep(0) // let the reader keep up

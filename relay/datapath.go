@@ -54,19 +54,25 @@ func (s *Server) relayChannelDataAt(ft allocations.FiveTuple, pkt []byte, now ti
 	s.writeToPeer(a, payload, peer, now, tx)
 }
 
-// streamRuns relays the ChannelData of one TCP/TLS client in GSO runs: it
-// borrows a send run from the server's cache while frames are buffered and
-// gives it back on flush, which the caller does before it may block reading.
+// streamRuns relays the ChannelData and Send indications of one TCP/TLS
+// client in GSO runs: it borrows a send run from the server's cache while
+// frames are buffered and gives it back on flush, which the caller does
+// before it may block reading.
 type streamRuns struct {
 	s  *Server
 	pb *peerBatch
 }
 
-func (r *streamRuns) relay(ft allocations.FiveTuple, frame []byte) {
+// tx returns the borrowed send run, borrowing it first if need be.
+func (r *streamRuns) tx() *txRun {
 	if r.pb == nil {
 		r.pb = r.s.peerBatches.get(r.s)
 	}
-	r.s.relayChannelDataAt(ft, frame, time.Now(), r.pb.tx)
+	return r.pb.tx
+}
+
+func (r *streamRuns) relay(ft allocations.FiveTuple, frame []byte) {
+	r.s.relayChannelDataAt(ft, frame, time.Now(), r.tx())
 }
 
 func (r *streamRuns) flush() {
@@ -78,9 +84,10 @@ func (r *streamRuns) flush() {
 }
 
 // relaySend forwards the DATA of a client's Send indication to its
-// XOR-PEER-ADDRESS when a permission exists (RFC 8656 §11.2). msg is the
-// caller's scratch message; it is pointed at pkt, not copied.
-func (s *Server) relaySend(ft allocations.FiveTuple, pkt []byte, msg *stun.Message) {
+// XOR-PEER-ADDRESS when a permission exists (RFC 8656 §11.2), as part of
+// tx's run. msg is the caller's scratch message; it is pointed at pkt, not
+// copied.
+func (s *Server) relaySend(ft allocations.FiveTuple, pkt []byte, msg *stun.Message, tx *txRun) {
 	a := s.table.Get(ft)
 	if a == nil {
 		s.stats.drop(DropNoAllocation)
@@ -107,13 +114,12 @@ func (s *Server) relaySend(ft allocations.FiveTuple, pkt []byte, msg *stun.Messa
 		s.stats.drop(DropNoPermission)
 		return
 	}
-	s.writeToPeer(a, data, peer, now, nil)
+	s.writeToPeer(a, data, peer, now, tx)
 }
 
 // writeToPeer sends payload from the allocation's relay socket, if the peer
 // policy (which may have been reloaded since the permission was made) still
-// allows the peer and the bandwidth limits have room: as part of tx's run
-// when there is one, else at once.
+// allows the peer and the bandwidth limits have room, as part of tx's run.
 func (s *Server) writeToPeer(a *allocations.Allocation, payload []byte, peer netip.AddrPort, now time.Time, tx *txRun) {
 	if !s.policy().Allowed(peer.Addr()) {
 		s.stats.drop(DropPolicy)
@@ -123,11 +129,7 @@ func (s *Server) writeToPeer(a *allocations.Allocation, payload []byte, peer net
 		s.stats.drop(DropBandwidth)
 		return
 	}
-	if tx == nil {
-		s.sendOne(a.Conn, peer, &a.ToPeer, payload, len(payload))
-		return
-	}
-	tx.add(a.Conn, peer, &a.ToPeer, payload, len(payload))
+	tx.add(udpOut{conn: a.Conn, raw: a.Raw}, peer, &a.ToPeer, payload, len(payload))
 }
 
 // relayFromPeers reads the allocation's relay socket until the allocation
@@ -220,7 +222,7 @@ func (p *peerReader) forward(b *rxBatch) {
 			continue
 		}
 		if p.udp != nil {
-			p.tx.add(p.udp.conn, p.udp.addr, &a.ToClient, frame, n)
+			p.tx.add(p.udp.out, p.udp.addr, &a.ToClient, frame, n)
 			continue
 		}
 		// A TCP/TLS client: the batch's frames leave in one system call

@@ -94,7 +94,7 @@ func newDataPathFixture(tb testing.TB, transport allocations.Transport, opts ...
 	}
 	f.a = &allocations.Allocation{
 		FiveTuple: f.ft, Username: "u", User: "u",
-		Relayed: conn.LocalAddr().(*net.UDPAddr).AddrPort(), Conn: conn, Sink: sink,
+		Relayed: conn.LocalAddr().(*net.UDPAddr).AddrPort(), Conn: conn, Raw: mustOut(tb, conn).raw, Sink: sink,
 	}
 	if err := s.table.Create(f.a, time.Hour); err != nil {
 		tb.Fatal(err)
@@ -122,7 +122,7 @@ func (f *dataPathFixture) udpClient(tb testing.TB) *udpSink {
 			_ = f.sink.WriteToClient(buf[:n])
 		}
 	}()
-	return &udpSink{conn: listener, addr: client.LocalAddr().(*net.UDPAddr).AddrPort()}
+	return &udpSink{out: mustOut(tb, listener), addr: client.LocalAddr().(*net.UDPAddr).AddrPort()}
 }
 
 // tlsClient makes a TLS 1.3 connection over loopback TCP (newTLSSink) and
@@ -282,8 +282,9 @@ func TestClientToPeerAllocatesNothing(t *testing.T) {
 	got.Store(0)
 	send := sendIndicationPacket(t, f.peerAddr(), 1200)
 	var msg stun.Message
-	f.s.relaySend(f.ft, send, &msg) // first call sizes msg.Attributes
-	if n := testing.AllocsPerRun(1000, func() { f.s.relaySend(f.ft, send, &msg) }); n != 0 {
+	f.s.relaySend(f.ft, send, &msg, tx) // first call sizes msg.Attributes
+	tx.flush()
+	if n := testing.AllocsPerRun(1000, func() { f.s.relaySend(f.ft, send, &msg, tx); tx.flush() }); n != 0 {
 		t.Errorf("Send indication relay: %v allocations per packet, want 0", n)
 	}
 	waitFor(t, func() bool { return got.Load() > 0 }, "peer to receive relayed Send indications")
@@ -403,10 +404,12 @@ func BenchmarkRelaySend(b *testing.B) {
 	go f.drainPeer(&got)
 	pkt := sendIndicationPacket(b, f.peerAddr(), 1200)
 	var msg stun.Message
+	tx := newTxRun(f.s)
 	b.ReportAllocs()
 	b.SetBytes(1200)
 	for b.Loop() {
-		f.s.relaySend(f.ft, pkt, &msg)
+		f.s.relaySend(f.ft, pkt, &msg, tx)
+		tx.flush()
 	}
 }
 
@@ -479,4 +482,14 @@ func relayNow(s *Server, ft allocations.FiveTuple, pkt []byte) {
 	tx := newTxRun(s)
 	s.relayChannelDataAt(ft, pkt, time.Now(), tx)
 	tx.flush()
+}
+
+// mustOut is newUDPOut for tests.
+func mustOut(tb testing.TB, conn *net.UDPConn) udpOut {
+	tb.Helper()
+	out, err := newUDPOut(conn)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return out
 }

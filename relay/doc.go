@@ -34,6 +34,7 @@
 //   - A UDP listener is min(GOMAXPROCS, 16) SO_REUSEPORT sockets, each read
 //     by its own goroutine with recvmmsg, 32 datagrams at a time, with one
 //     clock reading per batch.
+//
 //   - Consecutive datagrams of a batch from one socket to one destination
 //     (ChannelData of one allocation to one peer, also from the frames
 //     already buffered on a TCP/TLS connection; frames of one allocation
@@ -42,6 +43,7 @@
 //     holds equal sizes, at most 64 datagrams of at most 1452 bytes; a
 //     shorter datagram ends it. Without GSO (another OS, or a kernel that
 //     refuses it, detected once) datagrams leave one by one.
+//
 //   - A relay socket's goroutine holds no buffer while it waits: when the
 //     netpoller reports the socket readable, it borrows a receive batch and
 //     a send run from a small lock-free cache, reads with recvmmsg, forwards,
@@ -49,8 +51,17 @@
 //     number of allocations. To a TCP/TLS client the frames of one batch
 //     leave in one write (to TLS, one record per frame in that write).
 //
-// Runs keep each client's packet order: a Send indication (and on TCP/TLS
-// any STUN message) first flushes the pending run.
+//   - The data plane's reads (recvmmsg) and sends (sendmsg) are raw system
+//     calls, never waiting: the scheduler's bookkeeping around an ordinary
+//     one wakes Go's sysmon thread whenever the process was idle, which at
+//     moderate rates is once per packet and, on a server pinned to a core,
+//     a context switch each (BENCHMARKS.md). Sends go through the socket's
+//     RawConn (made once per socket), so a socket cannot close under them;
+//     a send that finds the buffer full drops the datagram and counts it
+//     (write_failed) instead of stalling the loop that serves every client.
+//
+// Runs keep each client's packet order: Send indications join the run like
+// ChannelData, and on TCP/TLS any other STUN message first flushes it.
 //
 // # One table
 //

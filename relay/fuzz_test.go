@@ -66,7 +66,9 @@ func FuzzServerPacket(f *testing.F) {
 			relayNow(s, ft, pkt)
 		case proto.KindSTUN:
 			if isSendIndication(pkt) {
-				s.relaySend(ft, pkt, &scratch)
+				tx := newTxRun(s)
+				s.relaySend(ft, pkt, &scratch, tx)
+				tx.flush()
 				return
 			}
 			req.Raw = append(req.Raw[:0], pkt...)

@@ -255,6 +255,11 @@ func (r *request) allocate(id auth.Identity) error {
 	if err != nil {
 		return err
 	}
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		r.s.ports.Close(conn)
+		return err
+	}
 	local := conn.LocalAddr().(*net.UDPAddr).AddrPort()
 	advertised := unmapAddrPort(local)
 	if ext := r.s.cfg.ExternalIP.Public(advertised.Addr()); ext.IsValid() {
@@ -267,6 +272,7 @@ func (r *request) allocate(id auth.Identity) error {
 		Key:           id.Key,
 		Relayed:       advertised,
 		Conn:          conn,
+		Raw:           raw,
 		Sink:          r.sink,
 		Created:       time.Now(),
 		TransactionID: r.req.TransactionID,

@@ -336,11 +336,16 @@ func (s *Server) serveStream(sink *streamSink, r io.Reader, ft allocations.FiveT
 				runs.flush()
 			}
 		case proto.KindSTUN:
-			runs.flush() // keep the client's order
 			if isSendIndication(frame) {
-				s.relaySend(ft, frame, &send)
+				// A run keeps the client's order: a Send indication
+				// joins it like ChannelData.
+				s.relaySend(ft, frame, &send, runs.tx())
+				if !framer.Buffered() {
+					runs.flush()
+				}
 				continue
 			}
+			runs.flush() // keep the client's order
 			req.Raw = append(req.Raw[:0], frame...)
 			if err := req.Decode(); err != nil {
 				s.log.Debug("closing connection: undecodable STUN message", "client", ft.Client.String(), "err", err)

@@ -2,7 +2,6 @@ package relay
 
 import (
 	"errors"
-	"net"
 	"net/netip"
 	"syscall"
 
@@ -30,7 +29,7 @@ const (
 // HOT: it allocates nothing.
 type txRun struct {
 	s       *Server
-	conn    *net.UDPConn
+	out     udpOut
 	to      netip.AddrPort
 	ctr     *allocations.Counter // counts the run's payloads when sent
 	seg     int                  // size of every datagram but the last
@@ -40,30 +39,31 @@ type txRun struct {
 	closed  bool                 // a shorter datagram ended the run
 	// first is the run's first datagram, not yet copied: a run of one (the
 	// common case below high rates) is sent from where it was received.
-	first []byte
-	buf   []byte
-	oob   [gsoOOBSize]byte
+	first  []byte
+	buf    []byte
+	oob    [gsoOOBSize]byte
+	sender *sender
 }
 
 func newTxRun(s *Server) *txRun {
-	return &txRun{s: s, buf: make([]byte, maxGSOBytes)}
+	return &txRun{s: s, buf: make([]byte, maxGSOBytes), sender: newSender()}
 }
 
-// add sends dgram (payloadLen bytes of it payload, counted in ctr) from conn
+// add sends dgram (payloadLen bytes of it payload, counted in ctr) from out
 // to to, as part of the current run if it can join it.
-func (t *txRun) add(conn *net.UDPConn, to netip.AddrPort, ctr *allocations.Counter, dgram []byte, payloadLen int) {
+func (t *txRun) add(out udpOut, to netip.AddrPort, ctr *allocations.Counter, dgram []byte, payloadLen int) {
 	n := len(dgram)
-	if t.count > 0 && (conn != t.conn || to != t.to || t.closed || n > t.seg ||
+	if t.count > 0 && (out.conn != t.out.conn || to != t.to || t.closed || n > t.seg ||
 		t.count == maxGSOSegments || t.size+n > len(t.buf)) {
 		t.flush()
 	}
 	if t.count == 0 && (!batchIO || t.s.gsoOff.Load() || n > maxGSOSegment) {
-		t.s.sendOne(conn, to, ctr, dgram, payloadLen)
+		t.sendOne(out, to, ctr, dgram, payloadLen)
 		return
 	}
 	switch t.count {
 	case 0:
-		t.conn, t.to, t.ctr, t.seg = conn, to, ctr, n
+		t.out, t.to, t.ctr, t.seg = out, to, ctr, n
 		t.first = dgram
 	case 1:
 		copy(t.buf, t.first)
@@ -86,8 +86,8 @@ func (t *txRun) flush() {
 		return
 	}
 	if t.count == 1 {
-		t.s.sendOne(t.conn, t.to, t.ctr, t.first, t.payload)
-	} else if _, _, err := t.conn.WriteMsgUDPAddrPort(t.buf[:t.size], gsoControl(t.oob[:], t.seg), t.to); err == nil {
+		t.sendOne(t.out, t.to, t.ctr, t.first, t.payload)
+	} else if err := t.sender.send(t.out, t.buf[:t.size], gsoControl(t.oob[:], t.seg), t.to); err == nil {
 		t.ctr.AddN(uint64(t.count), uint64(t.payload))
 	} else {
 		if gsoUnsupported(err) {
@@ -99,21 +99,22 @@ func (t *txRun) flush() {
 		// segments' payloads are not kept apart).
 		sent := 0
 		for off := 0; off < t.size; off += t.seg {
-			if t.s.sendOne(t.conn, t.to, nil, t.buf[off:min(off+t.seg, t.size)], 0) {
+			if t.sendOne(t.out, t.to, nil, t.buf[off:min(off+t.seg, t.size)], 0) {
 				sent++
 			}
 		}
 		t.ctr.AddN(uint64(sent), uint64(t.payload*sent/t.count))
 	}
-	t.conn, t.ctr, t.first = nil, nil, nil
+	t.out, t.ctr, t.first = udpOut{}, nil, nil
 	t.count, t.size, t.payload, t.closed = 0, 0, 0, false
 }
 
-// sendOne sends one datagram and counts it in ctr (if not nil); it
-// reports whether the datagram went out (else it is counted as dropped).
-func (s *Server) sendOne(conn *net.UDPConn, to netip.AddrPort, ctr *allocations.Counter, dgram []byte, payloadLen int) bool {
-	if _, err := conn.WriteToUDPAddrPort(dgram, to); err != nil {
-		s.stats.drop(DropWriteFailed)
+// sendOne sends one datagram at once, outside the run, and counts it in
+// ctr (if not nil); it reports whether the datagram went out (else it is
+// counted as dropped).
+func (t *txRun) sendOne(out udpOut, to netip.AddrPort, ctr *allocations.Counter, dgram []byte, payloadLen int) bool {
+	if err := t.sender.send(out, dgram, nil, to); err != nil {
+		t.s.stats.drop(DropWriteFailed)
 		return false
 	}
 	if ctr != nil {

@@ -43,8 +43,8 @@ type udpListener struct {
 
 // udpSocket is one socket of a UDP listener.
 type udpSocket struct {
-	l    *udpListener
-	conn *net.UDPConn
+	l   *udpListener
+	out udpOut
 }
 
 // udpRequest is a STUN request copied off a UDP listener for a worker.
@@ -56,13 +56,14 @@ type udpRequest struct {
 
 // udpSink writes to one client through the listener socket it came in on.
 type udpSink struct {
-	conn *net.UDPConn
+	out  udpOut
 	addr netip.AddrPort
 }
 
-// WriteToClient sends one datagram to the client.
+// WriteToClient sends one datagram to the client. It is for answers to
+// requests; relayed data goes in the relay loop's send runs.
 func (u *udpSink) WriteToClient(frame []byte) error {
-	_, err := u.conn.WriteToUDPAddrPort(frame, u.addr)
+	_, err := u.out.conn.WriteToUDPAddrPort(frame, u.addr)
 	return err
 }
 
@@ -79,7 +80,7 @@ func (s *Server) listenUDP(spec ListenSpec, relayIP netip.Addr) (*udpListener, e
 	addr := spec.Addr
 	closeAll := func() {
 		for _, so := range l.socks {
-			_ = so.conn.Close()
+			_ = so.out.conn.Close()
 		}
 	}
 	for i := range n {
@@ -101,13 +102,19 @@ func (s *Server) listenUDP(spec ListenSpec, relayIP netip.Addr) (*udpListener, e
 		// Best effort: the kernel caps these at rmem_max/wmem_max.
 		_ = conn.SetReadBuffer(listenerBufSize)
 		_ = conn.SetWriteBuffer(listenerBufSize)
-		l.socks = append(l.socks, &udpSocket{l: l, conn: conn})
+		out, err := newUDPOut(conn)
+		if err != nil {
+			_ = conn.Close()
+			closeAll()
+			return nil, fmt.Errorf("listener %s: %w", spec, err)
+		}
+		l.socks = append(l.socks, &udpSocket{l: l, out: out})
 	}
 	s.mu.Lock()
-	s.bound = append(s.bound, BoundListener{Kind: UDP, Addr: l.socks[0].conn.LocalAddr()})
+	s.bound = append(s.bound, BoundListener{Kind: UDP, Addr: l.socks[0].out.conn.LocalAddr()})
 	s.udpListeners = append(s.udpListeners, l)
 	for _, so := range l.socks {
-		s.closers = append(s.closers, so.conn.Close)
+		s.closers = append(s.closers, so.out.conn.Close)
 	}
 	s.mu.Unlock()
 	return l, nil
@@ -130,7 +137,7 @@ func (l *udpListener) serve() {
 // worker pool so that media never waits behind authentication or a bind.
 func (so *udpSocket) serve() {
 	r := &listenerReader{so: so, b: newRxBatch(listenerBatch, 0), tx: newTxRun(so.l.s)}
-	so.l.s.readUntilClosed(so.conn, r, false, nil)
+	so.l.s.readUntilClosed(so.out.conn, r, false, nil)
 }
 
 // readUntilClosed runs readLoop until the socket is closed or done is
@@ -193,8 +200,7 @@ func (r *listenerReader) relay() {
 			s.relayChannelDataAt(ft, pkt, now, r.tx)
 		case proto.KindSTUN:
 			if isSendIndication(pkt) {
-				r.tx.flush() // keep the client's order
-				s.relaySend(ft, pkt, &r.msg)
+				s.relaySend(ft, pkt, &r.msg, r.tx) // joins the run: the client's order is kept
 				continue
 			}
 			req := udpRequest{sock: r.so, from: ft.Client, data: append([]byte(nil), pkt...)}
@@ -217,7 +223,7 @@ func (s *Server) requestWorker() {
 			continue
 		}
 		ft := allocations.FiveTuple{Client: r.from, Server: r.sock.l.local, Transport: allocations.UDP}
-		sink := &udpSink{conn: r.sock.conn, addr: r.from}
+		sink := &udpSink{out: r.sock.out, addr: r.from}
 		s.handleRequest(&req, &resp, ft, sink, r.sock.l.relayIP)
 	}
 }
