@@ -317,3 +317,24 @@ func TestBindingOnEveryListener(t *testing.T) {
 		}
 	}
 }
+
+// TestDualStackListener relays through a UDP listener on ":port", what the
+// default listeners are: a dual-stack IPv6 socket answering an IPv4 client,
+// which the data plane's raw sends address with an IPv4 sockaddr.
+func TestDualStackListener(t *testing.T) {
+	s := startServer(t, func(c *relay.Config) {
+		c.Listeners = []relay.ListenSpec{{Kind: relay.UDP, Addr: ":0"}}
+	})
+	_, port, err := net.SplitHostPort(s.addrs[relay.UDP])
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := net.JoinHostPort("127.0.0.1", port)
+	client := newClient(t, clientConn(t, relay.UDP, addr, false), addr, testUser, testPassword)
+	rc, err := client.Allocate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	roundTrip(t, rc, turntest.EchoPeer(t).LocalAddr(), 20)
+}
