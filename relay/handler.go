@@ -255,7 +255,7 @@ func (r *request) allocate(id auth.Identity) error {
 	if err != nil {
 		return err
 	}
-	raw, err := conn.SyscallConn()
+	out, err := newUDPOut(conn)
 	if err != nil {
 		r.s.ports.Close(conn)
 		return err
@@ -272,7 +272,7 @@ func (r *request) allocate(id auth.Identity) error {
 		Key:           id.Key,
 		Relayed:       advertised,
 		Conn:          conn,
-		Raw:           raw,
+		Raw:           out.raw,
 		Sink:          r.sink,
 		Created:       time.Now(),
 		TransactionID: r.req.TransactionID,

@@ -86,10 +86,9 @@ func (w *streamSink) writeFrames(frames, scratch []byte) ([]byte, error) {
 // may answer a TLS KeyUpdate while the relay loop writes).
 type recordConn struct {
 	net.Conn
-	mu     sync.Mutex
-	corked bool
-	held   []byte // records written while corked, in a borrowed buffer
-	err    error  // a gathered write failed: the stream is broken for good
+	mu   sync.Mutex
+	held []byte // non-nil while corked: the records written since, in a borrowed buffer
+	err  error  // a gathered write failed: the stream is broken for good
 }
 
 // Write holds b while corked (writing the held records first if b would
@@ -100,7 +99,7 @@ func (c *recordConn) Write(b []byte) (int, error) {
 	if c.err != nil {
 		return 0, c.err
 	}
-	if !c.corked {
+	if c.held == nil {
 		return c.Conn.Write(b)
 	}
 	if len(c.held)+len(b) > cap(c.held) {
@@ -115,11 +114,12 @@ func (c *recordConn) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// cork makes Write gather into buf (its length is ignored).
+// cork makes Write gather into buf (its length is ignored; it must not be
+// nil).
 func (c *recordConn) cork(buf []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.corked, c.held = true, buf[:0]
+	c.held = buf[:0]
 }
 
 // uncork writes what was gathered and returns the buffer given to cork.
@@ -128,7 +128,7 @@ func (c *recordConn) uncork() ([]byte, error) {
 	defer c.mu.Unlock()
 	err := c.flushLocked()
 	buf := c.held[:0]
-	c.corked, c.held = false, nil
+	c.held = nil
 	return buf, err
 }
 
