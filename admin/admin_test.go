@@ -415,6 +415,12 @@ func TestSessionsAPI(t *testing.T) {
 	peer := turntest.EchoPeer(t)
 	echo(t, rc, peer.LocalAddr(), []byte("hello"))
 	turntest.WaitFor(t, "pion's channel binding", func() bool { return f.relay.Stats().Channels == 1 })
+	// The echo reached the client before the relay loop counted it (the
+	// count follows the send): wait for the counter, not the packet.
+	turntest.WaitFor(t, "the echo to be counted", func() bool {
+		ss := f.relay.Sessions("alice")
+		return len(ss) == 1 && ss[0].ToClient.Packets >= 1
+	})
 	bob, _ := turnClient(t, f.tls, "bob", "builder", true)
 	if _, err := bob.Allocate(); err != nil {
 		t.Fatal(err)

@@ -27,7 +27,7 @@ func (s *Server) drain(w http.ResponseWriter, r *http.Request) {
 		}
 		s.cfg.Relay.SetDraining(false)
 	}
-	writeJSON(w, http.StatusOK, DrainState{Draining: s.cfg.Relay.Draining(), Allocations: s.cfg.Relay.Table().Len()})
+	writeJSON(w, http.StatusOK, DrainState{Draining: s.cfg.Relay.Draining(), Allocations: s.cfg.Relay.Allocations()})
 }
 
 // Drain starts draining the server (undo with on false) and returns the

@@ -5,8 +5,6 @@ import (
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/postern/postern/relay"
 )
 
 // metric describes one postern_ metric: its name, help and labels. The
@@ -60,9 +58,9 @@ var metrics = []metric{
 	{mRelayPortsCapacity, "Ports in the relay port range: the most relay sockets one relay address can hold.", prometheus.GaugeValue, nil},
 }
 
-// collector turns relay.Server.Stats into metrics at scrape time.
+// collector turns Relay.Stats into metrics at scrape time.
 type collector struct {
-	relay   *relay.Server
+	relay   Relay
 	version string
 	descs   map[string]desc
 }
@@ -72,7 +70,7 @@ type desc struct {
 	kind prometheus.ValueType
 }
 
-func newCollector(r *relay.Server, version string) *collector {
+func newCollector(r Relay, version string) *collector {
 	c := &collector{relay: r, version: version, descs: make(map[string]desc, len(metrics))}
 	for _, m := range metrics {
 		c.descs[m.name] = desc{prometheus.NewDesc(m.name, m.help, m.labels, nil), m.kind}

@@ -14,8 +14,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-
-	"github.com/postern/postern/relay"
 )
 
 // DefaultAddr is where the admin listener binds unless told otherwise:
@@ -28,8 +26,9 @@ type Config struct {
 	Addr string
 	// Token, when set, is the bearer token /metrics and /api/ require.
 	Token string
-	// Relay is the server to report on and act upon. Required.
-	Relay *relay.Server
+	// Relay is the server to report on and act upon (a *relay.Server).
+	// Required.
+	Relay Relay
 	// Version is reported in postern_build_info.
 	Version string
 	// Logger receives the admin listener's logs; slog.Default() when nil.

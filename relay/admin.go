@@ -41,13 +41,17 @@ func (s *Server) State() string {
 }
 
 // SetDraining marks the server as draining (or not): Ready then reports
-// false, so health checks steer new clients elsewhere. The flag only
-// changes what Ready and State report; whoever drains decides what else to
-// refuse and when to stop.
+// false, so health checks steer new clients elsewhere, and Allocate
+// requests are refused (300 Try Alternate with Config.AlternateServer, else
+// 508) while existing allocations run on. Whoever drains decides when to
+// stop.
 func (s *Server) SetDraining(draining bool) { s.life.draining.Store(draining) }
 
 // Draining reports whether SetDraining(true) is in force.
 func (s *Server) Draining() bool { return s.life.draining.Load() }
+
+// Allocations returns how many allocations are live.
+func (s *Server) Allocations() int { return s.table.Len() }
 
 // Session describes one live allocation for admin views.
 type Session struct {
