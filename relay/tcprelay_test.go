@@ -420,6 +420,13 @@ func TestTCPAllocationErrors(t *testing.T) {
 	// Without a permission for the peer: 403.
 	c.connect(peer.addr(), stun.CodeForbidden)
 	wantCode(t, "CreatePermission", c.authed(stun.MethodCreatePermission, stunPeer(peer.addr())), 0)
+	// A Send indication on a TCP allocation relays nothing (it has no UDP
+	// relay socket) and breaks nothing: the next requests are answered.
+	send := stun.MustBuild(stun.TransactionID, stun.NewType(stun.MethodSend, stun.ClassIndication),
+		stunPeer(peer.addr()), proto.Data("x"))
+	if _, err := c.conn.Write(send.Raw); err != nil {
+		t.Fatal(err)
+	}
 	// No XOR-PEER-ADDRESS: 400.
 	wantCode(t, "Connect without XOR-PEER-ADDRESS", c.authed(stun.MethodConnect), stun.CodeBadRequest)
 	// A peer that refuses: 447.
@@ -554,6 +561,52 @@ func TestTCPAllocationLimits(t *testing.T) {
 		d := newStreamClient(t, s.addrs[relay.TCP])
 		wantCode(t, "ConnectionBind", d.authed(stun.MethodConnectionBind, cid), 0)
 		c.connect(other.addr(), stun.CodeInsufficientCapacity)
+	})
+}
+
+// boundPair makes a TCP allocation over a raw client, connects it to an
+// echoing peer and binds a data connection to it.
+func boundPair(t *testing.T, addr string) (control, data *streamClient, peer *tcpPeer) {
+	t.Helper()
+	c := newStreamClient(t, addr)
+	c.allocateTCP()
+	peer = newTCPPeer(t)
+	wantCode(t, "CreatePermission", c.authed(stun.MethodCreatePermission, stunPeer(peer.addr())), 0)
+	cid := c.connect(peer.addr(), 0)
+	d := newStreamClient(t, addr)
+	wantCode(t, "ConnectionBind", d.authed(stun.MethodConnectionBind, cid), 0)
+	return c, d, peer
+}
+
+// TestTCPAllocationPacing checks that the packet path's limits hold on
+// data connections: the bandwidth limit paces them (a stream cannot drop),
+// and a reload that denies the peer ends them.
+func TestTCPAllocationPacing(t *testing.T) {
+	t.Run("bandwidth", func(t *testing.T) {
+		// 100 000 B/s with a burst of as much: 250 000 bytes echoed take
+		// at least 1.5 s each way, the two ways limited separately.
+		s := startServer(t, func(c *relay.Config) { c.AllocationBandwidth = 100_000 })
+		_, d, _ := boundPair(t, s.addrs[relay.TCP])
+		const total = 250_000
+		start := time.Now()
+		go func() { _, _ = d.conn.Write(bytes.Repeat([]byte{'b'}, total)) }()
+		_ = d.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		got, err := io.ReadFull(d.data(), make([]byte, total))
+		if err != nil {
+			t.Fatalf("read %d of %d bytes: %v", got, total, err)
+		}
+		if el := time.Since(start); el < 1400*time.Millisecond {
+			t.Errorf("%d bytes relayed in %v: faster than 100 000 B/s allows", total, el)
+		}
+	})
+	t.Run("policy reload", func(t *testing.T) {
+		s := startServer(t)
+		_, d, peer := boundPair(t, s.addrs[relay.TCP])
+		echoStream(t, d.data(), 3)
+		s.SetPolicy(auth.NewPeerPolicy(nil, nil))
+		_, _ = d.conn.Write([]byte("after the reload"))
+		waitClosed(t, "peer data connection", peer.accepted(t, 0))
+		waitClosed(t, "client data connection", d.data())
 	})
 }
 
