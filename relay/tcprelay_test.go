@@ -263,6 +263,7 @@ type streamClient struct {
 	fr         *proto.Framer
 	nonce      stun.Nonce
 	user, pass string
+	relayed    netip.AddrPort  // of the TCP allocation it made
 	attempts   []*stun.Message // ConnectionAttempt indications received
 }
 
@@ -358,6 +359,7 @@ func (c *streamClient) allocateTCP() netip.AddrPort {
 	if err != nil {
 		c.t.Fatal(err)
 	}
+	c.relayed = relayed
 	if resp.Contains(stun.AttrReservationToken) {
 		c.t.Error("RFC 6062 §5.1: RESERVATION-TOKEN in a TCP Allocate's success response")
 	}
@@ -649,4 +651,37 @@ func TestTCPAllocationShutdown(t *testing.T) {
 	}
 	waitClosed(t, "client data connection", d.data())
 	waitClosed(t, "peer data connection", peer.accepted(t, 0))
+}
+
+// TestTCPAllocationNoLeak checks that a TCP allocation's removal leaves no
+// goroutine or socket behind while the server runs on: a bound pair, a
+// Connect waiting for its bind, and a peer that connected in and waits.
+func TestTCPAllocationNoLeak(t *testing.T) {
+	s := startServer(t)
+	time.Sleep(50 * time.Millisecond) // let the listeners' goroutines start
+	g0, _ := serverGoroutines()
+	f0 := openFDs(t)
+	t.Run("session", func(t *testing.T) {
+		c, d, _ := boundPair(t, s.addrs[relay.TCP])
+		echoStream(t, d.data(), 5)
+		pending := newTCPPeer(t)
+		wantCode(t, "CreatePermission", c.authed(stun.MethodCreatePermission, stunPeer(pending.addr())), 0)
+		c.connect(pending.addr(), 0)
+		in, err := net.DialTimeout("tcp4", c.relayed.String(), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer in.Close()
+		if m := c.next(5 * time.Second); m == nil || m.Type.Method != stun.MethodConnectionAttempt {
+			t.Fatalf("got %v, want a ConnectionAttempt", m)
+		}
+		// (A Refresh with lifetime 0 over TCP gets no answer: the
+		// connection closes with the allocation.)
+		a := tcpAllocation(t, s, net.TCPAddrFromAddrPort(c.relayed))
+		s.Table().Delete(a.FiveTuple)
+		waitClosed(t, "client data connection", d.data())
+		waitClosed(t, "incoming peer connection", in)
+		waitClosed(t, "pending peer connection", pending.accepted(t, 0))
+	})
+	settle(t, g0, f0)
 }
