@@ -3,6 +3,7 @@ package allocations
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -62,6 +63,15 @@ type ClientSink interface {
 	WriteToClient(frame []byte) error
 }
 
+// TCPRelay is the relay state of a TCP allocation (RFC 6062): the
+// listening socket on the relayed address and the data connections to
+// peers. Close ends them all.
+type TCPRelay interface {
+	io.Closer
+	// Addr is the local address of the listening socket.
+	Addr() net.Addr
+}
+
 // Allocation is one TURN allocation (RFC 8656 §2.2). The exported fields are
 // set by the caller before Table.Create and never change afterwards; the
 // expiry, permissions and channels are safe for concurrent use.
@@ -74,7 +84,12 @@ type Allocation struct {
 	Conn      *net.UDPConn // relay socket; closed by the table on removal
 	// Raw is Conn's syscall.RawConn, made once by the caller: the relay
 	// sends through it on the packet path (Conn.SyscallConn allocates).
-	Raw     syscall.RawConn
+	Raw syscall.RawConn
+	// TCP is the relay of a TCP allocation (RFC 6062), whose relayed
+	// address is a listening TCP socket; Conn and Raw are nil then. nil
+	// for UDP allocations, so the packet path never looks at it. The
+	// table closes it on removal, like Conn, and releases its port.
+	TCP     TCPRelay
 	Sink    ClientSink
 	Created time.Time // set by Create if zero
 	// TransactionID is the Allocate request's, so that a retransmission

@@ -54,8 +54,10 @@
 //
 // An allocation is removed exactly once, by Delete, by Sweep (expiry) or by
 // Close. Removal takes it out of both indexes and the user count under the
-// control mutex, then, outside every lock: closes Conn, returns its port to
-// Config.Ports, closes Done(), and calls Config.OnRemove.
+// control mutex, then, outside every lock: closes Conn (or, for a TCP
+// allocation, its TCPRelay: the listening socket and every data
+// connection), returns its port to Config.Ports, closes Done(), and calls
+// Config.OnRemove.
 //
 // # Relay ports
 //

@@ -1,6 +1,7 @@
 package allocations
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -16,7 +17,8 @@ import (
 // (RFC 8656 §7.2: 508 Insufficient Capacity).
 var ErrNoPorts = errors.New("no free relay port")
 
-// PortRange is an inclusive range of UDP ports for relay sockets.
+// PortRange is an inclusive range of ports for relay sockets (UDP, and
+// TCP for TCP allocations).
 type PortRange struct{ Low, High uint16 }
 
 // ParsePortRange parses "LOW-HIGH" (e.g. "49152-65535") or a single port.
@@ -193,7 +195,68 @@ func (p *PortPool) Release(ap netip.AddrPort) {
 
 // releaseAddr releases a socket's local address as returned by LocalAddr.
 func (p *PortPool) releaseAddr(local net.Addr) {
-	if u, ok := local.(*net.UDPAddr); ok {
-		p.Release(u.AddrPort())
+	switch a := local.(type) {
+	case *net.UDPAddr:
+		p.Release(a.AddrPort())
+	case *net.TCPAddr:
+		p.Release(a.AddrPort())
 	}
+}
+
+// ListenTCP binds a listening TCP socket on ip at a free port of the range
+// through lc (whose Control may set socket options), for the relayed
+// address of a TCP allocation (RFC 6062). UDP and TCP relay ports share
+// the in-use bitset, so a port number is one relayed address whatever its
+// protocol. Unlike ListenUDP it never probes ports marked in use: a relay
+// socket that allows port reuse (SO_REUSEPORT, which Connect needs to
+// dial from the relayed address) would bind beside another allocation's.
+// It returns an error wrapping ErrNoPorts when every unmarked port is
+// taken, and any other bind error at once.
+func (p *PortPool) ListenTCP(ip netip.Addr, lc *net.ListenConfig) (*net.TCPListener, error) {
+	if err := p.r.validate(); err != nil {
+		return nil, fmt.Errorf("allocations: relay ports %v: %w", p.r, err)
+	}
+	if !ip.IsValid() {
+		return nil, errors.New("allocations: relay socket: no relay address")
+	}
+	ip = ip.Unmap()
+	network := "tcp6"
+	if ip.Is4() {
+		network = "tcp4"
+	}
+	n := p.r.Len()
+	start := rand.IntN(n)
+
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	used := p.used[ip]
+	if used == nil {
+		used = make([]uint64, (n+63)/64)
+		p.used[ip] = used
+	}
+	for i := range n {
+		idx := (start + i) % n
+		if used[idx/64]&(1<<(idx%64)) != 0 {
+			continue
+		}
+		port := p.r.Low + uint16(idx)
+		ln, err := lc.Listen(context.Background(), network, netip.AddrPortFrom(ip, port).String())
+		if err == nil {
+			used[idx/64] |= 1 << (idx % 64)
+			return ln.(*net.TCPListener), nil
+		}
+		if errors.Is(err, syscall.EADDRINUSE) {
+			continue
+		}
+		return nil, fmt.Errorf("allocations: relay socket on tcp %v: %w", netip.AddrPortFrom(ip, port), err)
+	}
+	return nil, fmt.Errorf("allocations: relay socket on tcp %v: all %d ports %v in use (widen --relay-ports): %w",
+		ip, n, p.r, ErrNoPorts)
+}
+
+// CloseTCP closes a listener ListenTCP handed out and releases its port.
+func (p *PortPool) CloseTCP(ln *net.TCPListener) {
+	local := ln.Addr()
+	_ = ln.Close()
+	p.releaseAddr(local)
 }

@@ -421,12 +421,20 @@ func (t *Table) copyShardLocked(i, want int) map[FiveTuple]*Allocation {
 }
 
 // finish completes removals outside the table's locks: close the relay
-// socket (which ends its read loop), return its port, close Done, notify.
+// socket (which ends its read loop) or the TCP relay, return its port,
+// close Done, notify.
 func (t *Table) finish(removed []*Allocation, why Reason) {
 	for _, a := range removed {
 		if a.Conn != nil {
 			local := a.Conn.LocalAddr()
 			_ = a.Conn.Close() // nothing useful to do with a close error here
+			if t.cfg.Ports != nil {
+				t.cfg.Ports.releaseAddr(local)
+			}
+		}
+		if a.TCP != nil {
+			local := a.TCP.Addr()
+			_ = a.TCP.Close()
 			if t.cfg.Ports != nil {
 				t.cfg.Ports.releaseAddr(local)
 			}

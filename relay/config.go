@@ -206,4 +206,8 @@ type Config struct {
 	Software string
 	// Logger receives the server's logs; slog.Default() when nil.
 	Logger *slog.Logger
+
+	// tcpBindTimeout replaces RFC 6062's 30 s ConnectionBind timeout in
+	// tests (export_test.go); zero in every other use.
+	tcpBindTimeout time.Duration
 }

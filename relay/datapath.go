@@ -110,7 +110,7 @@ func (s *Server) relaySend(ft allocations.FiveTuple, pkt []byte, msg *stun.Messa
 		return
 	}
 	now := time.Now()
-	if !a.Permitted(peer.Addr(), now) {
+	if !a.Permitted(peer.Addr(), now) || a.TCP != nil { // a TCP allocation has no relay socket (RFC 6062)
 		s.stats.drop(DropNoPermission)
 		return
 	}

@@ -63,6 +63,20 @@
 // Runs keep each client's packet order: Send indications join the run like
 // ChannelData, and on TCP/TLS any other STUN message first flushes it.
 //
+// # TCP allocations
+//
+// An Allocate for REQUESTED-TRANSPORT TCP over TCP or TLS (RFC 6062,
+// tcprelay.go) gets a listening TCP socket as its relayed address, held in
+// Allocation.TCP (nil for UDP allocations, the only thing the packet path
+// sees of it). Connect dials the peer from the relayed address on its own
+// goroutine; peers connecting in with a permission are announced with a
+// ConnectionAttempt. A ConnectionBind, the first request on a new client
+// connection, turns that connection into a raw pipe to the peer
+// connection: two copy loops, one on the connection's reader goroutine,
+// with one buffer each. Peer connections are found by CONNECTION-ID in one
+// server-wide index; unbound ones close after 30 s; the allocation's
+// removal closes them all.
+//
 // # One table
 //
 // Every listener shares one allocations.Table, so per-user quotas hold

@@ -25,7 +25,8 @@ func (s *Server) handleRequest(req, resp *stun.Message, ft allocations.FiveTuple
 		return
 	}
 	switch req.Type.Method {
-	case stun.MethodAllocate, stun.MethodRefresh, stun.MethodCreatePermission, stun.MethodChannelBind:
+	case stun.MethodAllocate, stun.MethodRefresh, stun.MethodCreatePermission, stun.MethodChannelBind,
+		stun.MethodConnect, stun.MethodConnectionBind: // RFC 6062 (tcprelay.go)
 	default:
 		// RFC 8489 §6.3.1: a request with a method the server does not know.
 		r.fail(newError(stun.CodeBadRequest, "Bad Request: unsupported method"), nil)
@@ -50,6 +51,10 @@ func (s *Server) handleRequest(req, resp *stun.Message, ft allocations.FiveTuple
 		err = r.createPermission(id)
 	case stun.MethodChannelBind:
 		err = r.channelBind(id)
+	case stun.MethodConnect:
+		err = r.connect(id)
+	case stun.MethodConnectionBind:
+		err = r.connectionBind(id)
 	}
 	if err != nil {
 		var extra []stun.Setter
@@ -213,8 +218,11 @@ func (r *request) allocate(id auth.Identity) error {
 	if err := transport.GetFrom(r.req); err != nil {
 		return newError(stun.CodeBadRequest, "Bad Request: missing or malformed REQUESTED-TRANSPORT")
 	}
+	if transport == proto.ProtoTCP {
+		return r.allocateTCP(id) // RFC 6062 (tcprelay.go)
+	}
 	if transport != proto.ProtoUDP {
-		return newError(stun.CodeUnsupportedTransProto, "Unsupported Transport Protocol: only UDP relaying is offered")
+		return newError(stun.CodeUnsupportedTransProto, "Unsupported Transport Protocol: UDP and TCP relaying are offered")
 	}
 	var evenPort proto.EvenPort
 	hasEvenPort := evenPort.GetFrom(r.req) == nil
@@ -403,6 +411,10 @@ func (r *request) channelBind(id auth.Identity) error {
 	if err != nil {
 		return err
 	}
+	if a.TCP != nil {
+		// A TCP allocation relays on data connections (RFC 6062 §4.3), not channels.
+		return newError(stun.CodeBadRequest, "Bad Request: ChannelBind on a TCP allocation")
+	}
 	var number proto.ChannelNumber
 	if err := number.GetFrom(r.req); err != nil || !number.Valid() {
 		return newError(stun.CodeBadRequest, "Bad Request: missing CHANNEL-NUMBER or outside 0x4000-0x4FFF")
@@ -430,7 +442,7 @@ var knownAttributes = [...]stun.AttrType{
 	stun.AttrXORRelayedAddress, stun.AttrRequestedAddressFamily, stun.AttrEvenPort,
 	stun.AttrRequestedTransport, stun.AttrDontFragment, stun.AttrReservationToken,
 	stun.AttrXORMappedAddress, stun.AttrMessageIntegritySHA256, stun.AttrPasswordAlgorithm,
-	stun.AttrUserhash, stun.AttrPriority, stun.AttrUseCandidate,
+	stun.AttrUserhash, stun.AttrPriority, stun.AttrUseCandidate, stun.AttrConnectionID,
 }
 
 // unknownRequired lists the comprehension-required attributes of m we do

@@ -148,9 +148,11 @@ func TestRFC8656ErrorCodes(t *testing.T) {
 	wantCode(t, "Refresh without allocation", c.authed(stun.MethodRefresh, proto.Lifetime(time.Minute)), stun.CodeAllocMismatch)
 	wantCode(t, "CreatePermission without allocation", c.authed(stun.MethodCreatePermission, peer), stun.CodeAllocMismatch)
 
-	// Missing REQUESTED-TRANSPORT: 400. TCP relaying: 442.
+	// Missing REQUESTED-TRANSPORT: 400. TCP relaying over UDP: 400 (RFC
+	// 6062 §5.1). Another protocol: 442.
 	wantCode(t, "Allocate without REQUESTED-TRANSPORT", c.authed(stun.MethodAllocate), stun.CodeBadRequest)
-	wantCode(t, "Allocate for TCP", c.authed(stun.MethodAllocate, proto.RequestedTransport(proto.ProtoTCP)), stun.CodeUnsupportedTransProto)
+	wantCode(t, "Allocate for TCP over UDP", c.authed(stun.MethodAllocate, proto.RequestedTransport(proto.ProtoTCP)), stun.CodeBadRequest)
+	wantCode(t, "Allocate for SCTP", c.authed(stun.MethodAllocate, proto.RequestedTransport(132)), stun.CodeUnsupportedTransProto)
 
 	// Unknown comprehension-required attribute: 420 listing it.
 	resp = c.authed(stun.MethodAllocate, proto.RequestedTransport(proto.ProtoUDP), rawAttr{0x7777, []byte{1, 2, 3, 4}})

@@ -63,6 +63,9 @@ type Server struct {
 	peerBatches *batchCache
 	gsoOff      atomic.Bool
 
+	// TCP allocations' peer data connections by CONNECTION-ID (tcprelay.go).
+	tcp tcpIndex
+
 	// Goroutines, in the order shutdown stops them: readers (listener
 	// loops and TCP/TLS connections) feed workers, and both create
 	// allocations, whose relay loops end only when the table is closed.

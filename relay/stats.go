@@ -352,6 +352,10 @@ func (s *Server) Stats() Stats {
 			if u, ok := a.Conn.LocalAddr().(*net.UDPAddr); ok {
 				ports.add(u.AddrPort().Addr().Unmap())
 			}
+		} else if a.TCP != nil {
+			if t, ok := a.TCP.Addr().(*net.TCPAddr); ok {
+				ports.add(t.AddrPort().Addr().Unmap())
+			}
 		}
 		return true
 	})

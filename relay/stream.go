@@ -45,6 +45,10 @@ type streamSink struct {
 	conn net.Conn
 	// records is what the tls.Conn in conn writes to; nil for plain TCP.
 	records *recordConn
+	// bound is set by a successful ConnectionBind (RFC 6062 §5.4), on the
+	// connection's reader goroutine, which then pipes the connection to
+	// this peer connection instead of reading STUN.
+	bound *peerConn
 }
 
 // writeFrames writes frames, several whole frames back to back, with one
@@ -352,6 +356,11 @@ func (s *Server) serveStream(sink *streamSink, r io.Reader, ft allocations.FiveT
 				return
 			}
 			s.handleRequest(&req, &resp, ft, sink, relayIP)
+			if sink.bound != nil {
+				runs.flush()
+				s.pipeData(sink.bound, conn, br) // a data connection from now on (tcprelay.go)
+				return
+			}
 			if !allocated && s.table.Get(ft) != nil {
 				allocated = true
 				_ = conn.SetReadDeadline(time.Time{}) // the allocation's lifetime governs now

@@ -17,6 +17,7 @@ const (
 	evenPortSize         = 1 // R bit + 7 RFFU bits
 	reservationTokenSize = 8
 	requestedFamilySize  = 4 // 8-bit family + 24-bit RFFU
+	connectionIDSize     = 4 // 32-bit identifier (RFC 6062 §6.2.1)
 )
 
 // getExact returns the value of attribute t, which must be exactly size
@@ -264,5 +265,31 @@ func (d *Data) GetFrom(m *stun.Message) error {
 		return fmt.Errorf("proto: %s: %w", stun.AttrData, err)
 	}
 	*d = v
+	return nil
+}
+
+// ConnectionID is the CONNECTION-ID attribute (RFC 6062 §6.2.1): "The
+// CONNECTION-ID attribute uniquely identifies a peer data connection. It is
+// a 32-bit unsigned integral value." The server sends it in a Connect
+// success response and a ConnectionAttempt indication; the client returns it
+// in the ConnectionBind request of a new connection.
+type ConnectionID uint32
+
+// AddTo adds CONNECTION-ID to m.
+func (c ConnectionID) AddTo(m *stun.Message) error {
+	var v [connectionIDSize]byte
+	binary.BigEndian.PutUint32(v[:], uint32(c))
+	m.Add(stun.AttrConnectionID, v[:])
+	return nil
+}
+
+// GetFrom decodes CONNECTION-ID from m; a value of another length than 4
+// bytes is an error wrapping stun.ErrAttributeSizeInvalid.
+func (c *ConnectionID) GetFrom(m *stun.Message) error {
+	v, err := getExact(m, stun.AttrConnectionID, connectionIDSize)
+	if err != nil {
+		return err
+	}
+	*c = ConnectionID(binary.BigEndian.Uint32(v))
 	return nil
 }

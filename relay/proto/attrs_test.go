@@ -78,6 +78,12 @@ func TestAttributeWire(t *testing.T) {
 			decode: func(m *stun.Message) (any, error) { var v RequestedAddressFamily; err := v.GetFrom(m); return v, err },
 			value:  FamilyIPv6,
 		},
+		{
+			name: "connection id", set: ConnectionID(0x8badf00d), attr: stun.AttrConnectionID,
+			want:   []byte{0x8b, 0xad, 0xf0, 0x0d},
+			decode: func(m *stun.Message) (any, error) { var v ConnectionID; err := v.GetFrom(m); return v, err },
+			value:  ConnectionID(0x8badf00d),
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -128,6 +134,8 @@ func TestAttributeErrors(t *testing.T) {
 			func(m *stun.Message) error { var v ReservationToken; return v.GetFrom(m) }},
 		{"requested family", stun.AttrRequestedAddressFamily, []int{0, 1, 8},
 			func(m *stun.Message) error { var v RequestedAddressFamily; return v.GetFrom(m) }},
+		{"connection id", stun.AttrConnectionID, []int{0, 2, 3, 5, 8},
+			func(m *stun.Message) error { var v ConnectionID; return v.GetFrom(m) }},
 	}
 	for _, g := range getters {
 		t.Run(g.name+"/missing", func(t *testing.T) {

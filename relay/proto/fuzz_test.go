@@ -80,6 +80,12 @@ func FuzzSTUNMessage(f *testing.F) {
 		if fa.GetFrom(m) == nil {
 			roundTrip(t, fa, new(RequestedAddressFamily))
 		}
+		var cid ConnectionID
+		if cid.GetFrom(m) == nil {
+			roundTrip(t, cid, new(ConnectionID))
+		} else if v, err := m.Get(stun.AttrConnectionID); err == nil && len(v) == connectionIDSize {
+			t.Fatalf("4-byte CONNECTION-ID %x refused", v)
+		}
 		var tok ReservationToken
 		if tok.GetFrom(m) == nil && len(tok) != reservationTokenSize {
 			t.Fatalf("reservation token of %d bytes", len(tok))

@@ -1,0 +1,8 @@
+package relay
+
+import "time"
+
+// SetTCPBindTimeout shortens how long a peer data connection waits for its
+// ConnectionBind (RFC 6062's 30 s) in a Config, so that tests need not wait
+// that long.
+func SetTCPBindTimeout(c *Config, d time.Duration) { c.tcpBindTimeout = d }
