@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,13 +16,20 @@ import (
 	"github.com/postern/postern/relay/proto"
 )
 
-// recordingSink keeps a copy of every frame sent to the client.
+// recordingSink keeps a copy of every frame sent to the client. With block,
+// a write waits until block is closed.
 type recordingSink struct {
-	mu     sync.Mutex
-	frames [][]byte
+	block   chan struct{}
+	waiting atomic.Bool // a write waits on block
+	mu      sync.Mutex
+	frames  [][]byte
 }
 
 func (r *recordingSink) WriteToClient(b []byte) error {
+	if r.block != nil {
+		r.waiting.Store(true)
+		<-r.block
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.frames = append(r.frames, append([]byte(nil), b...))
@@ -119,46 +127,71 @@ func TestICMPOnlyForPermittedPeers(t *testing.T) {
 
 // TestSendAfterICMPError: the first send after an ICMP error arrives on a
 // relay socket fails with that error and sends nothing; txRun.send sends
-// again, and flags the error queue, which the relay loop then reads at its
-// next wakeup.
+// again, and flags the error queue, which the relay loop then reads: when
+// it starts (its first look at the socket) or when it is done with what it
+// was doing when the sender took the error.
 func TestSendAfterICMPError(t *testing.T) {
-	f := newDataPathFixture(t, allocations.TCP)
-	rec := &recordingSink{}
-	f.a.Sink = rec
-	out := udpOut{conn: f.a.Conn, raw: f.a.Raw, errs: &f.a.ErrQueued}
-	tx := newTxRun(f.s)
-	closed := closedPort(t, "127.0.0.1")
-	if !tx.sendOne(out, closed, nil, []byte("x"), 1) {
-		t.Fatal("first send failed")
+	// takeError has a send through txRun take the ICMP error of a datagram
+	// to a closed port, and returns the port.
+	takeError := func(t *testing.T, f *dataPathFixture) netip.AddrPort {
+		t.Helper()
+		out := udpOut{conn: f.a.Conn, raw: f.a.Raw, errs: &f.a.ErrQueued}
+		tx := newTxRun(f.s)
+		closed := closedPort(t, "127.0.0.1")
+		if !tx.sendOne(out, closed, nil, []byte("x"), 1) {
+			t.Fatal("first send failed")
+		}
+		// Wait for the port unreachable: the socket's pending error.
+		turntest.WaitFor(t, "the ICMP error", func() bool { return pollErr(t, f.a.Conn) })
+		if !tx.sendOne(out, f.peerAddr(), nil, []byte("after"), 5) {
+			t.Fatal("send after the ICMP error failed")
+		}
+		_ = f.peer.SetReadDeadline(time.Now().Add(2 * time.Second))
+		buf := make([]byte, 64)
+		if n, err := f.peer.Read(buf); err != nil || string(buf[:n]) != "after" {
+			t.Fatalf("peer got %q, %v; want \"after\"", buf[:n], err)
+		}
+		if !f.a.ErrQueued.Load() {
+			t.Fatal("ErrQueued not set by the send that took the error")
+		}
+		return closed
 	}
-	// Wait for the port unreachable: the socket's pending error.
-	turntest.WaitFor(t, "the ICMP error", func() bool { return pollErr(t, f.a.Conn) })
+	wantICMP := func(t *testing.T, rec *recordingSink, closed netip.AddrPort) {
+		t.Helper()
+		turntest.WaitFor(t, "an ICMP indication", func() bool {
+			icmps, _ := icmpIndications(t, rec.all())
+			return len(icmps) == 1
+		})
+		if _, peers := icmpIndications(t, rec.all()); peers[0] != closed {
+			t.Fatalf("ICMP indication about %v, want %v", peers[0], closed)
+		}
+	}
 
-	if !tx.sendOne(out, f.peerAddr(), nil, []byte("after"), 5) {
-		t.Fatal("send after the ICMP error failed")
-	}
-	_ = f.peer.SetReadDeadline(time.Now().Add(2 * time.Second))
-	buf := make([]byte, 64)
-	if n, err := f.peer.Read(buf); err != nil || string(buf[:n]) != "after" {
-		t.Fatalf("peer got %q, %v; want \"after\"", buf[:n], err)
-	}
-	if !f.a.ErrQueued.Load() {
-		t.Fatal("ErrQueued not set by the send that took the error")
-	}
-
-	// The relay loop reads the queue when it next wakes: here, for a
-	// datagram from the peer.
-	go f.s.relayFromPeers(f.a)
-	if _, err := f.peer.WriteToUDPAddrPort([]byte("wake"), f.a.Relayed); err != nil {
-		t.Fatal(err)
-	}
-	turntest.WaitFor(t, "an ICMP indication", func() bool {
-		icmps, _ := icmpIndications(t, rec.all())
-		return len(icmps) == 1
+	t.Run("loop starts after", func(t *testing.T) {
+		f := newDataPathFixture(t, allocations.TCP)
+		rec := &recordingSink{}
+		f.a.Sink = rec
+		closed := takeError(t, f)
+		go f.s.relayFromPeers(f.a)
+		wantICMP(t, rec, closed)
 	})
-	if _, peers := icmpIndications(t, rec.all()); peers[0] != closed {
-		t.Fatalf("ICMP indication about %v, want %v", peers[0], closed)
-	}
+
+	t.Run("loop busy meanwhile", func(t *testing.T) {
+		f := newDataPathFixture(t, allocations.TCP)
+		rec := &recordingSink{block: make(chan struct{})}
+		f.a.Sink = rec
+		go f.s.relayFromPeers(f.a)
+		time.Sleep(20 * time.Millisecond) // the loop waits on the socket
+		// A datagram from the peer holds the loop in the client's write
+		// while the sender takes the error.
+		if _, err := f.peer.WriteToUDPAddrPort([]byte("hold"), f.a.Relayed); err != nil {
+			t.Fatal(err)
+		}
+		turntest.WaitFor(t, "the loop to write to the client", func() bool { return rec.waiting.Load() })
+		closed := takeError(t, f)
+		close(rec.block)
+		wantICMP(t, rec, closed)
+	})
 }
 
 // pollErr reports whether poll(2) says conn has an error (POLLERR), which
@@ -197,5 +230,28 @@ func TestICMPBudget(t *testing.T) {
 	}
 	if q.allow(now + int64(icmpInterval)) {
 		t.Fatal("two allowed an interval later")
+	}
+}
+
+// TestSendDontFragmentAllocatesNothing: a Send indication with
+// DONT-FRAGMENT costs nothing per packet once DF is set (the first one sets
+// it, dontfrag.go).
+func TestSendDontFragmentAllocatesNothing(t *testing.T) {
+	f := newDataPathFixture(t, allocations.UDP)
+	m, err := stun.Build(stun.TransactionID, stun.NewType(stun.MethodSend, stun.ClassIndication),
+		setterFunc(func(m *stun.Message) error { return proto.AddXORAddress(m, stun.AttrXORPeerAddress, f.peerAddr()) }),
+		proto.DontFragment{}, proto.Data(make([]byte, 1200)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msg stun.Message
+	tx := newTxRun(f.s)
+	f.s.relaySend(f.ft, m.Raw, &msg, tx)
+	tx.flush()
+	if !f.a.DontFragment.Load() {
+		t.Fatal("DF not set by a Send indication with DONT-FRAGMENT")
+	}
+	if n := testing.AllocsPerRun(1000, func() { f.s.relaySend(f.ft, m.Raw, &msg, tx); tx.flush() }); n != 0 {
+		t.Errorf("Send indication with DONT-FRAGMENT: %v allocations per packet, want 0", n)
 	}
 }
