@@ -103,6 +103,14 @@ type Allocation struct {
 	// there is no sharing between allocations.
 	ToPeer, ToClient Counter
 
+	// DontFragment is set while Conn sends with the DF bit (RFC 8656 §7.2,
+	// §11.2): from creation when the Allocate carried DONT-FRAGMENT, or
+	// from the first Send indication that did. ErrQueued is set by a
+	// sender whose send on Conn reported an ICMP error queued on the
+	// socket, so that the relay loop reads the socket's error queue (§11.5;
+	// see package relay).
+	DontFragment, ErrQueued atomic.Bool
+
 	table   *Table                // set once by Create, before publication
 	limits  *allocLimits          // set once by Create; nil when no bandwidth limit is configured
 	expires atomic.Int64          // unix nanoseconds

@@ -101,22 +101,33 @@ func readLoop(conn *net.UDPConn, r batchReader, probe bool) error {
 		return err
 	}
 	var failed error
+	eq, _ := r.(errorQueueReader)
 	fn := func(fd uintptr) bool {
+		probed := false
 		if probe {
 			probe = false
 			if !pending(fd) {
+				if eq != nil && eq.errorsQueued() {
+					eq.readErrors(fd)
+				}
 				return false
 			}
+			probed = eq != nil // pending may have taken an error (MSG_PEEK does)
 		}
 		b := r.acquire()
 		defer r.release(b)
 		for {
 			if !b.recv(fd) {
-				return false // nothing waiting: wait for more
+				break // nothing waiting: wait for more
 			}
 			if b.errno != nil {
 				// ECONNREFUSED and the like report an earlier send's
-				// ICMP error: the socket is fine.
+				// ICMP error: the socket is fine. A relay socket has
+				// the error itself queued (icmp_linux.go).
+				if eq != nil && isICMPErrno(b.errno) {
+					eq.readErrors(fd)
+					continue
+				}
 				if isTransient(b.errno) {
 					continue
 				}
@@ -125,14 +136,27 @@ func readLoop(conn *net.UDPConn, r batchReader, probe bool) error {
 			}
 			r.handle(b)
 			if b.n < len(b.bufs) {
-				return false
+				break
 			}
 		}
+		if eq != nil && (probed || eq.errorsQueued()) {
+			eq.readErrors(fd) // a sender took the error (see txRun.send)
+		}
+		return false
 	}
 	if err := rc.Read(fn); err != nil {
 		return err
 	}
 	return failed
+}
+
+// errorQueueReader is a batchReader whose socket queues ICMP errors (a relay
+// socket, with IP_RECVERR): readLoop has it read the error queue when recv
+// reports an error, or when errorsQueued says a sender took one. Never per
+// datagram.
+type errorQueueReader interface {
+	errorsQueued() bool
+	readErrors(fd uintptr)
 }
 
 // listenerSockets is how many SO_REUSEPORT sockets a UDP listener opens:

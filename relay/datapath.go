@@ -114,6 +114,10 @@ func (s *Server) relaySend(ft allocations.FiveTuple, pkt []byte, msg *stun.Messa
 		s.stats.drop(DropNoPermission)
 		return
 	}
+	if !s.dontFragmentOK(a, msg) {
+		s.stats.drop(DropMalformed) // RFC 8656 §11.2: as if DONT-FRAGMENT were unknown (dontfrag.go)
+		return
+	}
 	s.writeToPeer(a, data, peer, now, tx)
 }
 
@@ -129,7 +133,7 @@ func (s *Server) writeToPeer(a *allocations.Allocation, payload []byte, peer net
 		s.stats.drop(DropBandwidth)
 		return
 	}
-	tx.add(udpOut{conn: a.Conn, raw: a.Raw}, peer, &a.ToPeer, payload, len(payload))
+	tx.add(udpOut{conn: a.Conn, raw: a.Raw, errs: &a.ErrQueued}, peer, &a.ToPeer, payload, len(payload))
 }
 
 // relayFromPeers reads the allocation's relay socket until the allocation
@@ -168,6 +172,9 @@ type peerReader struct {
 	tx         *txRun     // pb's send run
 	// Frames staged in tx.buf for a TCP/TLS client.
 	staged, stagedFrames, stagedPayload int
+	// icmp reads the relay socket's error queue; made on the first ICMP
+	// error (icmp_linux.go).
+	icmp *icmpReader
 }
 
 // acquire borrows a receive batch and a send run from the server's cache.

@@ -66,6 +66,9 @@ func newDataPathFixture(tb testing.TB, transport allocations.Transport, opts ...
 	if err != nil {
 		tb.Fatal(err)
 	}
+	if err := prepareRelaySocket(mustOut(tb, conn), false); err != nil { // as Allocate does
+		tb.Fatal(err)
+	}
 	peer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		tb.Fatal(err)

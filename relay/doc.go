@@ -60,6 +60,12 @@
 //     a send that finds the buffer full drops the datagram and counts it
 //     (write_failed) instead of stalling the loop that serves every client.
 //
+//   - A relay socket has IP_RECVERR (IPV6_RECVERR), so ICMP errors from
+//     peers wait in its error queue (RFC 8656 §11.5, icmp_linux.go). The
+//     relay loop reads that queue only when recvmmsg reports the error, or
+//     a send on the socket did (the send is then made again): never per
+//     datagram.
+//
 // Runs keep each client's packet order: Send indications join the run like
 // ChannelData, and on TCP/TLS any other STUN message first flushes it.
 //

@@ -241,8 +241,10 @@ func (r *request) allocate(id auth.Identity) error {
 			return newError(stun.CodeAddrFamilyNotSupported, "Address Family not Supported")
 		}
 	}
-	// DONT-FRAGMENT is accepted: our relay sockets never fragment by
-	// themselves beyond what the kernel's path-MTU logic does.
+	dontFragment := proto.HasDontFragment(r.req) // dontfrag.go
+	if dontFragment && !dontFragmentSupported {
+		return errUnknownDontFragment()
+	}
 	lifetime := r.lifetime()
 	var (
 		conn     *net.UDPConn
@@ -268,6 +270,13 @@ func (r *request) allocate(id auth.Identity) error {
 		r.s.ports.Close(conn)
 		return err
 	}
+	if err := prepareRelaySocket(out, dontFragment); err != nil {
+		r.s.ports.Close(conn)
+		if c := r.s.reserved.take(reserved[:]); c != nil {
+			r.s.reserved.release(c)
+		}
+		return err
+	}
 	local := conn.LocalAddr().(*net.UDPAddr).AddrPort()
 	advertised := unmapAddrPort(local)
 	if ext := r.s.cfg.ExternalIP.Public(advertised.Addr()); ext.IsValid() {
@@ -285,6 +294,7 @@ func (r *request) allocate(id auth.Identity) error {
 		Created:       time.Now(),
 		TransactionID: r.req.TransactionID,
 	}
+	a.DontFragment.Store(dontFragment)
 	if err := r.s.table.Create(a, lifetime); err != nil {
 		r.s.ports.Close(conn)
 		if c := r.s.reserved.take(reserved[:]); c != nil {

@@ -187,8 +187,9 @@ func TestRFC8656ErrorCodes(t *testing.T) {
 	wantCode(t, "Refresh by another user", c.authed(stun.MethodRefresh), stun.CodeWrongCredentials)
 	c.user, c.pass = testUser, testPassword
 
-	// Channel numbers outside 0x4000-0x4FFF: 400.
-	for _, n := range []proto.ChannelNumber{0x3FFF, 0x5000, 0x0000, 0xFFFF} {
+	// Channel numbers outside 0x4000-0x4FFF: 400, also 0x5000-0x7FFF, RFC
+	// 5766's range that RFC 8656 §12 reserves.
+	for _, n := range []proto.ChannelNumber{0x3FFF, 0x5000, 0x7FFF, 0x0000, 0xFFFF} {
 		wantCode(t, "ChannelBind out of range", c.authed(stun.MethodChannelBind, n, peer), stun.CodeBadRequest)
 	}
 	wantCode(t, "ChannelBind", c.authed(stun.MethodChannelBind, proto.ChannelNumber(0x4000), peer), 0)

@@ -3,6 +3,7 @@ package relay
 import (
 	"fmt"
 	"net"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -11,6 +12,9 @@ import (
 type udpOut struct {
 	conn *net.UDPConn
 	raw  syscall.RawConn
+	// errs, for a relay socket, is its allocation's ErrQueued: set when a
+	// send reports an ICMP error waiting in the socket's error queue.
+	errs *atomic.Bool
 }
 
 // newUDPOut returns conn's udpOut.

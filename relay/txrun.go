@@ -87,7 +87,7 @@ func (t *txRun) flush() {
 	}
 	if t.count == 1 {
 		t.sendOne(t.out, t.to, t.ctr, t.first, t.payload)
-	} else if err := t.sender.send(t.out, t.buf[:t.size], gsoControl(t.oob[:], t.seg), t.to); err == nil {
+	} else if err := t.send(t.out, t.buf[:t.size], gsoControl(t.oob[:], t.seg), t.to); err == nil {
 		t.ctr.AddN(uint64(t.count), uint64(t.payload))
 	} else {
 		if gsoUnsupported(err) {
@@ -113,7 +113,7 @@ func (t *txRun) flush() {
 // ctr (if not nil); it reports whether the datagram went out (else it is
 // counted as dropped).
 func (t *txRun) sendOne(out udpOut, to netip.AddrPort, ctr *allocations.Counter, dgram []byte, payloadLen int) bool {
-	if err := t.sender.send(out, dgram, nil, to); err != nil {
+	if err := t.send(out, dgram, nil, to); err != nil {
 		t.s.stats.drop(DropWriteFailed)
 		return false
 	}
@@ -121,6 +121,22 @@ func (t *txRun) sendOne(out udpOut, to netip.AddrPort, ctr *allocations.Counter,
 		ctr.Add(payloadLen)
 	}
 	return true
+}
+
+// send is t.sender.send, made once more when the first attempt returned
+// only the relay socket's pending ICMP error: with IP_RECVERR, Linux fails
+// the first send after an ICMP error arrives with that error and sends
+// nothing (the error itself waits in the socket's error queue, which the
+// relay loop reads when out.errs says so; icmp_linux.go). Without the
+// second attempt the datagram would be lost, and an error of ICMP's
+// making (ENOPROTOOPT, EOPNOTSUPP) would read as a kernel without GSO.
+func (t *txRun) send(out udpOut, b, oob []byte, to netip.AddrPort) error {
+	err := t.sender.send(out, b, oob, to)
+	if err != nil && out.errs != nil && isICMPErrno(err) {
+		out.errs.Store(true)
+		err = t.sender.send(out, b, oob, to)
+	}
+	return err
 }
 
 // gsoUnsupported tells the errors of a kernel or device without UDP GSO

@@ -105,6 +105,10 @@ func seedMessages(t testing.TB) map[string][]byte {
 		"data_indication_v4":   dataIndicationSeed(peer4, []byte("hi")),
 		"data_indication_v6":   dataIndicationSeed(peer6, []byte("rtp!payload")),
 		"data_indication_zero": dataIndicationSeed(peer4, nil),
+		"icmp_indication_v4":   icmpIndicationSeed(peer4, ICMP{Type: 3, Code: 3}),
+		"icmp_indication_v6":   icmpIndicationSeed(peer6, ICMP{Type: 2, Data: 1280}),
+		"icmp_bad_length": build(t, typ(stun.MethodData, stun.ClassIndication),
+			xor(stun.AttrXORPeerAddress, peer4), rawAttr{AttrICMP, []byte{0, 0, 6, 3}}).Raw,
 	}
 	return msgs
 }
@@ -113,6 +117,10 @@ func dataIndicationSeed(peer netip.AddrPort, payload []byte) []byte {
 	buf := make([]byte, DataIndicationHeadroom+len(payload)+3)
 	copy(buf[DataIndicationHeadroom:], payload)
 	return bytes.Clone(PutDataIndication(buf, len(payload), peer, testTxID))
+}
+
+func icmpIndicationSeed(peer netip.AddrPort, icmp ICMP) []byte {
+	return bytes.Clone(PutICMPIndication(make([]byte, ICMPIndicationSize), peer, icmp, testTxID))
 }
 
 func channelDataSeed(number uint16, payload []byte, pad bool) []byte {
@@ -142,6 +150,7 @@ func seedCorpora(t testing.TB) map[string]map[string][]any {
 		"FuzzFramer":         {},
 		"FuzzClassify":       {},
 		"FuzzDataIndication": {},
+		"FuzzICMPIndication": {},
 	}
 	for name, m := range msgs {
 		c["FuzzSTUNMessage"][name] = []any{m}
@@ -190,6 +199,16 @@ func seedCorpora(t testing.TB) map[string]map[string][]any {
 		"v6_three_bytes": {[]byte("abc"), ip6, uint16(65535), testTxID[:5]},
 		"4in6_mapped":    {[]byte("mapped"), mapped, uint16(3478), testTxID[:]},
 		"no_address":     {[]byte("x"), []byte{1, 2}, uint16(1), []byte{}},
+	}
+	c["FuzzICMPIndication"] = map[string][]any{
+		"v4_port_unreachable": {ip4, uint16(49152), byte(3), uint16(3), []byte{0, 0, 0, 0}, testTxID[:]},
+		"v4_frag_needed_1400": {ip4, uint16(5004), byte(3), uint16(4), []byte{0, 0, 0x05, 0x78}, testTxID[:]},
+		"v6_packet_too_big":   {ip6, uint16(50000), byte(2), uint16(0), []byte{0, 0, 0x05, 0x00}, testTxID[:]},
+		"v6_port_unreachable": {ip6, uint16(1), byte(1), uint16(4), []byte{}, testTxID[:7]},
+		"largest_fields":      {ip4, uint16(65535), byte(MaxICMPType), uint16(MaxICMPCode), []byte{0xff, 0xff, 0xff, 0xff}, []byte{}},
+		"type_out_of_range":   {ip4, uint16(1), byte(128), uint16(0), []byte{}, []byte{}},
+		"code_out_of_range":   {ip6, uint16(1), byte(1), uint16(512), []byte{}, []byte{}},
+		"no_address":          {[]byte{1}, uint16(1), byte(3), uint16(3), []byte{}, []byte{}},
 	}
 	return c
 }

@@ -94,6 +94,10 @@ func FuzzSTUNMessage(f *testing.F) {
 		if d.GetFrom(m) == nil && len(d) > len(data) {
 			t.Fatalf("DATA of %d bytes from a %d-byte message", len(d), len(data))
 		}
+		var icmp ICMP
+		if icmp.GetFrom(m) == nil {
+			roundTrip(t, icmp, new(ICMP))
+		}
 	})
 }
 
@@ -266,6 +270,53 @@ func FuzzDataIndication(f *testing.F) {
 		var d Data
 		if err := d.GetFrom(m); err != nil || !bytes.Equal(d, payload) {
 			t.Fatalf("DATA %x, %v; want %x", d, err, payload)
+		}
+	})
+}
+
+// FuzzICMPIndication builds Data indications reporting ICMP errors
+// (RFC 8656 §11.5) from arbitrary peers, types, codes and error data, and
+// decodes them back with pion and ICMP.GetFrom.
+func FuzzICMPIndication(f *testing.F) {
+	f.Fuzz(func(t *testing.T, ip []byte, port uint16, typ byte, code uint16, errData []byte, tx []byte) {
+		var addr netip.Addr
+		switch {
+		case len(ip) >= 16:
+			addr = netip.AddrFrom16([16]byte(ip))
+		case len(ip) >= 4:
+			addr = netip.AddrFrom4([4]byte(ip))
+		}
+		var txID [12]byte
+		copy(txID[:], tx)
+		var d [4]byte
+		copy(d[:], errData)
+		icmp := ICMP{Type: typ, Code: code, Data: binary.BigEndian.Uint32(d[:])}
+		peer := netip.AddrPortFrom(addr, port)
+
+		buf := bytes.Repeat([]byte{0xAA}, ICMPIndicationSize)
+		frame := PutICMPIndication(buf, peer, icmp, txID)
+		if !addr.IsValid() || typ > MaxICMPType || code > MaxICMPCode {
+			if frame != nil {
+				t.Fatal("frame built from invalid input")
+			}
+			return
+		}
+		m := &stun.Message{Raw: frame}
+		if err := m.Decode(); err != nil {
+			t.Fatalf("pion Decode: %v", err)
+		}
+		if m.Type != stun.NewType(stun.MethodData, stun.ClassIndication) || m.TransactionID != txID || len(frame)%4 != 0 {
+			t.Fatalf("header: %v %x, %d bytes", m.Type, m.TransactionID, len(frame))
+		}
+		if got, err := GetXORAddress(m, stun.AttrXORPeerAddress); err != nil || got.Addr() != addr.Unmap() || got.Port() != port {
+			t.Fatalf("peer %v, %v; want %v", got, err, peer)
+		}
+		var back ICMP
+		if err := back.GetFrom(m); err != nil || back != icmp {
+			t.Fatalf("ICMP %+v, %v; want %+v", back, err, icmp)
+		}
+		if m.Contains(stun.AttrData) || len(m.Attributes) != 2 {
+			t.Fatalf("attributes %v, want XOR-PEER-ADDRESS and ICMP only", m.Attributes)
 		}
 	})
 }
