@@ -346,7 +346,8 @@ func (r *request) refresh(id auth.Identity) error {
 	return nil
 }
 
-// checkPeer applies RFC 8656 §9.1/§12.1 family matching and the peer policy.
+// checkPeer applies RFC 8656 §9.1/§12.1 family matching, the peer policy
+// and the own-address rule (self.go).
 func (r *request) checkPeer(a *allocations.Allocation, peer netip.AddrPort) error {
 	if peer.Addr().Is4() != a.Relayed.Addr().Is4() {
 		return newError(stun.CodePeerAddrFamilyMismatch, "Peer Address Family Mismatch")
@@ -354,6 +355,10 @@ func (r *request) checkPeer(a *allocations.Allocation, peer netip.AddrPort) erro
 	if !r.s.policy().Allowed(peer.Addr()) {
 		r.s.log.Info("peer denied by policy", "user", a.Username, "peer", peer.Addr().String())
 		return newError(stun.CodeForbidden, "Forbidden: relaying to this peer address is not allowed")
+	}
+	if r.s.own.Load().denies(peer) { // self.go: own addresses, relay ports only
+		r.s.log.Info("peer denied: the server's own address outside the relay ports", "user", a.Username, "peer", peer.String())
+		return newError(stun.CodeForbidden, "Forbidden: relaying to this server's own address is allowed only to relay ports")
 	}
 	return nil
 }

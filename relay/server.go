@@ -51,6 +51,9 @@ type Server struct {
 	cert      atomic.Pointer[tls.Certificate] // served when ACME has none
 	curAuth   atomic.Pointer[auth.Authenticator]
 	curPolicy atomic.Pointer[auth.PeerPolicy]
+	// own is the server's own addresses (self.go), set by Start before
+	// anything is served; nil (nothing is own) before.
+	own atomic.Pointer[ownAddrs]
 	// acme manages the certificate when Config.ACME is set (acme.go).
 	acme atomic.Pointer[acmeManager]
 
@@ -237,6 +240,8 @@ func (s *Server) Start(ctx context.Context) error {
 	if err := s.startACME(); err != nil {
 		return fail(err)
 	}
+
+	s.own.Store(s.buildOwnAddrs())
 
 	for range 2 * runtime.GOMAXPROCS(0) {
 		s.workers.Go(s.requestWorker)
