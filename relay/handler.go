@@ -18,6 +18,10 @@ func (s *Server) handleRequest(req, resp *stun.Message, ft allocations.FiveTuple
 	if req.Type.Class != stun.ClassRequest {
 		return // responses and unknown indications are not ours to answer
 	}
+	if !fingerprintOK(req) { // RFC 8489 §7.3: silently discarded (fingerprint.go)
+		s.stats.drop(DropMalformed)
+		return
+	}
 	s.stats.request(req.Type.Method)
 	r := request{s: s, req: req, resp: resp, ft: ft, sink: sink, relayIP: relayIP}
 	if req.Type.Method == stun.MethodBinding {
