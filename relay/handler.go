@@ -252,7 +252,7 @@ func (r *request) allocate(id auth.Identity) error {
 			return newError(stun.CodeInsufficientCapacity, "Insufficient Capacity: unknown or expired reservation token")
 		}
 	case hasEvenPort && evenPort.ReservePort:
-		conn, reserved, err = r.s.reserved.listenEvenPair(relayIP)
+		conn, reserved, err = r.s.reserved.listenEvenPair(relayIP, id.User, r.ft.Client.Addr())
 	default:
 		conn, err = r.s.listenRelay(relayIP, hasEvenPort)
 	}

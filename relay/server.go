@@ -136,7 +136,6 @@ func New(cfg Config) (*Server, error) {
 		epoch:       time.Now(),
 	}
 	s.peerBatches = newBatchCache()
-	s.reserved = newReservations(s.ports)
 	s.curAuth.Store(cfg.Auth)
 	s.curPolicy.Store(cfg.Policy)
 	s.table = allocations.NewTable(allocations.Config{
@@ -149,6 +148,7 @@ func New(cfg Config) (*Server, error) {
 		Ports:               s.ports,
 		OnRemove:            s.onRemove,
 	})
+	s.reserved = newReservations(s.ports, s.table)
 	return s, nil
 }
 
