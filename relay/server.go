@@ -82,6 +82,7 @@ type Server struct {
 	conns      map[net.Conn]connInfo
 	connsPerIP map[netip.Addr]int
 	clients    int  // accepted client connections, for MaxConns
+	webConns   int  // client connections forwarded to the web backend, for WebConfig.MaxConns
 	stopped    bool // shutdown has begun: refuse new conns
 }
 
@@ -114,6 +115,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.Web.IdleTimeout <= 0 {
+		cfg.Web.IdleTimeout = DefaultWebIdleTimeout
+	}
+	if cfg.Web.MaxConns == 0 {
+		cfg.Web.MaxConns = DefaultWebMaxConns
 	}
 	if cfg.Software == "" {
 		cfg.Software = "postern"
@@ -322,6 +329,7 @@ func (s *Server) trackConn(c net.Conn) bool {
 // connInfo is what a tracked connection counts against.
 type connInfo struct {
 	client bool       // an accepted client: counts against MaxConns
+	web    bool       // an accepted client forwarded to the web backend: counts against WebConfig.MaxConns
 	ip     netip.Addr // counts against MaxConnsPerIP when valid
 }
 
@@ -367,6 +375,9 @@ func (s *Server) untrackConn(c net.Conn) {
 	delete(s.conns, c)
 	if info.client {
 		s.clients--
+	}
+	if info.web {
+		s.webConns--
 	}
 	if ip := info.ip; ip.IsValid() {
 		if s.connsPerIP[ip]--; s.connsPerIP[ip] <= 0 {
