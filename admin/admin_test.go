@@ -438,7 +438,7 @@ func TestSessionsAPI(t *testing.T) {
 	if s.LifetimeLeftSeconds <= 0 || s.LifetimeLeftSeconds > 600 || s.AgeSeconds < 0 || s.AgeSeconds > 60 {
 		t.Errorf("age %d s, lifetime left %d s", s.AgeSeconds, s.LifetimeLeftSeconds)
 	}
-	if len(s.Permissions) != 1 || s.Permissions[0].Peer != "127.0.0.1" ||
+	if len(s.Permissions) != 1 || s.Permissions[0].Peer != turntest.PeerIP ||
 		len(s.Channels) != 1 || s.Channels[0].Peer != peer.LocalAddr().String() || s.Channels[0].Number < 0x4000 {
 		t.Errorf("permissions %+v channels %+v", s.Permissions, s.Channels)
 	}

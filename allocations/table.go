@@ -131,6 +131,7 @@ type Table struct {
 	users   map[string]int
 	ips     map[netip.Addr]int
 	bw      map[string]*Limits // per-user bandwidth limiters, while the user holds allocations
+	holds   holdCounts         // reservations counted against the quotas (hold.go)
 	closed  bool
 	lastID  uint64
 }
@@ -206,11 +207,11 @@ func (t *Table) Create(a *Allocation, lifetime time.Duration) error {
 		return fmt.Errorf("allocations: create %v: %w", ft, ErrExists)
 	case a.Relayed.IsValid() && t.relayed[a.Relayed] != nil:
 		return fmt.Errorf("allocations: create %v: relayed address %v in use: %w", ft, a.Relayed, ErrExists)
-	case t.cfg.UserQuota > 0 && t.users[a.User] >= t.cfg.UserQuota:
+	case t.cfg.UserQuota > 0 && t.users[a.User]+t.holds.users[a.User] >= t.cfg.UserQuota:
 		return fmt.Errorf("allocations: create %v: user %q holds %d of %d: %w", ft, a.User, t.users[a.User], t.cfg.UserQuota, ErrQuota)
-	case t.cfg.IPQuota > 0 && t.ips[ft.Client.Addr()] >= t.cfg.IPQuota:
+	case t.cfg.IPQuota > 0 && t.ips[ft.Client.Addr()]+t.holds.ips[ft.Client.Addr().Unmap()] >= t.cfg.IPQuota:
 		return fmt.Errorf("allocations: create %v: address %v holds %d of %d: %w", ft, ft.Client.Addr(), t.ips[ft.Client.Addr()], t.cfg.IPQuota, ErrQuota)
-	case t.cfg.TotalQuota > 0 && int(t.count.Load()) >= t.cfg.TotalQuota:
+	case t.cfg.TotalQuota > 0 && int(t.count.Load())+t.holds.total >= t.cfg.TotalQuota:
 		return fmt.Errorf("allocations: create %v: the server holds %d of %d allocations: %w", ft, t.count.Load(), t.cfg.TotalQuota, ErrCapacity)
 	}
 

@@ -44,7 +44,10 @@ func newBatchFixture(t testing.TB) *batchFixture {
 		Auth:              au,
 		Policy:            auth.NewPeerPolicy([]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, nil),
 		RelayIP:           netip.MustParseAddr("127.0.0.1"),
-		Logger:            slog.New(slog.NewTextHandler(io.Discard, nil)),
+		// The peer is on 127.0.0.1, an own address: at an ephemeral port,
+		// which the own-address rule (self.go) allows inside the relay range.
+		RelayPorts: allocations.PortRange{Low: 32768, High: 65535},
+		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -125,8 +125,7 @@ func (s *Server) relaySend(ft allocations.FiveTuple, pkt []byte, msg *stun.Messa
 // policy (which may have been reloaded since the permission was made) still
 // allows the peer and the bandwidth limits have room, as part of tx's run.
 func (s *Server) writeToPeer(a *allocations.Allocation, payload []byte, peer netip.AddrPort, now time.Time, tx *txRun) {
-	if !s.policy().Allowed(peer.Addr()) {
-		s.stats.drop(DropPolicy)
+	if !s.allowPeer(peer) { // policy and own addresses (self.go)
 		return
 	}
 	if !a.AllowToPeer(len(payload), s.mono(now)) {
@@ -211,6 +210,8 @@ func (p *peerReader) forward(b *rxBatch) {
 		switch {
 		case !permitted:
 			s.stats.drop(DropNoPermission) // RFC 8656 §11.3: silently discarded
+			continue
+		case !s.allowPeer(from): // a reload may have denied the peer since its permission
 			continue
 		case !bound && n > proto.MaxDataIndicationPayload:
 			s.stats.drop(DropTooLarge) // no Data indication holds it

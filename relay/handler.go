@@ -18,6 +18,10 @@ func (s *Server) handleRequest(req, resp *stun.Message, ft allocations.FiveTuple
 	if req.Type.Class != stun.ClassRequest {
 		return // responses and unknown indications are not ours to answer
 	}
+	if !fingerprintOK(req) { // RFC 8489 §7.3: silently discarded (fingerprint.go)
+		s.stats.drop(DropMalformed)
+		return
+	}
 	s.stats.request(req.Type.Method)
 	r := request{s: s, req: req, resp: resp, ft: ft, sink: sink, relayIP: relayIP}
 	if req.Type.Method == stun.MethodBinding {
@@ -258,7 +262,7 @@ func (r *request) allocate(id auth.Identity) error {
 			return newError(stun.CodeInsufficientCapacity, "Insufficient Capacity: unknown or expired reservation token")
 		}
 	case hasEvenPort && evenPort.ReservePort:
-		conn, reserved, err = r.s.reserved.listenEvenPair(relayIP)
+		conn, reserved, err = r.s.reserved.listenEvenPair(relayIP, id.User, r.ft.Client.Addr())
 	default:
 		conn, err = r.s.listenRelay(relayIP, hasEvenPort)
 	}
@@ -364,7 +368,8 @@ func (r *request) refresh(id auth.Identity) error {
 	return nil
 }
 
-// checkPeer applies RFC 8656 §9.1/§12.1 family matching and the peer policy.
+// checkPeer applies RFC 8656 §9.1/§12.1 family matching, the peer policy
+// and the own-address rule (self.go).
 func (r *request) checkPeer(a *allocations.Allocation, peer netip.AddrPort) error {
 	if peer.Addr().Is4() != a.Relayed.Addr().Is4() {
 		return newError(stun.CodePeerAddrFamilyMismatch, "Peer Address Family Mismatch")
@@ -372,6 +377,10 @@ func (r *request) checkPeer(a *allocations.Allocation, peer netip.AddrPort) erro
 	if !r.s.policy().Allowed(peer.Addr()) {
 		r.s.log.Info("peer denied by policy", "user", a.Username, "peer", peer.Addr().String())
 		return newError(stun.CodeForbidden, "Forbidden: relaying to this peer address is not allowed")
+	}
+	if r.s.own.Load().denies(peer) { // self.go: own addresses, relay ports only
+		r.s.log.Info("peer denied: the server's own address outside the relay ports", "user", a.Username, "peer", peer.String())
+		return newError(stun.CodeForbidden, "Forbidden: relaying to this server's own address is allowed only to relay ports")
 	}
 	return nil
 }

@@ -51,6 +51,9 @@ type Server struct {
 	cert      atomic.Pointer[tls.Certificate] // served when ACME has none
 	curAuth   atomic.Pointer[auth.Authenticator]
 	curPolicy atomic.Pointer[auth.PeerPolicy]
+	// own is the server's own addresses (self.go), set by Start before
+	// anything is served; nil (nothing is own) before.
+	own atomic.Pointer[ownAddrs]
 	// acme manages the certificate when Config.ACME is set (acme.go).
 	acme atomic.Pointer[acmeManager]
 
@@ -82,6 +85,7 @@ type Server struct {
 	conns      map[net.Conn]connInfo
 	connsPerIP map[netip.Addr]int
 	clients    int  // accepted client connections, for MaxConns
+	webConns   int  // client connections forwarded to the web backend, for WebConfig.MaxConns
 	stopped    bool // shutdown has begun: refuse new conns
 }
 
@@ -115,6 +119,12 @@ func New(cfg Config) (*Server, error) {
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
 	}
+	if cfg.Web.IdleTimeout <= 0 {
+		cfg.Web.IdleTimeout = DefaultWebIdleTimeout
+	}
+	if cfg.Web.MaxConns == 0 {
+		cfg.Web.MaxConns = DefaultWebMaxConns
+	}
 	if cfg.Software == "" {
 		cfg.Software = "postern"
 	}
@@ -136,7 +146,6 @@ func New(cfg Config) (*Server, error) {
 		epoch:       time.Now(),
 	}
 	s.peerBatches = newBatchCache()
-	s.reserved = newReservations(s.ports)
 	s.curAuth.Store(cfg.Auth)
 	s.curPolicy.Store(cfg.Policy)
 	s.table = allocations.NewTable(allocations.Config{
@@ -149,6 +158,7 @@ func New(cfg Config) (*Server, error) {
 		Ports:               s.ports,
 		OnRemove:            s.onRemove,
 	})
+	s.reserved = newReservations(s.ports, s.table)
 	return s, nil
 }
 
@@ -241,6 +251,8 @@ func (s *Server) Start(ctx context.Context) error {
 		return fail(err)
 	}
 
+	s.own.Store(s.buildOwnAddrs())
+
 	for range 2 * runtime.GOMAXPROCS(0) {
 		s.workers.Go(s.requestWorker)
 	}
@@ -320,6 +332,7 @@ func (s *Server) trackConn(c net.Conn) bool {
 // connInfo is what a tracked connection counts against.
 type connInfo struct {
 	client bool       // an accepted client: counts against MaxConns
+	web    bool       // an accepted client forwarded to the web backend: counts against WebConfig.MaxConns
 	ip     netip.Addr // counts against MaxConnsPerIP when valid
 }
 
@@ -365,6 +378,9 @@ func (s *Server) untrackConn(c net.Conn) {
 	delete(s.conns, c)
 	if info.client {
 		s.clients--
+	}
+	if info.web {
+		s.webConns--
 	}
 	if ip := info.ip; ip.IsValid() {
 		if s.connsPerIP[ip]--; s.connsPerIP[ip] <= 0 {

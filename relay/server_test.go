@@ -58,6 +58,10 @@ func newAuth(t testing.TB, nonceLifetime time.Duration) *auth.Authenticator {
 	return a
 }
 
+// testRelayPorts is the relay range of test servers: Linux's ephemeral
+// ports and the default range.
+var testRelayPorts = allocations.PortRange{Low: 32768, High: 65535}
+
 func loopbackPolicy() *auth.PeerPolicy {
 	return auth.NewPeerPolicy([]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, nil)
 }
@@ -75,8 +79,13 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 		Auth:              newAuth(t, 0),
 		Policy:            loopbackPolicy(),
 		RelayIP:           netip.MustParseAddr("127.0.0.1"),
-		Logger:            slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Software:          "postern-test",
+		// Test peers are sockets on 127.0.0.1, one of the server's own
+		// addresses, at ephemeral ports (32768-60999 on Linux): the
+		// own-address rule (relay/self.go) lets them through only inside
+		// the relay range, so the range covers the ephemeral ports.
+		RelayPorts: testRelayPorts,
+		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Software:   "postern-test",
 	}
 	for _, o := range opts {
 		o(&cfg)

@@ -31,10 +31,11 @@ const (
 	DropRateLimited                    // an unauthenticated client's answer over its rate limit
 	DropBandwidth                      // over the allocation's or user's bandwidth limit
 	DropConnLimit                      // a TCP/TLS connection over max_conns or max_conns_per_ip
+	DropOwnAddress                     // to one of the server's own addresses outside the relay ports (self.go)
 	numDropReasons
 )
 
-var dropNames = [numDropReasons]string{"no_allocation", "no_permission", "policy", "malformed", "too_large", "overload", "write_failed", "rate_limited", "bandwidth", "conn_limit"}
+var dropNames = [numDropReasons]string{"no_allocation", "no_permission", "policy", "malformed", "too_large", "overload", "write_failed", "rate_limited", "bandwidth", "conn_limit", "own_address"}
 
 // String returns the reason as a metric label value.
 func (r DropReason) String() string {

@@ -23,9 +23,23 @@ const (
 	// streamWriteTimeout bounds one write to a TCP/TLS client: a client that
 	// does not read loses media instead of stalling the relay loop.
 	streamWriteTimeout = 2 * time.Second
-	// streamBufSize holds the largest STUN or ChannelData frame, so the
-	// framer can use a reader of this size as it is.
+	// streamBufSize holds the largest STUN or ChannelData frame: what a
+	// connection's buffer grows to when a frame needs it (proto.Framer).
 	streamBufSize = proto.FramerBufferSize
+	// sniffBufSize is a connection's buffer from accept on: it holds a
+	// PROXY header, a usual ClientHello and every STUN request, and, reused
+	// under TLS, the frames of a connection that has not allocated. 10 000
+	// idle connections hold 40 MiB of it instead of 640 MiB.
+	sniffBufSize = proto.FramerInitialSize
+	// helloBufSize holds the largest ClientHello peekClientHello inspects
+	// (in up to maxHelloRecords records): the sniff buffer grows to it
+	// only for a ClientHello larger than sniffBufSize.
+	helloBufSize = handshakeHeaderLen + maxClientHello + maxHelloRecords*recordHeaderLen
+	// preAllocMaxFrame bounds the frames of a connection that has not
+	// allocated: every STUN request fits (RFC 8489 caps USERNAME at 513
+	// bytes and REALM, NONCE and SOFTWARE at 763 each), so before
+	// authenticating nobody makes the buffer grow to 64 KiB.
+	preAllocMaxFrame = sniffBufSize
 )
 
 // streamListener is one bound TCP, TLS or tcp+tls listener.
@@ -222,7 +236,7 @@ func (l *streamListener) serve() {
 // served here, the web backend, or the built-in page. Every wait before
 // the connection is established is bounded by Config.HandshakeTimeout.
 func (l *streamListener) handle(c net.Conn) {
-	br := bufio.NewReaderSize(c, streamBufSize)
+	br := bufio.NewReaderSize(c, sniffBufSize)
 	_ = c.SetReadDeadline(time.Now().Add(l.s.cfg.HandshakeTimeout))
 	client, err := l.s.proxyClient(br, tcpAddrPort(c.RemoteAddr()))
 	if err != nil {
@@ -247,7 +261,14 @@ func (l *streamListener) handle(c net.Conn) {
 	switch {
 	case l.kind == TLS || l.kind == TCPTLS && proto.Classify(first[0]) == proto.KindTLS:
 		rt := routeTURN
-		if hello, err := peekClientHello(br); err == nil {
+		hello, err := peekClientHello(br)
+		if errors.Is(err, errHelloTooBig) && br.Size() < helloBufSize {
+			// A ClientHello larger than the sniff buffer (rare): grow
+			// it; the new reader starts with what the old one holds.
+			br = bufio.NewReaderSize(br, helloBufSize)
+			hello, err = peekClientHello(br)
+		}
+		if err == nil {
 			rt = l.web.routeTLS(hello)
 		} else {
 			// crypto/tls will judge it; a hello we cannot inspect is
@@ -272,6 +293,15 @@ func (l *streamListener) handle(c net.Conn) {
 			return
 		}
 		conn, r, transport = tc, tc, allocations.TLS
+		if br.Buffered() == 0 {
+			// The handshake consumed what was sniffed: the sniff buffer
+			// becomes the TLS stream's, instead of a second one. pc must
+			// stop reading through br first, or reads of br would loop
+			// through the tls.Conn back into br.
+			pc.r = nil
+			br.Reset(tc)
+			r = br
+		}
 	case l.kind == TCPTLS && isHTTPStart(first[0]):
 		if l.s.cfg.Web.Backend != "" {
 			l.forward(c, br, client, l.local)
@@ -301,8 +331,13 @@ func (l *streamListener) handshake(c net.Conn) (*tls.Conn, error) {
 // allocation made over the connection ends with it (RFC 8656 §3.1).
 func (s *Server) serveStream(sink *streamSink, r io.Reader, ft allocations.FiveTuple, relayIP netip.Addr) {
 	conn := sink.conn
-	br := bufio.NewReaderSize(r, streamBufSize)
-	framer := proto.NewFramer(br)
+	// The framer reads through r as it is when it is the connection's
+	// sniff buffer (no byte lost, no second buffer), and grows its buffer
+	// only for a frame that needs it.
+	framer := proto.NewFramer(r)
+	// Until the connection allocates, its frames are small (STUN
+	// requests): a larger one closes it instead of growing the buffer.
+	framer.SetMaxFrame(preAllocMaxFrame)
 	var req, resp, send stun.Message
 	defer s.table.Delete(ft)
 	runs := streamRuns{s: s}
@@ -317,12 +352,13 @@ func (s *Server) serveStream(sink *streamSink, r io.Reader, ft allocations.FiveT
 			// what HTTP methods (GET is 0x47) look like by first byte
 			// (RFC 7983). Close at once instead of waiting for a frame
 			// length that was never one.
-			first, err := br.Peek(1)
+			first, err := framer.Peek(1)
 			if err == nil && proto.Classify(first[0]) == proto.KindChannelData {
 				if allocated = s.table.Get(ft) != nil; !allocated {
 					s.log.Debug("closing connection: ChannelData before any allocation", "client", ft.Client.String())
 					return
 				}
+				framer.SetMaxFrame(0)
 			}
 		}
 		frame, kind, err := framer.Next()
@@ -364,6 +400,7 @@ func (s *Server) serveStream(sink *streamSink, r io.Reader, ft allocations.FiveT
 			if !allocated && s.table.Get(ft) != nil {
 				allocated = true
 				_ = conn.SetReadDeadline(time.Time{}) // the allocation's lifetime governs now
+				framer.SetMaxFrame(0)                 // media frames up to 64 KiB from now on
 			}
 		}
 	}

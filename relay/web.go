@@ -3,12 +3,15 @@ package relay
 import (
 	"bufio"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/pires/go-proxyproto"
@@ -31,7 +34,25 @@ type WebConfig struct {
 	// client asking for another name goes to the backend. Empty: every name
 	// is a TURN name (or, with ACME, the ACME domains are).
 	TURNHosts []string
+	// IdleTimeout closes a forwarded connection when no byte has passed
+	// either way for this long (DefaultWebIdleTimeout when zero).
+	IdleTimeout time.Duration
+	// MaxConns caps forwarded connections: they count against it instead
+	// of Config.MaxConns once routed to the backend, so web clients can
+	// never lock TURN clients out (DefaultWebMaxConns when zero; negative:
+	// no cap).
+	MaxConns int
 }
+
+// Defaults of WebConfig.
+const (
+	// DefaultWebIdleTimeout outlasts the keep-alive of common web servers
+	// (nginx: 75 s), which close idle connections themselves.
+	DefaultWebIdleTimeout = 2 * time.Minute
+	// DefaultWebMaxConns: forwarded connections hold about 40 KiB each
+	// (two 16 KiB copy buffers, two goroutines), 40 MiB for 1024.
+	DefaultWebMaxConns = 1024
+)
 
 // Timeouts of the web side of a shared port.
 const (
@@ -43,6 +64,12 @@ const (
 	lingerTimeout = time.Second
 	// maxPageRequest bounds the request headers read before answering.
 	maxPageRequest = 16 << 10
+	// passthroughLinger is how long a forwarded connection stays once one
+	// side has finished (or the idle timeout, if shorter), renewed by the
+	// bytes the other side still sends; then both are closed.
+	passthroughLinger = 5 * time.Second
+	// passthroughBufSize is the copy buffer of each direction.
+	passthroughBufSize = 16 << 10
 )
 
 // ValidateBackend checks a web backend address, for configuration errors
@@ -66,6 +93,11 @@ func ValidateBackend(addr string) error {
 // (a peeked ClientHello or request line); it is sent first, unchanged.
 // client and local are the addresses the PROXY header carries.
 func (l *streamListener) forward(c net.Conn, br *bufio.Reader, client, local netip.AddrPort) {
+	if err := l.s.admitPassthrough(c); err != nil {
+		l.s.stats.drop(DropConnLimit)
+		l.s.log.Debug("web connection refused", "client", client.String(), "err", err)
+		return
+	}
 	d := net.Dialer{Timeout: backendDialTimeout}
 	b, err := d.Dial("tcp", l.s.cfg.Web.Backend)
 	if err != nil {
@@ -96,29 +128,82 @@ func (l *streamListener) forward(c net.Conn, br *bufio.Reader, client, local net
 			return
 		}
 	}
-	_ = c.SetReadDeadline(time.Time{})
 	l.s.log.Debug("forwarding to web backend", "client", client.String(), "backend", l.s.cfg.Web.Backend)
+	p := newPassthrough(l.s.cfg.Web.IdleTimeout)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		pipe(b, c)
+		p.pipe(b, c)
 	}()
-	pipe(c, b)
+	p.pipe(c, b)
 	<-done
 }
 
-// pipe copies src to dst. At src's EOF it half-closes dst, so the other
-// direction can finish; on an error it closes both, which ends the other
-// direction too.
-func pipe(dst, src net.Conn) {
-	_, err := io.Copy(dst, src)
-	if err == nil {
+// passthrough is one forwarded connection's two directions. Neither may
+// hold its slot forever: the connection is closed when no byte has passed
+// either way for idle, and once one side has finished (EOF: the other is
+// half-closed so it can finish too), the other gets linger, renewed by
+// its traffic, before both are closed.
+type passthrough struct {
+	idle, linger time.Duration
+	last         atomic.Int64 // unix nanoseconds of the last byte either way
+	ended        atomic.Bool  // one direction has finished
+}
+
+func newPassthrough(idle time.Duration) *passthrough {
+	p := &passthrough{idle: idle, linger: min(passthroughLinger, idle)}
+	p.last.Store(time.Now().UnixNano())
+	return p
+}
+
+// limit is how long a read may wait now.
+func (p *passthrough) limit() time.Duration {
+	if p.ended.Load() {
+		return p.linger
+	}
+	return p.idle
+}
+
+// pipe copies src to dst. At src's EOF it half-closes dst and shortens
+// the other direction's wait (which reads dst) to linger; on an error or
+// a timeout it closes both, which ends the other direction too.
+func (p *passthrough) pipe(dst, src net.Conn) {
+	if err := p.copy(dst, src); err == nil {
 		if cw, ok := dst.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+			p.ended.Store(true)
+			_ = dst.SetReadDeadline(time.Now().Add(p.linger))
 			return
 		}
 	}
 	_ = dst.Close()
 	_ = src.Close()
+}
+
+// copy copies src to dst until src's EOF (nil) or an error. A read that
+// times out ends it only if the other direction has been idle as long.
+func (p *passthrough) copy(dst, src net.Conn) error {
+	buf := make([]byte, passthroughBufSize)
+	for {
+		limit := p.limit()
+		_ = src.SetReadDeadline(time.Now().Add(limit))
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.last.Store(time.Now().UnixNano())
+			_ = dst.SetWriteDeadline(time.Now().Add(p.idle))
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return werr
+			}
+		}
+		switch {
+		case err == nil:
+		case errors.Is(err, io.EOF):
+			return nil
+		case errors.Is(err, os.ErrDeadlineExceeded) && time.Since(time.Unix(0, p.last.Load())) < p.limit():
+			// The other direction carried bytes meanwhile: not idle.
+		default:
+			return err
+		}
+	}
 }
 
 // pageBody is what the built-in page says.
@@ -198,4 +283,30 @@ func (s *Server) webRouter() *webRouter {
 		}
 	}
 	return w
+}
+
+// admitPassthrough moves client connection c, routed to the web backend,
+// from Config.MaxConns to WebConfig.MaxConns (it stays counted against
+// MaxConnsPerIP), or returns errConnLimit when the web cap is reached and
+// the caller closes it.
+func (s *Server) admitPassthrough(c net.Conn) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	info, ok := s.conns[c]
+	switch {
+	case !ok:
+		return net.ErrClosed
+	case info.web:
+		return nil
+	case s.cfg.Web.MaxConns > 0 && s.webConns >= s.cfg.Web.MaxConns:
+		return fmt.Errorf("%w: %d web connections (web.max_conns)", errConnLimit, s.webConns)
+	}
+	if info.client {
+		info.client = false
+		s.clients--
+	}
+	info.web = true
+	s.webConns++
+	s.conns[c] = info
+	return nil
 }

@@ -128,7 +128,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&cfg.cleanup, "cleanup", true, "relay mode: delete the allocations at the end (Refresh lifetime 0)")
 	fs.BoolVar(&cfg.insecure, "insecure", false, "TLS: do not verify the server certificate (self-signed test servers)")
 	fs.StringVar(&cfg.serverName, "servername", "", "TLS: server name to verify (default: the host of -server)")
-	fs.StringVar(&peerIP, "peer-ip", "127.0.0.1", "address the peers bind (the server must allow relaying to it)")
+	fs.StringVar(&peerIP, "peer-ip", "127.0.0.2", "address the peers bind (the server must allow relaying to it; not the server's own address, where Postern relays only to relay ports)")
 	fs.IntVar(&cfg.sources, "sources", 254, "setup and idle modes against a loopback server: spread new clients over this many source addresses 127.0.1.1, 127.0.1.2, ... (as a real server sees many client addresses; a 5-tuple reused within seconds can meet the server's memory of the last allocation)")
 	fs.StringVar(&pid, "pid", "", "server process id: report its CPU seconds (per million packets) and memory from /proc")
 	fs.BoolVar(&cfg.json, "json", false, "print the result as one JSON object")

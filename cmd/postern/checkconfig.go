@@ -126,6 +126,7 @@ func checkConfig(path string) configReport {
 		cleared[key] = true
 	}
 	r.warnings = append(r.warnings, permissionWarnings(path, c)...)
+	r.warnings = append(r.warnings, allowPeerWarnings(c.Relay.AllowPeers)...)
 	if c.TLS.Cert != "" && c.TLS.Key != "" {
 		host, _ := parseICEHost(c.ICEServers.Host)
 		warns, err := checkCertificate(c.TLS.Cert, c.TLS.Key, host)

@@ -205,3 +205,38 @@ k = 1
 		}
 	}
 }
+
+// TestCheckConfigAllowPeerWarnings: allow_peers entries that cover the
+// IPv6 forms carrying IPv4 addresses (6to4, NAT64, IPv4-compatible) are
+// warned about, since they re-open the IPv4 ranges denied by default;
+// ordinary ranges are not.
+func TestCheckConfigAllowPeerWarnings(t *testing.T) {
+	for _, tc := range []struct {
+		prefix string
+		want   string // in the warning; "" for none
+	}{
+		{"::/0", "6to4 (2002::/16"},
+		{"2000::/3", "6to4 (2002::/16"},
+		{"2002:7f00::/24", "6to4 (2002::/16"},
+		{"64:ff9b::/96", "NAT64 (64:ff9b::/96"},
+		{"64:ff9b::/32", "NAT64 (64:ff9b::/96"},
+		{"::/64", "IPv4-compatible"},
+		{"10.0.0.0/8", ""},
+		{"2001:4860::/32", ""},
+		{"2600::/12", ""},
+		{"::ffff:10.0.0.0/104", ""},
+	} {
+		path := writeFile(t, "c.toml", "[auth]\nsecrets = [\"s\"]\n[relay]\nallow_peers = [\""+tc.prefix+"\"]\n")
+		_, errOut, err := runCmd(t, "", "check-config", path)
+		if err != nil {
+			t.Fatalf("%s: err = %v; stderr:\n%s", tc.prefix, err, errOut)
+		}
+		warned := strings.Contains(errOut, "relay.allow_peers "+tc.prefix+" covers")
+		switch {
+		case tc.want == "" && warned:
+			t.Errorf("%s: unexpected warning:\n%s", tc.prefix, errOut)
+		case tc.want != "" && (!warned || !strings.Contains(errOut, tc.want)):
+			t.Errorf("%s: no warning naming %q:\n%s", tc.prefix, tc.want, errOut)
+		}
+	}
+}

@@ -186,6 +186,7 @@ key = "k.pem"
 		stunServers:       defaultSTUNServers(),
 		admin:             adminSettings{listen: defaultAdminListen},
 		api:               apiSettings{maxTTL: defaultAPIMaxTTL},
+		port443:           port443Settings{web: relay.WebConfig{IdleTimeout: relay.DefaultWebIdleTimeout, MaxConns: relay.DefaultWebMaxConns}},
 		hard: hardeningSettings{
 			ipQuota: 2, userBandwidth: 125000,
 			unauthRate: 0, unauthBurst: defaultUnauthBurst, // 0 written: no limit

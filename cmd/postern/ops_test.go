@@ -150,7 +150,7 @@ func jsonLogField(logs, msg, field string) string {
 func startWithAdmin(t *testing.T, args ...string) (*running, string) {
 	t.Helper()
 	r := startServe(t, append([]string{"--listen", "udp://127.0.0.1:0",
-		"--user", "alice:wonderland", "--user", "bob:builder", "--allow-peer", "127.0.0.1",
+		"--user", "alice:wonderland", "--user", "bob:builder", "--allow-peer", "127.0.0.2",
 		"--realm", "ops.test", "--log-format", "json", "--admin", "127.0.0.1:0"}, args...)...)
 	r.waitFor(t, "the serving log", func() bool { return jsonLogField(r.stderr.String(), "postern serving", "listeners") != "" })
 	addr := jsonLogField(r.stderr.String(), "admin listening", "addr")

@@ -33,7 +33,8 @@ func TestPort443Settings(t *testing.T) {
 		}
 		want := port443Settings{
 			web: relay.WebConfig{Backend: "127.0.0.1:8443", BackendProxyProtocol: true,
-				TURNHosts: []string{"turn.example.org", "turn2.example.org"}},
+				TURNHosts:   []string{"turn.example.org", "turn2.example.org"},
+				IdleTimeout: relay.DefaultWebIdleTimeout, MaxConns: relay.DefaultWebMaxConns},
 			proxyFrom:   []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8::1/128")},
 			acme:        true,
 			domains:     []string{"turn.example.org"},
@@ -71,10 +72,36 @@ turn_hosts = ["a.example.org"]
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !reflect.DeepEqual(s.port443, port443Settings{}) {
+		want := port443Settings{web: relay.WebConfig{IdleTimeout: relay.DefaultWebIdleTimeout, MaxConns: relay.DefaultWebMaxConns}}
+		if !reflect.DeepEqual(s.port443, want) {
 			t.Errorf("defaults %+v, want nothing shared, no PROXY protocol, no ACME", s.port443)
 		}
 	})
+}
+
+// TestWebPassthroughSettings: [web] idle_timeout and max_conns, by file
+// and flag; 0 connections means no cap (negative for the relay).
+func TestWebPassthroughSettings(t *testing.T) {
+	path := writeFile(t, "c.toml", "[web]\nidle_timeout = \"45s\"\nmax_conns = 0\n")
+	s, err := settingsFor(t, "--config", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := s.port443.web; w.IdleTimeout != 45*time.Second || w.MaxConns != -1 {
+		t.Errorf("file: idle %v, max conns %d; want 45s, -1 (no cap)", w.IdleTimeout, w.MaxConns)
+	}
+	s, err = settingsFor(t, "--config", path, "--web-idle-timeout", "3m", "--web-max-conns", "50")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := s.port443.web; w.IdleTimeout != 3*time.Minute || w.MaxConns != 50 {
+		t.Errorf("flags: idle %v, max conns %d; want 3m, 50", w.IdleTimeout, w.MaxConns)
+	}
+	for _, args := range [][]string{{"--web-max-conns", "-1"}, {"--web-idle-timeout", "-1s"}} {
+		if _, err := settingsFor(t, args...); err == nil {
+			t.Errorf("%v accepted", args)
+		}
+	}
 }
 
 func TestPort443BadValues(t *testing.T) {

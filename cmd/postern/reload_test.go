@@ -149,7 +149,7 @@ func allocate(t *testing.T, addr, username, password string) (*allocation, error
 		return nil, err
 	}
 	t.Cleanup(func() { _ = relayed.Close() })
-	return &allocation{client: client, relayed: relayed, peer: turntest.ListenUDP(t)}, nil
+	return &allocation{client: client, relayed: relayed, peer: turntest.ListenPeer(t)}, nil
 }
 
 // mustAllocate is allocate that fails the test on error.

@@ -140,7 +140,7 @@ func relayRoundTrip(t *testing.T, addr, username, password string) {
 // and the user's password works.
 func TestServeStaticUser(t *testing.T) {
 	r := startServe(t, "--listen", "udp://127.0.0.1:0", "--user", "alice:wonderland",
-		"--allow-peer", "127.0.0.1", "--realm", "test.example", "--log-format", "json")
+		"--allow-peer", turntest.PeerIP, "--realm", "test.example", "--log-format", "json")
 	r.waitFor(t, "the listening log", func() bool { return strings.Contains(r.stderr.String(), `"msg":"postern serving"`) })
 
 	addr := listenerAddr(t, r.stderr.String(), "udp")

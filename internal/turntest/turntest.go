@@ -62,11 +62,29 @@ func ListenUDP(t testing.TB) *net.UDPConn {
 	return pc
 }
 
-// EchoPeer is a UDP peer on 127.0.0.1 that sends every datagram it
-// receives back to its sender, until the test ends.
+// PeerIP is where ListenPeer and EchoPeer bind: a loopback address other
+// than 127.0.0.1, where test servers listen. A TURN server relays to its
+// own addresses only at its relay ports (relay/self.go), so a peer on
+// 127.0.0.1 at an arbitrary port would be refused.
+const PeerIP = "127.0.0.2"
+
+// ListenPeer opens a UDP socket on PeerIP at a free port, closed when the
+// test ends: a peer for relayed data.
+func ListenPeer(t testing.TB) *net.UDPConn {
+	t.Helper()
+	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(PeerIP)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pc.Close() })
+	return pc
+}
+
+// EchoPeer is a UDP peer on PeerIP that sends every datagram it receives
+// back to its sender, until the test ends.
 func EchoPeer(t testing.TB) *net.UDPConn {
 	t.Helper()
-	pc := ListenUDP(t)
+	pc := ListenPeer(t)
 	go func() {
 		buf := make([]byte, 2048)
 		for {

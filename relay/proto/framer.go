@@ -20,16 +20,23 @@ const (
 	// padding included: 4-byte header, 16-bit length, up to 3 padding bytes.
 	MaxChannelDataFrame = ChannelDataHeaderSize + 0xFFFF + 3
 
-	// FramerBufferSize holds the largest frame of either kind: a
-	// bufio.Reader of this size given to NewFramer is used as it is.
+	// FramerBufferSize holds the largest frame of either kind: a Framer's
+	// buffer grows to this size at most.
 	FramerBufferSize = 64<<10 + 64
+	// FramerInitialSize is the buffer a Framer starts with when not given
+	// a *bufio.Reader: every STUN request and most media frames fit, and
+	// a connection that never sends a larger frame never holds more.
+	FramerInitialSize = 4 << 10
 )
 
 // Framer splits a TURN byte stream (TCP or TLS, RFC 8656 §12.5) into STUN and
 // ChannelData messages. A Framer belongs to one goroutine.
 //
 // It reads through a bufio.Reader and hands out frames that point into its
-// buffer, so the steady state allocates nothing. A frame that cannot be
+// buffer, so the steady state allocates nothing. The buffer starts small
+// and grows, once, to FramerBufferSize when a frame needs more room: an
+// idle connection holds a few KiB, not 64 (SetMaxFrame bounds how large a
+// frame may make it grow). A frame that cannot be
 // TURN yields ErrNotTURN: the stream has lost framing for good and the caller
 // should close the connection. Nothing is consumed on an error, so calling
 // Next again returns the same error; it never loops.
@@ -39,15 +46,52 @@ const (
 // as ChannelData on a channel the client never bound (which the relay drops)
 // until it fails; the relay's idle timeouts end it.
 type Framer struct {
-	br *bufio.Reader
+	br  *bufio.Reader
+	max int // largest frame accepted, padding included; 0: MaxChannelDataFrame
 }
 
-// NewFramer returns a Framer reading r through a bufio.Reader of at least
-// 64 KiB. If r is already a *bufio.Reader that large (e.g. one used to sniff
-// the first byte for tcp+tls) it is used as is, so no buffered byte is lost.
+// NewFramer returns a Framer reading r. If r is a *bufio.Reader (e.g. one
+// used to sniff the first byte for tcp+tls) it is used as is, whatever its
+// size, so no buffered byte is lost; otherwise r is read through a
+// bufio.Reader of FramerInitialSize. Either grows when a frame needs it.
 func NewFramer(r io.Reader) *Framer {
-	return &Framer{br: bufio.NewReaderSize(r, FramerBufferSize)}
+	if br, ok := r.(*bufio.Reader); ok {
+		return &Framer{br: br}
+	}
+	return &Framer{br: bufio.NewReaderSize(r, FramerInitialSize)}
 }
+
+// SetMaxFrame bounds the frames Next accepts, stream padding included: a
+// larger one is ErrNotTURN before its body is read, so it cannot make the
+// buffer grow. n <= 0, or above the protocol's own limits, restores them.
+// The relay keeps connections that have not allocated to small frames.
+func (f *Framer) SetMaxFrame(n int) {
+	if n <= 0 || n > MaxChannelDataFrame {
+		n = 0
+	}
+	f.max = n
+}
+
+// Peek returns the next n bytes without consuming them (n at most
+// FramerBufferSize), reading if need be; the slice is valid until the
+// next call. The relay looks at a frame's first byte with it.
+func (f *Framer) Peek(n int) ([]byte, error) {
+	f.grow(n)
+	return f.br.Peek(n)
+}
+
+// grow makes sure the buffer holds n bytes. It grows once, to
+// FramerBufferSize: the new reader drains the old one's buffered bytes
+// before it reads on, so nothing is lost, and the old one passes the new
+// one's large reads straight through.
+func (f *Framer) grow(n int) {
+	if n > f.br.Size() {
+		f.br = bufio.NewReaderSize(f.br, FramerBufferSize)
+	}
+}
+
+// BufferSize returns the size of the buffer frames are read into now.
+func (f *Framer) BufferSize() int { return f.br.Size() }
 
 // Buffered reports whether the next whole frame is already buffered, so
 // that Next returns it without reading (the relay flushes its send batch
@@ -137,6 +181,9 @@ func (f *Framer) Next() (frame []byte, kind Kind, err error) {
 	default:
 		return nil, KindUnknown, fmt.Errorf("proto: framer: first byte %#02x (%s): %w", hdr[0], kind, ErrNotTURN)
 	}
+	if f.max > 0 && consume > f.max {
+		return nil, KindUnknown, fmt.Errorf("proto: framer: %s frame of %d bytes over the limit of %d: %w", kind, consume, f.max, ErrNotTURN)
+	}
 	b, err := f.peek(consume, false)
 	if err != nil {
 		return nil, KindUnknown, err
@@ -153,6 +200,7 @@ func (f *Framer) Next() (frame []byte, kind Kind, err error) {
 // yields io.ErrUnexpectedEOF, unless atBoundary and no byte at all was
 // read, which is a clean io.EOF.
 func (f *Framer) peek(n int, atBoundary bool) ([]byte, error) {
+	f.grow(n)
 	b, err := f.br.Peek(n)
 	switch {
 	case err == nil:

@@ -360,3 +360,61 @@ func TestFramerBuffered(t *testing.T) {
 		}
 	}
 }
+
+// TestFramerGrows: a Framer starts with a small buffer, keeps it for small
+// frames, and grows it for a 65 KB frame, which comes out whole, followed
+// by the frames after it.
+func TestFramerGrows(t *testing.T) {
+	big := make([]byte, 65000)
+	for i := range big {
+		big[i] = byte(i)
+	}
+	small := make([]byte, 4+100)
+	PutChannelDataHeader(small, 0x4001, 100)
+	large := make([]byte, 4+PaddedLen(len(big)))
+	PutChannelDataHeader(large, 0x4002, len(big))
+	copy(large[4:], big)
+	stream := append(append(append([]byte(nil), small...), large...), small...)
+
+	f := NewFramer(bytes.NewReader(stream))
+	if n := f.BufferSize(); n != FramerInitialSize {
+		t.Fatalf("initial buffer %d bytes, want %d", n, FramerInitialSize)
+	}
+	if frame, _, err := f.Next(); err != nil || len(frame) != len(small) {
+		t.Fatalf("first frame: %d bytes, %v", len(frame), err)
+	}
+	if n := f.BufferSize(); n != FramerInitialSize {
+		t.Fatalf("a 104-byte frame grew the buffer to %d", n)
+	}
+	frame, kind, err := f.Next()
+	if err != nil || kind != KindChannelData || !bytes.Equal(frame[4:], big) {
+		t.Fatalf("65 KB frame: %d bytes, kind %v, %v", len(frame), kind, err)
+	}
+	if n := f.BufferSize(); n != FramerBufferSize {
+		t.Fatalf("buffer %d bytes after a 65 KB frame, want %d", n, FramerBufferSize)
+	}
+	if frame, _, err := f.Next(); err != nil || len(frame) != len(small) {
+		t.Fatalf("frame after the large one: %d bytes, %v", len(frame), err)
+	}
+	if _, _, err := f.Next(); err != io.EOF {
+		t.Fatalf("end: %v, want EOF", err)
+	}
+
+	// With a limit, the large frame is refused before its body is read,
+	// and the buffer does not grow.
+	f = NewFramer(bytes.NewReader(stream))
+	f.SetMaxFrame(FramerInitialSize)
+	if _, _, err := f.Next(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := f.Next(); !errors.Is(err, ErrNotTURN) {
+		t.Fatalf("a 65 KB frame over a 4 KiB limit: %v, want ErrNotTURN", err)
+	}
+	if n := f.BufferSize(); n != FramerInitialSize {
+		t.Fatalf("a refused frame grew the buffer to %d", n)
+	}
+	f.SetMaxFrame(0)
+	if frame, _, err := f.Next(); err != nil || !bytes.Equal(frame[4:], big) {
+		t.Fatalf("65 KB frame once the limit is lifted: %d bytes, %v", len(frame), err)
+	}
+}

@@ -76,7 +76,7 @@ func (c uclientCase) args(port, peerPort int, caFile string) []string {
 		"-n", strconv.Itoa(uclientMessages),
 		"-l", "200",
 		"-z", "5",
-		"-e", "127.0.0.1", "-r", strconv.Itoa(peerPort),
+		"-e", uclientPeerIP, "-r", strconv.Itoa(peerPort),
 		"-p", strconv.Itoa(port),
 	}
 	switch c.transport {
@@ -163,6 +163,11 @@ func (r uclientResult) check(want int) string {
 	return ""
 }
 
+// uclientPeerIP is where turnutils_peer listens: not on 127.0.0.1, the
+// server's own address, where Postern relays only to relay ports (its
+// listeners and other UDP services of the host are not peers).
+const uclientPeerIP = "127.0.0.2"
+
 func runUclientCases(t *testing.T, rep *report, tg *target, dir string) {
 	// A missing tool skips each case on its own line, so the summary counts them.
 	uclient, skip := findTool(toolCoturn)
@@ -173,7 +178,7 @@ func runUclientCases(t *testing.T, rep *report, tg *target, dir string) {
 	peerPort := 0
 	if skip == "" {
 		peerPort = turntest.FreePort(t)
-		peer := startProc(t, dir, "turnutils_peer", exec.Command(peerBin, "-L", "127.0.0.1", "-p", strconv.Itoa(peerPort)))
+		peer := startProc(t, dir, "turnutils_peer", exec.Command(peerBin, "-L", uclientPeerIP, "-p", strconv.Itoa(peerPort)))
 		time.Sleep(200 * time.Millisecond) // the peer binds at once; give it a moment before clients aim at it
 		if done, err := peer.exited(); done {
 			t.Fatalf("turnutils_peer exited at start: %v\n%s", err, peer.tail(20))
@@ -191,7 +196,7 @@ func runUclientCases(t *testing.T, rep *report, tg *target, dir string) {
 			out, err := run(context.Background(), 30*time.Second, uclient, c.args(port, peerPort, tg.cert.certPath)...)
 			res := parseUclient(out)
 			if len(res.relays) > 0 {
-				info.pair = strings.Join(res.relays, ",") + " -> peer 127.0.0.1:" + strconv.Itoa(peerPort)
+				info.pair = strings.Join(res.relays, ",") + " -> peer " + uclientPeerIP + ":" + strconv.Itoa(peerPort)
 			}
 			why := res.check(uclientMessages)
 			if err != nil && why == "" {

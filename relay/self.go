@@ -1,0 +1,180 @@
+package relay
+
+import (
+	"net"
+	"net/netip"
+	"slices"
+
+	"github.com/postern/postern/allocations"
+)
+
+// Self-relay. The peer policy decides by address alone, and the server's
+// own public address must stay allowed: relaying between two allocations
+// of this server (both peers behind it) is the most common WebRTC path. But
+// an allowed own address also lets a client aim its relay at the server's
+// listeners (a Send indication to the listener port comes back as a Data
+// indication carrying the listener's answer; a nested Allocate through the
+// relay succeeds) or at any other UDP service on the host. So a peer that is
+// one of the server's own addresses may be relayed to only at a port of the
+// relay range, and never at a listener's port: that is another allocation's
+// relay socket, and nothing else.
+
+// ownAddrs is an immutable snapshot of the server's own addresses, read by
+// the data plane without a lock (Server.own).
+type ownAddrs struct {
+	addrs []netip.Addr // unmapped, without zones: listeners, relay and advertised addresses, interfaces
+	// loopback: a listener is bound to a wildcard address, so every
+	// loopback address reaches it.
+	loopback bool
+	ports    []uint16 // listener ports: refused even inside the relay range
+	relay    allocations.PortRange
+}
+
+// own builds the snapshot once the listeners are bound and the external
+// addresses known: listener, relay and advertised (external) addresses,
+// the unspecified addresses (which reach the local host), and, when a
+// listener is bound to a wildcard address, every interface address.
+func (s *Server) buildOwnAddrs() *ownAddrs {
+	o := &ownAddrs{relay: s.cfg.RelayPorts}
+	add := func(ip netip.Addr) {
+		if !ip.IsValid() {
+			return
+		}
+		ip = ip.Unmap().WithZone("")
+		if !slices.Contains(o.addrs, ip) {
+			o.addrs = append(o.addrs, ip)
+		}
+	}
+	add(netip.IPv4Unspecified())
+	add(netip.IPv6Unspecified())
+	add(s.cfg.RelayIP)
+	add(s.primary)
+	wildcard := false
+	for _, spec := range s.cfg.Listeners {
+		add(s.relayIPFor(spec))
+	}
+	s.mu.Lock()
+	bound := slices.Clone(s.bound)
+	s.mu.Unlock()
+	for _, b := range bound {
+		var ap netip.AddrPort
+		switch a := b.Addr.(type) {
+		case *net.UDPAddr:
+			ap = a.AddrPort()
+		case *net.TCPAddr:
+			ap = a.AddrPort()
+		default:
+			continue
+		}
+		if ap.Addr().IsUnspecified() {
+			wildcard = true
+		}
+		add(ap.Addr())
+		if !slices.Contains(o.ports, ap.Port()) {
+			o.ports = append(o.ports, ap.Port())
+		}
+	}
+	ext := s.cfg.ExternalIP
+	add(ext.V4)
+	add(ext.V6)
+	for relay, public := range ext.ByRelay {
+		add(relay)
+		add(public)
+	}
+	if wildcard {
+		o.loopback = true
+		if ifaddrs, err := net.InterfaceAddrs(); err == nil {
+			for _, a := range ifaddrs {
+				if p, err := netip.ParsePrefix(a.String()); err == nil {
+					add(p.Addr())
+				}
+			}
+		} else {
+			s.log.Warn("cannot list interface addresses: relaying to them is refused only for the listener and relay addresses", "err", err)
+		}
+	}
+	return o
+}
+
+// denies reports whether peer is one of the server's own addresses at a
+// port that is no relay socket's. IPv4 addresses spelled in IPv6 (mapped,
+// compatible, NAT64, 6to4) are compared by the IPv4 address they carry,
+// as the peer policy does. HOT: allocation-free.
+func (o *ownAddrs) denies(peer netip.AddrPort) bool {
+	if o == nil {
+		return false
+	}
+	ip := peer.Addr().Unmap()
+	if v4, ok := embeddedIPv4(ip); ok {
+		ip = v4
+	}
+	if !o.isOwn(ip) {
+		return false
+	}
+	port := peer.Port()
+	return !o.relay.Contains(port) || slices.Contains(o.ports, port)
+}
+
+func (o *ownAddrs) isOwn(ip netip.Addr) bool {
+	if o.loopback && ip.IsLoopback() {
+		return true
+	}
+	ip = ip.WithZone("")
+	for _, a := range o.addrs {
+		if a == ip {
+			return true
+		}
+	}
+	return false
+}
+
+// embeddedIPv4 returns the IPv4 address an IPv6 address stands for when it
+// is IPv4-compatible (::a.b.c.d, not :: or ::1), NAT64 (64:ff9b::/96,
+// RFC 6052) or 6to4 (2002:AABB:CCDD::/48, RFC 3056): packets to it end up
+// at that IPv4 address.
+func embeddedIPv4(ip netip.Addr) (netip.Addr, bool) {
+	if !ip.Is6() {
+		return netip.Addr{}, false
+	}
+	b := ip.As16()
+	zero := func(bs []byte) bool {
+		for _, x := range bs {
+			if x != 0 {
+				return false
+			}
+		}
+		return true
+	}
+	switch {
+	case zero(b[:12]) && !zero(b[12:15]) || zero(b[:12]) && b[15] > 1:
+		return netip.AddrFrom4([4]byte(b[12:16])), true
+	case b[0] == 0x00 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b && zero(b[4:12]):
+		return netip.AddrFrom4([4]byte(b[12:16])), true
+	case b[0] == 0x20 && b[1] == 0x02:
+		return netip.AddrFrom4([4]byte(b[2:6])), true
+	}
+	return netip.Addr{}, false
+}
+
+// peerDropReason says whether the data plane may relay to or from peer
+// now: the current peer policy (which a reload may have narrowed since the
+// permission was made) and the own-address rule. It returns the drop
+// reason and false when not. HOT: two atomic loads, no allocation.
+func (s *Server) peerDropReason(peer netip.AddrPort) (DropReason, bool) {
+	if !s.policy().Allowed(peer.Addr()) {
+		return DropPolicy, false
+	}
+	if s.own.Load().denies(peer) {
+		return DropOwnAddress, false
+	}
+	return 0, true
+}
+
+// allowPeer is peerDropReason counting the drop.
+func (s *Server) allowPeer(peer netip.AddrPort) bool {
+	r, ok := s.peerDropReason(peer)
+	if !ok {
+		s.stats.drop(r)
+	}
+	return ok
+}
