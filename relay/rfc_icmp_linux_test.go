@@ -55,15 +55,6 @@ func (c *rawClient) readICMPIndication() (proto.ICMP, netip.AddrPort) {
 	return icmp, peer
 }
 
-func (c *rawClient) sendIndication(peer netip.AddrPort, data string, extra ...stun.Setter) {
-	c.t.Helper()
-	m := stun.MustBuild(append([]stun.Setter{stun.TransactionID, stun.NewType(stun.MethodSend, stun.ClassIndication),
-		stunPeer(peer), proto.Data(data)}, extra...)...)
-	if _, err := c.conn.Write(m.Raw); err != nil {
-		c.t.Fatal(err)
-	}
-}
-
 // TestICMPPortUnreachable: a datagram relayed to a closed port comes back
 // to the client as a Data indication with ICMP type 3 code 3 (ICMPv4) or
 // type 1 code 4 (ICMPv6) and the peer's address and port (RFC 8656 §11.5),

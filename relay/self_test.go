@@ -13,11 +13,12 @@ import (
 	"github.com/postern/postern/relay/proto"
 )
 
-// sendIndication sends DATA to peer through c's allocation.
-func (c *rawClient) sendIndication(peer netip.AddrPort, data []byte) {
+// sendIndication sends data to peer through c's allocation, in a Send
+// indication with the extra attributes.
+func (c *rawClient) sendIndication(peer netip.AddrPort, data string, extra ...stun.Setter) {
 	c.t.Helper()
-	m := stun.MustBuild(stun.TransactionID, stun.NewType(stun.MethodSend, stun.ClassIndication),
-		stunPeer(peer), proto.Data(data))
+	m := stun.MustBuild(append([]stun.Setter{stun.TransactionID, stun.NewType(stun.MethodSend, stun.ClassIndication),
+		stunPeer(peer), proto.Data(data)}, extra...)...)
 	if _, err := c.conn.Write(m.Raw); err != nil {
 		c.t.Fatal(err)
 	}
@@ -70,7 +71,7 @@ func TestSelfRelayRefused(t *testing.T) {
 	wantCode(t, "CreatePermission to a relay port of the server's address", c.authed(stun.MethodCreatePermission, stunPeer(relayed)), 0)
 	binding := stun.MustBuild(stun.TransactionID, stun.BindingRequest, stun.Fingerprint)
 	for range 3 {
-		c.sendIndication(listener, binding.Raw)
+		c.sendIndication(listener, string(binding.Raw))
 	}
 	if from, data, ok := c.readDataIndication(500 * time.Millisecond); ok {
 		t.Fatalf("a Send indication to the server's own listener %v came back: %d bytes from %v", listener, len(data), from)
@@ -115,12 +116,12 @@ func TestRelayToRelay(t *testing.T) {
 	wantCode(t, "A permits B", a.authed(stun.MethodCreatePermission, stunPeer(relayB)), 0)
 	wantCode(t, "B permits A", b.authed(stun.MethodCreatePermission, stunPeer(relayA)), 0)
 
-	a.sendIndication(relayB, []byte("hello B"))
+	a.sendIndication(relayB, "hello B")
 	from, data, ok := b.readDataIndication(2 * time.Second)
 	if !ok || from != relayA || string(data) != "hello B" {
 		t.Fatalf("B got %q from %v (ok %v), want \"hello B\" from %v", data, from, ok, relayA)
 	}
-	b.sendIndication(relayA, []byte("hello A"))
+	b.sendIndication(relayA, "hello A")
 	from, data, ok = a.readDataIndication(2 * time.Second)
 	if !ok || from != relayB || string(data) != "hello A" {
 		t.Fatalf("A got %q from %v (ok %v), want \"hello A\" from %v", data, from, ok, relayB)

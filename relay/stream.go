@@ -394,7 +394,7 @@ func (s *Server) serveStream(sink *streamSink, r io.Reader, ft allocations.FiveT
 			s.handleRequest(&req, &resp, ft, sink, relayIP)
 			if sink.bound != nil {
 				runs.flush()
-				s.pipeData(sink.bound, conn, br) // a data connection from now on (tcprelay.go)
+				s.pipeData(sink.bound, conn, framer.Reader()) // a data connection from now on (tcprelay.go)
 				return
 			}
 			if !allocated && s.table.Get(ft) != nil {

@@ -69,7 +69,7 @@ type tcpPeer struct {
 
 func newTCPPeer(t *testing.T) *tcpPeer {
 	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	ln, err := net.Listen("tcp4", turntest.PeerIP+":0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,10 +225,10 @@ func TestTCPAllocation(t *testing.T) {
 			if err != nil {
 				t.Fatalf("AllocateTCP: %v", err)
 			}
-			if err := client.CreatePermission(&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
+			if err := client.CreatePermission(&net.TCPAddr{IP: net.ParseIP(turntest.PeerIP)}); err != nil {
 				t.Fatalf("CreatePermission: %v", err)
 			}
-			pc, err := net.DialTimeout("tcp4", alloc.Addr().String(), 5*time.Second)
+			pc, err := dialAsPeer(alloc.Addr().String())
 			if err != nil {
 				t.Fatalf("peer dials the relayed address: %v", err)
 			}
@@ -383,7 +383,7 @@ func (c *streamClient) connect(peer netip.AddrPort, want stun.ErrorCode) proto.C
 // closedPort returns a loopback TCP port nothing listens on.
 func closedPort(t *testing.T) netip.AddrPort {
 	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	ln, err := net.Listen("tcp4", turntest.PeerIP+":0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -497,7 +497,7 @@ func TestTCPAllocationIncomingPermission(t *testing.T) {
 	s := startServer(t)
 	c := newStreamClient(t, s.addrs[relay.TCP])
 	relayed := c.allocateTCP()
-	pc, err := net.DialTimeout("tcp4", relayed.String(), 5*time.Second)
+	pc, err := dialAsPeer(relayed.String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -507,8 +507,8 @@ func TestTCPAllocationIncomingPermission(t *testing.T) {
 		t.Fatalf("client got %v for a peer without permission", m.Type)
 	}
 
-	wantCode(t, "CreatePermission", c.authed(stun.MethodCreatePermission, stunPeer(netip.MustParseAddrPort("127.0.0.1:1"))), 0)
-	pc2, err := net.DialTimeout("tcp4", relayed.String(), 5*time.Second)
+	wantCode(t, "CreatePermission", c.authed(stun.MethodCreatePermission, stunPeer(netip.AddrPortFrom(netip.MustParseAddr(turntest.PeerIP), 1))), 0)
+	pc2, err := dialAsPeer(relayed.String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -667,7 +667,7 @@ func TestTCPAllocationNoLeak(t *testing.T) {
 		pending := newTCPPeer(t)
 		wantCode(t, "CreatePermission", c.authed(stun.MethodCreatePermission, stunPeer(pending.addr())), 0)
 		c.connect(pending.addr(), 0)
-		in, err := net.DialTimeout("tcp4", c.relayed.String(), 5*time.Second)
+		in, err := dialAsPeer(c.relayed.String())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -684,4 +684,12 @@ func TestTCPAllocationNoLeak(t *testing.T) {
 		waitClosed(t, "pending peer connection", pending.accepted(t, 0))
 	})
 	settle(t, g0, f0)
+}
+
+// dialAsPeer connects to a relayed address from turntest.PeerIP, as a peer
+// would: not from 127.0.0.1, the server's own address, where only relay
+// ports may be peers (relay/self.go).
+func dialAsPeer(addr string) (net.Conn, error) {
+	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(turntest.PeerIP)}}
+	return d.Dial("tcp4", addr)
 }

@@ -93,6 +93,11 @@ func (f *Framer) grow(n int) {
 // BufferSize returns the size of the buffer frames are read into now.
 func (f *Framer) BufferSize() int { return f.br.Size() }
 
+// Reader returns the reader the framer reads through: its buffered bytes
+// are the stream's next bytes, for a caller that stops framing and reads
+// the rest of the stream itself (an RFC 6062 data connection).
+func (f *Framer) Reader() *bufio.Reader { return f.br }
+
 // Buffered reports whether the next whole frame is already buffered, so
 // that Next returns it without reading (the relay flushes its send batch
 // before a read could block). It applies Next's framing rules to the
