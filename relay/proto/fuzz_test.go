@@ -80,6 +80,14 @@ func FuzzSTUNMessage(f *testing.F) {
 		if fa.GetFrom(m) == nil {
 			roundTrip(t, fa, new(RequestedAddressFamily))
 		}
+		var aa AdditionalAddressFamily
+		if aa.GetFrom(m) == nil {
+			roundTrip(t, aa, new(AdditionalAddressFamily))
+		}
+		var ae AddressErrorCode
+		if ae.GetFrom(m) == nil {
+			roundTrip(t, ae, new(AddressErrorCode))
+		}
 		var tok ReservationToken
 		if tok.GetFrom(m) == nil && len(tok) != reservationTokenSize {
 			t.Fatalf("reservation token of %d bytes", len(tok))
