@@ -256,13 +256,15 @@ func (s *Server) discoverExternal(ctx context.Context) error {
 	return nil
 }
 
-// relayIPs returns the distinct addresses relay sockets bind on, one per
-// listener choice (see relayIPFor), in the listeners' order.
+// relayIPs returns the distinct addresses relay sockets bind on, of each
+// listener's choice (see relayIPFor), in the listeners' order, IPv4 first.
 func (s *Server) relayIPs() []netip.Addr {
 	var ips []netip.Addr
 	for _, spec := range s.cfg.Listeners {
-		if ip := s.relayIPFor(spec); !slices.Contains(ips, ip) {
-			ips = append(ips, ip)
+		for _, ip := range s.relayIPFor(spec).list() {
+			if !slices.Contains(ips, ip) {
+				ips = append(ips, ip)
+			}
 		}
 	}
 	return ips

@@ -54,7 +54,7 @@ func FuzzServerPacket(f *testing.F) {
 		Server:    netip.MustParseAddrPort("127.0.0.1:3478"),
 		Transport: allocations.UDP,
 	}
-	relayIP := netip.MustParseAddr("127.0.0.1")
+	relayIP := relayIPs{v4: netip.MustParseAddr("127.0.0.1"), v6: netip.IPv6Loopback()}
 	f.Fuzz(func(t *testing.T, pkt []byte) {
 		if len(pkt) == 0 {
 			return

@@ -34,7 +34,7 @@ type streamListener struct {
 	ln      net.Listener
 	kind    ListenerKind
 	local   netip.AddrPort
-	relayIP netip.Addr
+	relayIP relayIPs
 	web     *webRouter // where connections that are not TURN go
 }
 
@@ -164,7 +164,7 @@ func (w *streamSink) WriteToClient(frame []byte) error {
 	return err
 }
 
-func (s *Server) listenStream(spec ListenSpec, relayIP netip.Addr) (*streamListener, error) {
+func (s *Server) listenStream(spec ListenSpec, relayIP relayIPs) (*streamListener, error) {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(context.Background(), "tcp", spec.Addr)
 	if err != nil {
@@ -295,7 +295,7 @@ func (l *streamListener) handshake(c net.Conn) (*tls.Conn, error) {
 
 // serveStream reads frames from one TCP/TLS client until it goes away; the
 // allocation made over the connection ends with it (RFC 8656 §3.1).
-func (s *Server) serveStream(sink *streamSink, r io.Reader, ft allocations.FiveTuple, relayIP netip.Addr) {
+func (s *Server) serveStream(sink *streamSink, r io.Reader, ft allocations.FiveTuple, relayIP relayIPs) {
 	conn := sink.conn
 	br := bufio.NewReaderSize(r, streamBufSize)
 	framer := proto.NewFramer(br)
