@@ -83,16 +83,7 @@ func (c *rawClient) exchange(req *stun.Message) *stun.Message {
 // authed sends an authenticated request, fetching a nonce first if needed.
 func (c *rawClient) authed(method stun.Method, setters ...stun.Setter) *stun.Message {
 	c.t.Helper()
-	if c.nonce == nil {
-		resp := c.do(stun.NewType(stun.MethodAllocate, stun.ClassRequest), proto.RequestedTransport(proto.ProtoUDP))
-		if err := c.nonce.GetFrom(resp); err != nil {
-			c.t.Fatalf("challenge carries no NONCE: %v", err)
-		}
-	}
-	all := append([]stun.Setter{stun.TransactionID, stun.NewType(method, stun.ClassRequest)}, setters...)
-	all = append(all, stun.NewUsername(c.user), stun.NewRealm(testRealm), c.nonce,
-		stun.NewLongTermIntegrity(c.user, testRealm, c.pass), stun.Fingerprint)
-	return c.exchange(stun.MustBuild(all...))
+	return c.exchange(c.authedRequest(method, setters...))
 }
 
 // allocate makes a UDP allocation and returns its relayed address.
