@@ -184,6 +184,9 @@ type peerReader struct {
 func (p *peerReader) acquire() *rxBatch {
 	p.pb = p.s.peerBatches.get(p.s)
 	if p.pb.rx == nil {
+		// No zones (rx.zones nil): peer addresses carry none in TURN
+		// (XOR-PEER-ADDRESS), so permissions hold none either; a
+		// link-local peer is on the relay socket's own link.
 		p.pb.rx = newRxBatch(peerBatchSlots, proto.DataIndicationHeadroom)
 	}
 	p.tx = p.pb.tx

@@ -11,6 +11,7 @@ import (
 
 	"github.com/pion/stun/v4"
 
+	"github.com/postern/postern/allocations"
 	"github.com/postern/postern/auth"
 	"github.com/postern/postern/internal/turntest"
 	"github.com/postern/postern/relay"
@@ -464,5 +465,71 @@ func TestDualAllocationQuota(t *testing.T) {
 	st := s.Stats()
 	if st.RelayPortsInUse[loopback4] != 1 || st.RelayPortsInUse[loopback6] != 1 {
 		t.Errorf("relay ports in use %v, want one on each family", st.RelayPortsInUse)
+	}
+}
+
+// linkLocalOnLoopback returns a link-local address configured on lo (as
+// by `ip -6 addr add fe80::1234/64 dev lo`), zoned, or skips the test.
+func linkLocalOnLoopback(t *testing.T) netip.Addr {
+	t.Helper()
+	lo, err := net.InterfaceByName("lo")
+	if err != nil {
+		t.Skipf("no lo: %v", err)
+	}
+	addrs, _ := lo.Addrs()
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(n.IP); ok && ip.Is6() && ip.IsLinkLocalUnicast() {
+				return ip.WithZone("lo")
+			}
+		}
+	}
+	t.Skip("no link-local address on lo (add one: ip -6 addr add fe80::1234/64 dev lo)")
+	return netip.Addr{}
+}
+
+// TestLinkLocalClient: a client at a link-local address (fe80::…%lo) of a
+// listener bound to every address is answered, and relayed to, through the
+// batched receive path and the raw sends: both must keep the zone (the
+// scope ID), or the kernel cannot route the answer.
+func TestLinkLocalClient(t *testing.T) {
+	ll := linkLocalOnLoopback(t)
+	s := startServer(t, withPolicy(loopbackPolicy6()), func(c *relay.Config) {
+		c.Listeners = []relay.ListenSpec{{Kind: relay.UDP, Addr: "[::]:0"}}
+		c.RelayIP = loopback6
+	})
+	_, port, _ := net.SplitHostPort(s.addrs[relay.UDP])
+	server, err := netip.ParseAddrPort(net.JoinHostPort(ll.String(), port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.DialUDP("udp6", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ll, 0)), net.UDPAddrFromAddrPort(server))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	c := &rawClient{t: t, conn: conn, user: testUser, pass: testPassword}
+	resp := c.authed(stun.MethodAllocate, proto.RequestedTransport(proto.ProtoUDP), proto.FamilyIPv6)
+	wantCode(t, "Allocate from a link-local client", resp, 0)
+	mapped, _ := proto.GetXORAddress(resp, stun.AttrXORMappedAddress)
+	if mapped.Addr() != ll.WithZone("") {
+		t.Errorf("mapped address %v, want %v", mapped, ll.WithZone(""))
+	}
+	peer := sourcePeer(t, listenUDP6(t))
+	wantCode(t, "CreatePermission", c.authed(stun.MethodCreatePermission, stunPeer(peer)), 0)
+	relayed := relayedAddrs(t, resp)
+	c.sendTo(peer, []byte("hello"))
+	if from, data := c.readData(); from != peer || string(data) != relayed[0].String() {
+		t.Errorf("Data from %v %q, want from %v %q", from, data, peer, relayed[0])
+	}
+	// The data plane's answer left through the listener's raw sendmsg,
+	// which needed the scope ID.
+	var zoned bool
+	s.Table().Range(func(a *allocations.Allocation) bool {
+		zoned = a.FiveTuple.Client.Addr().Zone() == "lo"
+		return true
+	})
+	if !zoned {
+		t.Error("the allocation's client address lost its zone")
 	}
 }

@@ -63,6 +63,7 @@ type Server struct {
 	// failed on this host.
 	peerBatches *batchCache
 	gsoOff      atomic.Bool
+	zones       *zoneCache // IPv6 zones of link-local addresses (zones.go)
 
 	// Goroutines, in the order shutdown stops them: readers (listener
 	// loops and TCP/TLS connections) feed workers, and both create
@@ -142,6 +143,7 @@ func New(cfg Config) (*Server, error) {
 		epoch:       time.Now(),
 	}
 	s.peerBatches = newBatchCache()
+	s.zones = &zoneCache{}
 	s.reserved = newReservations(s.ports)
 	s.curAuth.Store(cfg.Auth)
 	s.curPolicy.Store(cfg.Policy)

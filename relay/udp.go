@@ -137,6 +137,7 @@ func (l *udpListener) serve() {
 // worker pool so that media never waits behind authentication or a bind.
 func (so *udpSocket) serve() {
 	r := &listenerReader{so: so, b: newRxBatch(listenerBatch, 0), tx: newTxRun(so.l.s)}
+	r.b.zones = so.l.s.zones
 	so.l.s.readUntilClosed(so.out.conn, r, false, nil)
 }
 
