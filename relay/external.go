@@ -239,6 +239,12 @@ func (s *Server) discoverExternal(ctx context.Context) error {
 			continue
 		}
 		public, server, err := DiscoverPublicIP(ctx, ip, s.cfg.DiscoverExternalIP)
+		if err != nil && ip.Is6() {
+			// IPv6 is seldom behind NAT, and many STUN servers answer
+			// over IPv4 only: the address is advertised as it is.
+			s.log.Warn("external address auto-discovery: no answer for an IPv6 relay address; advertising it as it is", "relay_ip", ip.String(), "err", err)
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("relay: external address auto-discovery: %w: check the STUN servers (relay.stun_servers) or set relay.external_ip explicitly", err)
 		}
