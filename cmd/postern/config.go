@@ -1,10 +1,10 @@
 package main
 
 import (
-	"net/netip"
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"reflect"
 	"slices"
 	"strings"
