@@ -41,14 +41,16 @@ type settings struct {
 	secrets       []string
 	nonceLifetime time.Duration
 
-	relayIP  netip.Addr // the IPv4 relay address, or the only one; invalid: chosen per listener by relay
-	relayIP6 netip.Addr // the IPv6 relay address when relayIP is IPv4; invalid: none given
-	// defaultFamily is relay.default_family.
+	relayIP    netip.Addr // the IPv4 relay address, or the only one; invalid: chosen per listener by relay
+	externalIP netip.Addr // the one address of externalIPs for ICE URLs; invalid: none
+	relayPorts allocations.PortRange
+	allowPeers []netip.Prefix
+	denyPeers  []netip.Prefix
+
+	// relayIP6 is the IPv6 relay address when relayIP is IPv4 (invalid:
+	// none given); defaultFamily is relay.default_family.
+	relayIP6      netip.Addr
 	defaultFamily relay.Family
-	externalIP    netip.Addr // the one address of externalIPs for ICE URLs; invalid: none
-	relayPorts    allocations.PortRange
-	allowPeers    []netip.Prefix
-	denyPeers     []netip.Prefix
 
 	userQuota       int
 	maxLifetime     time.Duration
