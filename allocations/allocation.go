@@ -74,7 +74,14 @@ type Allocation struct {
 	Conn      *net.UDPConn // relay socket; closed by the table on removal
 	// Raw is Conn's syscall.RawConn, made once by the caller: the relay
 	// sends through it on the packet path (Conn.SyscallConn allocates).
-	Raw syscall.RawConn
+	Raw     syscall.RawConn
+	Sink    ClientSink
+	Created time.Time // set by Create if zero
+	// TransactionID is the Allocate request's, so that a retransmission
+	// of it gets the same success response (RFC 8656 §7.2).
+	TransactionID [12]byte
+	// ID is assigned by Create: unique in the table, for admin tools.
+	ID uint64
 	// Half6 is the IPv6 half of a dual allocation (RFC 8656 §7.2,
 	// ADDITIONAL-ADDRESS-FAMILY): Relayed, Conn and Raw are then its IPv4
 	// half. It is nil for an allocation of one family, whichever it is (an
@@ -83,14 +90,7 @@ type Allocation struct {
 	// §8.1, see RefreshFamily and Table.DeleteFamily): a half's socket is
 	// then closed and its port released, while the fields keep their
 	// values.
-	Half6   *Half6
-	Sink    ClientSink
-	Created time.Time // set by Create if zero
-	// TransactionID is the Allocate request's, so that a retransmission
-	// of it gets the same success response (RFC 8656 §7.2).
-	TransactionID [12]byte
-	// ID is assigned by Create: unique in the table, for admin tools.
-	ID uint64
+	Half6 *Half6
 
 	// ToPeer and ToClient count what the relay forwarded each way. The
 	// packet path adds to them atomically: each allocation has its own, so

@@ -182,9 +182,10 @@ func shardOf(ft *FiveTuple) int {
 // that a.FiveTuple and a.Relayed are free (ErrExists) and that a.User holds
 // fewer than UserQuota allocations across all transports and listeners
 // (ErrQuota), then adds a to both indexes and to the user's count. The caller
-// has already bound a.Conn (and a.Half6.Conn); on error the caller still owns
-// them. A dual allocation (Half6 set) counts as one against every quota. An Allocation
-// can be created once.
+// has already bound a.Conn (and a.Half6.Conn); on error the caller still
+// owns them. A dual allocation (Half6 set) is indexed under both relayed
+// addresses and counts as one against every quota. An Allocation can be
+// created once.
 func (t *Table) Create(a *Allocation, lifetime time.Duration) error {
 	ft := a.FiveTuple
 	switch {
