@@ -97,6 +97,15 @@ type Allocation struct {
 	TransactionID [12]byte
 	// ID is assigned by Create: unique in the table, for admin tools.
 	ID uint64
+	// Half6 is the IPv6 half of a dual allocation (RFC 8656 §7.2,
+	// ADDITIONAL-ADDRESS-FAMILY): Relayed, Conn and Raw are then its IPv4
+	// half. It is nil for an allocation of one family, whichever it is (an
+	// IPv6-only allocation has its address in Relayed). The halves of a
+	// dual allocation expire, and may be deleted, one at a time (RFC 8656
+	// §8.1, see RefreshFamily and Table.DeleteFamily): a half's socket is
+	// then closed and its port released, while the fields keep their
+	// values.
+	Half6 *Half6
 
 	// ToPeer and ToClient count what the relay forwarded each way. The
 	// packet path adds to them atomically: each allocation has its own, so
@@ -113,13 +122,32 @@ type Allocation struct {
 
 	table   *Table                // set once by Create, before publication
 	limits  *allocLimits          // set once by Create; nil when no bandwidth limit is configured
-	expires atomic.Int64          // unix nanoseconds
+	expires atomic.Int64          // unix nanoseconds; of a dual allocation, the later of its live halves
 	state   atomic.Pointer[state] // nil: no permissions, no channels
 
 	mu sync.Mutex
 	// mu guards the following, and serialises writers of state.
 	done    chan struct{} // made on first Done call
 	removed bool
+}
+
+// Half6 is the IPv6 relayed address of a dual allocation and its socket
+// (see Allocation.Half6), with the state of both halves. The exported
+// fields are set by the caller before Table.Create and never change.
+type Half6 struct {
+	Relayed netip.AddrPort
+	Conn    *net.UDPConn // closed by the table when the half or the allocation goes
+	Raw     syscall.RawConn
+	// ErrQueued is Allocation.ErrQueued for this half's socket.
+	ErrQueued atomic.Bool
+
+	// halves holds the expiry of each half (index halfPrimary: the
+	// Allocation's Relayed; halfIPv6: this one), 0 once the half is gone.
+	// Written under the allocation's mu.
+	halves [2]atomic.Int64
+	// closing: the table is closing the sockets, no half may be dropped
+	// any more. Guarded by the allocation's mu.
+	closing bool
 }
 
 // allocLimits are an allocation's own byte-rate limiters and its user's,
@@ -206,12 +234,168 @@ func (a *Allocation) Expires() time.Time {
 	return time.Unix(0, a.expires.Load())
 }
 
-// Refresh sets the expiry to lifetime from now (table clock). It copies
-// nothing. RFC 8656 §7: a Refresh with lifetime 0 deletes the allocation;
-// callers do that with Table.Delete, since Refresh(0) only leaves it for the
-// next Sweep.
+// Refresh sets the expiry to lifetime from now (table clock), of both
+// halves of a dual allocation. It copies nothing. RFC 8656 §7: a Refresh
+// with lifetime 0 deletes the allocation; callers do that with
+// Table.Delete, since Refresh(0) only leaves it for the next Sweep.
 func (a *Allocation) Refresh(lifetime time.Duration) {
-	a.expires.Store(a.now().Add(lifetime).UnixNano())
+	exp := a.now().Add(lifetime).UnixNano()
+	if d := a.Half6; d != nil {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		for i := range d.halves {
+			if d.halves[i].Load() != 0 {
+				d.halves[i].Store(exp)
+			}
+		}
+	}
+	a.expires.Store(exp)
+}
+
+// Indexes of Half6.halves.
+const (
+	halfPrimary = 0 // Relayed, Conn: IPv4 in a dual allocation
+	halfIPv6    = 1 // Half6
+)
+
+// halfOf returns the index of the half of a dual allocation that relays
+// to the family of ip (IPv4 when ip.Is4()).
+func halfOf(ip netip.Addr) int {
+	if ip.Is4() {
+		return halfPrimary
+	}
+	return halfIPv6
+}
+
+// Dual reports whether the allocation was made with two relayed addresses,
+// IPv4 in Relayed and IPv6 in Half6 (either may since be gone: see
+// HasFamily).
+func (a *Allocation) Dual() bool { return a.Half6 != nil }
+
+// HasFamily reports whether the allocation has a live relayed address of
+// ip's family: IPv4 when ip.Is4(), IPv6 otherwise (an IPv4-mapped address
+// is IPv6 as far as families go, RFC 8656 §9.1 and §12.1 compare what was
+// sent). RFC 8656 §10.2, §12.2: a peer of another family gets 443.
+func (a *Allocation) HasFamily(ip netip.Addr) bool {
+	if a.Half6 == nil {
+		return a.Relayed.Addr().Is4() == ip.Is4()
+	}
+	return a.Half6.halves[halfOf(ip)].Load() != 0
+}
+
+// RelayedAddrs returns the allocation's live relayed addresses: Relayed,
+// and Half6.Relayed for a dual allocation, less a half that is gone.
+func (a *Allocation) RelayedAddrs() []netip.AddrPort {
+	d := a.Half6
+	if d == nil {
+		return []netip.AddrPort{a.Relayed}
+	}
+	var out []netip.AddrPort
+	if d.halves[halfPrimary].Load() != 0 {
+		out = append(out, a.Relayed)
+	}
+	if d.halves[halfIPv6].Load() != 0 {
+		out = append(out, d.Relayed)
+	}
+	return out
+}
+
+// RefreshFamily is Refresh for the half of the allocation that relays to
+// ip's family only (RFC 8656 §8.1: "When refreshing a dual allocation,
+// the client includes a REQUESTED-ADDRESS-FAMILY attribute indicating the
+// address family type that should be refreshed"). It reports false, and
+// changes nothing, when the allocation has no live half of that family.
+func (a *Allocation) RefreshFamily(ip netip.Addr, lifetime time.Duration) bool {
+	d := a.Half6
+	if d == nil {
+		if !a.HasFamily(ip) {
+			return false
+		}
+		a.Refresh(lifetime)
+		return true
+	}
+	exp := a.now().Add(lifetime).UnixNano()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	h := &d.halves[halfOf(ip)]
+	if h.Load() == 0 {
+		return false
+	}
+	h.Store(exp)
+	a.expires.Store(max(d.halves[halfPrimary].Load(), d.halves[halfIPv6].Load()))
+	return true
+}
+
+// ConnFor returns the relay socket that sends to peer: the IPv6 half's to
+// an IPv6 peer of a dual allocation, else Conn. HOT: no lock, no
+// allocation.
+func (a *Allocation) ConnFor(peer netip.Addr) (*net.UDPConn, syscall.RawConn, *atomic.Bool) {
+	if d := a.Half6; d != nil && !peer.Is4() && !peer.Is4In6() {
+		return d.Conn, d.Raw, &d.ErrQueued
+	}
+	return a.Conn, a.Raw, &a.ErrQueued
+}
+
+// dropHalf takes half i out of a dual allocation whose other half lives
+// on: its expiry becomes 0, and the permissions and channels of its family
+// go (RFC 8656 §8.1: "Deleting a single allocation destroys any permissions
+// or channels associated with that particular allocation; it MUST NOT
+// affect any permissions or channels associated with allocations for the
+// other address family"). With expired set, only a half whose expiry is at
+// or before it is dropped (the janitor; a Refresh may have raced). It
+// reports whether the half was dropped; the caller closes its socket.
+func (a *Allocation) dropHalf(i int, expired int64) bool {
+	d := a.Half6
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	exp, other := d.halves[i].Load(), d.halves[1-i].Load()
+	if d.closing || exp == 0 || other == 0 || (expired != 0 && exp > expired) {
+		return false
+	}
+	d.halves[i].Store(0)
+	a.expires.Store(other)
+	if s := a.state.Load(); s != nil {
+		v4 := i == halfPrimary
+		var perms []permission
+		for _, p := range s.perms {
+			if p.ip.Is4() != v4 {
+				perms = append(perms, p)
+			}
+		}
+		var chans []channel
+		for _, c := range s.chans {
+			if c.peer.Addr().Is4() != v4 {
+				chans = append(chans, c)
+			}
+		}
+		a.state.Store(newState(perms, chans))
+	}
+	return true
+}
+
+// liveHalves returns the halves of a dual allocation not dropped, and
+// keeps any from being dropped from now on: the table is removing a and
+// closes them itself.
+func (a *Allocation) liveHalves() []int {
+	d := a.Half6
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	d.closing = true
+	var out []int
+	for i := range d.halves {
+		if d.halves[i].Load() != 0 {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// halfConn returns the socket of half i.
+func (a *Allocation) halfConn(i int) (*net.UDPConn, netip.AddrPort) {
+	if i == halfIPv6 {
+		return a.Half6.Conn, a.Half6.Relayed
+	}
+	return a.Conn, a.Relayed
 }
 
 // Done returns a channel closed when the allocation is removed from its table.

@@ -324,11 +324,13 @@ func TestHotPathAllocs(t *testing.T) {
 }
 
 // TestAllocationSize guards the per-allocation memory: the struct fits the
-// 352-byte size class of Go's allocator (320 until Raw, which saves an
-// allocation per relayed packet, took 16 bytes more).
+// 384-byte size class of Go's allocator (320 until Raw, which saves an
+// allocation per relayed packet, took 16 bytes more; 352 until the TCP
+// relay of RFC 6062, the IPv6 half of a dual allocation and the DF and
+// ICMP flags took 16 more). Cold state added later goes behind a pointer.
 func TestAllocationSize(t *testing.T) {
-	if n := unsafe.Sizeof(Allocation{}); n > 352 {
-		t.Fatalf("Allocation is %d bytes, want <= 352", n)
+	if n := unsafe.Sizeof(Allocation{}); n > 384 {
+		t.Fatalf("Allocation is %d bytes, want <= 384", n)
 	}
 }
 

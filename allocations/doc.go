@@ -46,6 +46,14 @@
 // ErrCapacity, which maps to 508 Insufficient Capacity) because the readers
 // scan them linearly on the listener's goroutine.
 //
+// A dual allocation (RFC 8656 §7.2, ADDITIONAL-ADDRESS-FAMILY) has a second,
+// IPv6, relayed address and socket in Half6. Its halves expire and may be
+// deleted one at a time (RFC 8656 §8.1): dropping a half closes its socket,
+// releases its port and drops the permissions and channels of its family
+// (families partition them, since a peer must be of a family the
+// allocation relays). ConnFor picks the socket for a peer on the packet
+// path with two comparisons.
+//
 // Channel bindings past their lifetime stay in the snapshot for
 // ChannelQuarantine more ("cooling"): they relay nothing, but still block
 // binding their number to another peer or their peer to another number.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"net/netip"
 	"strconv"
 	"sync"
@@ -182,8 +183,10 @@ func shardOf(ft *FiveTuple) int {
 // that a.FiveTuple and a.Relayed are free (ErrExists) and that a.User holds
 // fewer than UserQuota allocations across all transports and listeners
 // (ErrQuota), then adds a to both indexes and to the user's count. The caller
-// has already bound a.Conn; on error the caller still owns it. An Allocation
-// can be created once.
+// has already bound a.Conn (and a.Half6.Conn); on error the caller still
+// owns them. A dual allocation (Half6 set) is indexed under both relayed
+// addresses and counts as one against every quota. An Allocation can be
+// created once.
 func (t *Table) Create(a *Allocation, lifetime time.Duration) error {
 	ft := a.FiveTuple
 	switch {
@@ -207,6 +210,10 @@ func (t *Table) Create(a *Allocation, lifetime time.Duration) error {
 		return fmt.Errorf("allocations: create %v: %w", ft, ErrExists)
 	case a.Relayed.IsValid() && t.relayed[a.Relayed] != nil:
 		return fmt.Errorf("allocations: create %v: relayed address %v in use: %w", ft, a.Relayed, ErrExists)
+	case a.Half6 != nil && (!a.Half6.Relayed.IsValid() || a.Half6.Conn == nil):
+		return fmt.Errorf("allocations: create %v: IPv6 half without relayed address or socket", ft)
+	case a.Half6 != nil && t.relayed[a.Half6.Relayed] != nil:
+		return fmt.Errorf("allocations: create %v: relayed address %v in use: %w", ft, a.Half6.Relayed, ErrExists)
 	case t.cfg.UserQuota > 0 && t.users[a.User]+t.holds.users[a.User] >= t.cfg.UserQuota:
 		return fmt.Errorf("allocations: create %v: user %q holds %d of %d: %w", ft, a.User, t.users[a.User], t.cfg.UserQuota, ErrQuota)
 	case t.cfg.IPQuota > 0 && t.ips[ft.Client.Addr()]+t.holds.ips[ft.Client.Addr().Unmap()] >= t.cfg.IPQuota:
@@ -224,6 +231,11 @@ func (t *Table) Create(a *Allocation, lifetime time.Duration) error {
 		a.Created = now
 	}
 	a.expires.Store(now.Add(lifetime).UnixNano())
+	if d := a.Half6; d != nil {
+		for i := range d.halves {
+			d.halves[i].Store(a.expires.Load())
+		}
+	}
 
 	i := shardOf(&ft)
 	m := t.copyShardLocked(i, len(*t.shards[i].Load())+1)
@@ -232,6 +244,9 @@ func (t *Table) Create(a *Allocation, lifetime time.Duration) error {
 
 	if a.Relayed.IsValid() {
 		t.relayed[a.Relayed] = a
+	}
+	if a.Half6 != nil {
+		t.relayed[a.Half6.Relayed] = a
 	}
 	if t.cfg.AllocationBandwidth > 0 || t.cfg.UserBandwidth > 0 {
 		a.limits = &allocLimits{own: newLimits(t.cfg.AllocationBandwidth)}
@@ -309,6 +324,9 @@ func (t *Table) Sweep(now time.Time) {
 			if a.expires.Load() <= n {
 				expired = append(expired, a)
 			} else {
+				if a.Half6 != nil {
+					t.expireHalves(a, n)
+				}
 				a.prune(n)
 			}
 		}
@@ -386,6 +404,9 @@ func (t *Table) removeLocked(as []*Allocation) []*Allocation {
 			if t.relayed[a.Relayed] == a {
 				delete(t.relayed, a.Relayed)
 			}
+			if a.Half6 != nil && t.relayed[a.Half6.Relayed] == a {
+				delete(t.relayed, a.Half6.Relayed)
+			}
 			if t.users[a.User]--; t.users[a.User] <= 0 {
 				delete(t.users, a.User)
 				delete(t.bw, a.User)
@@ -426,11 +447,12 @@ func (t *Table) copyShardLocked(i, want int) map[FiveTuple]*Allocation {
 // close Done, notify.
 func (t *Table) finish(removed []*Allocation, why Reason) {
 	for _, a := range removed {
-		if a.Conn != nil {
-			local := a.Conn.LocalAddr()
-			_ = a.Conn.Close() // nothing useful to do with a close error here
-			if t.cfg.Ports != nil {
-				t.cfg.Ports.releaseAddr(local)
+		if a.Half6 == nil {
+			t.closeConn(a.Conn)
+		} else {
+			for _, i := range a.liveHalves() { // a dropped half is closed already
+				conn, _ := a.halfConn(i)
+				t.closeConn(conn)
 			}
 		}
 		if a.TCP != nil {
@@ -443,6 +465,63 @@ func (t *Table) finish(removed []*Allocation, why Reason) {
 		a.markRemoved()
 		if t.cfg.OnRemove != nil {
 			t.cfg.OnRemove(a, why)
+		}
+	}
+}
+
+// closeConn closes a relay socket (which ends its read loop) and returns
+// its port to Config.Ports.
+func (t *Table) closeConn(conn *net.UDPConn) {
+	if conn == nil {
+		return
+	}
+	local := conn.LocalAddr()
+	_ = conn.Close() // nothing useful to do with a close error here
+	if t.cfg.Ports != nil {
+		t.cfg.Ports.releaseAddr(local)
+	}
+}
+
+// DeleteFamily deletes the half of a dual allocation that relays to ip's
+// family (RFC 8656 §8.1: a Refresh with REQUESTED-ADDRESS-FAMILY and
+// LIFETIME 0 "can also be used to delete an allocation of a specific
+// address type"): its socket is closed, its port released, its relayed
+// address freed, and the permissions and channels of that family dropped;
+// the other half, and the allocation, live on. Deleting the only live half
+// (or the family of an allocation of one family) removes the allocation
+// (ReasonDeleted). It reports whether a had a live half of that family.
+func (t *Table) DeleteFamily(a *Allocation, ip netip.Addr) bool {
+	if !a.HasFamily(ip) {
+		return false
+	}
+	i := halfOf(ip)
+	if !a.Dual() || !a.dropHalf(i, 0) {
+		// Of one family, or the last live half: the whole allocation goes.
+		return t.Remove(a)
+	}
+	t.finishHalf(a, i)
+	return true
+}
+
+// finishHalf completes dropping half i of a: unindex its relayed address,
+// close its socket.
+func (t *Table) finishHalf(a *Allocation, i int) {
+	conn, addr := a.halfConn(i)
+	t.mu.Lock()
+	if t.relayed[addr] == a {
+		delete(t.relayed, addr)
+	}
+	t.mu.Unlock()
+	t.closeConn(conn)
+}
+
+// expireHalves drops the halves of a dual allocation that expired at n
+// while the other half lives on (the allocation itself expires with its
+// last half).
+func (t *Table) expireHalves(a *Allocation, n int64) {
+	for i := range a.Half6.halves {
+		if exp := a.Half6.halves[i].Load(); exp != 0 && exp <= n && a.dropHalf(i, n) {
+			t.finishHalf(a, i)
 		}
 	}
 }

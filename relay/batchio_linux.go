@@ -37,6 +37,9 @@ type rxBatch struct {
 	names    []unix.RawSockaddrInet6
 	n        int   // datagrams read by the last recv
 	errno    error // error of the last recv, if any
+	// zones names the scope IDs of IPv6 sources (link-local clients of a
+	// listener), so that a zone survives the batch; nil drops zones.
+	zones *zoneCache
 }
 
 func newRxBatch(slots, headroom int) *rxBatch {
@@ -205,7 +208,13 @@ func (b *rxBatch) msg(i int) (pkt []byte, from netip.AddrPort, ok bool) {
 		return pkt, netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), port), true
 	case unix.AF_INET6:
 		port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&name.Port))[:])
-		return pkt, netip.AddrPortFrom(netip.AddrFrom16(name.Addr).Unmap(), port), true
+		addr := netip.AddrFrom16(name.Addr).Unmap()
+		if name.Scope_id != 0 && addr.Is6() {
+			// A link-local source: without its zone an answer could not
+			// be routed back (and two links' fe80::1 would be one client).
+			addr = addr.WithZone(b.zones.name(name.Scope_id))
+		}
+		return pkt, netip.AddrPortFrom(addr, port), true
 	}
 	return nil, netip.AddrPort{}, false
 }

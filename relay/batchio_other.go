@@ -23,6 +23,7 @@ type rxBatch struct {
 	lens     []int
 	froms    []netip.AddrPort
 	n        int
+	zones    *zoneCache // unused: ReadFromUDPAddrPort keeps zones itself
 }
 
 func newRxBatch(_, headroom int) *rxBatch {
@@ -63,7 +64,9 @@ func reusePort(string, string, syscall.RawConn) error { return nil }
 func gsoControl(oob []byte, _ int) []byte { return oob[:0] }
 
 // sender sends one datagram per call through the net package.
-type sender struct{}
+type sender struct {
+	zones *zoneCache // unused: WriteMsgUDPAddrPort takes zones itself
+}
 
 func newSender() *sender { return &sender{} }
 

@@ -135,10 +135,21 @@ type Config struct {
 	// Policy decides which peer addresses may be relayed to.
 	Policy *auth.PeerPolicy
 
-	// RelayIP is the address relay sockets bind on. When invalid (zero), the
-	// listener's own address is used if it is specific, else the host's
-	// primary address (the one holding the default route).
-	RelayIP netip.Addr
+	// RelayIP and RelayIPs are the addresses relay sockets bind on: at most
+	// one of each family (New refuses two of one family), RelayIP being
+	// the single-address form. When none is valid they are chosen per
+	// listener (see relayIPFor): a specific listener address for its own
+	// family (with the loopback address of the other family when it is
+	// loopback), and otherwise the host's primary address of each family
+	// (the source address of its default route; for IPv6 a global or ULA
+	// address, see PrimaryIP6). A family with no relay address is not
+	// offered: an Allocate for it gets 440 (RFC 8656 §7.2).
+	RelayIP  netip.Addr
+	RelayIPs []netip.Addr
+	// DefaultFamily is the family of the relayed address an Allocate
+	// without REQUESTED-ADDRESS-FAMILY gets; FamilyIPv4 (the zero value)
+	// is what RFC 8656 §7.2 asks for.
+	DefaultFamily Family
 	// ExternalIP maps relay addresses to the public addresses advertised
 	// in XOR-RELAYED-ADDRESS instead of the relay socket's own (the host is
 	// behind 1:1 NAT); a relay address it does not map is advertised as is.
@@ -210,4 +221,93 @@ type Config struct {
 	// tcpBindTimeout replaces RFC 6062's 30 s ConnectionBind timeout in
 	// tests (export_test.go); zero in every other use.
 	tcpBindTimeout time.Duration
+}
+
+// Family is the address family of relayed addresses that an Allocate
+// without REQUESTED-ADDRESS-FAMILY gets (Config.DefaultFamily; coturn's
+// allocation-default-address-family).
+type Family uint8
+
+// Families. RFC 8656 §7.2: "If the REQUESTED-ADDRESS-FAMILY attribute is
+// absent and the server supports the IPv4 address family, the server MUST
+// allocate an IPv4 relayed transport address for the TURN client", hence
+// FamilyIPv4 is the zero value. FamilyKeep gives the family of the
+// client's own transport address (what many IPv6-only clients want, and
+// what the RFC does not ask for).
+const (
+	FamilyIPv4 Family = iota
+	FamilyIPv6
+	FamilyKeep
+)
+
+var familyNames = [...]string{FamilyIPv4: "ipv4", FamilyIPv6: "ipv6", FamilyKeep: "keep"}
+
+// String returns "ipv4", "ipv6" or "keep".
+func (f Family) String() string {
+	if int(f) < len(familyNames) {
+		return familyNames[f]
+	}
+	return "Family(" + strconv.Itoa(int(f)) + ")"
+}
+
+// ParseFamily parses "ipv4", "ipv6" or "keep" (any case).
+func ParseFamily(s string) (Family, error) {
+	for f, name := range familyNames {
+		if strings.EqualFold(s, name) {
+			return Family(f), nil
+		}
+	}
+	return 0, fmt.Errorf("address family %q: want ipv4, ipv6 or keep", s)
+}
+
+// relayIPs are the addresses relay sockets bind on for one listener's
+// allocations, one per family; an invalid one is a family not offered.
+type relayIPs struct {
+	v4, v6 netip.Addr
+}
+
+// of returns the relay address of the IPv6 family when v6, else IPv4's.
+func (r relayIPs) of(v6 bool) netip.Addr {
+	if v6 {
+		return r.v6
+	}
+	return r.v4
+}
+
+// valid reports whether any family is offered.
+func (r relayIPs) valid() bool { return r.v4.IsValid() || r.v6.IsValid() }
+
+// list returns the valid addresses, IPv4 first.
+func (r relayIPs) list() []netip.Addr {
+	var out []netip.Addr
+	for _, ip := range []netip.Addr{r.v4, r.v6} {
+		if ip.IsValid() {
+			out = append(out, ip)
+		}
+	}
+	return out
+}
+
+// configuredRelayIPs sorts Config.RelayIP and RelayIPs by family,
+// refusing two addresses of one family and addresses no socket binds on.
+func configuredRelayIPs(cfg *Config) (relayIPs, error) {
+	var r relayIPs
+	for _, ip := range append([]netip.Addr{cfg.RelayIP}, cfg.RelayIPs...) {
+		if !ip.IsValid() {
+			continue
+		}
+		ip = ip.Unmap()
+		if ip.IsUnspecified() || ip.IsMulticast() {
+			return relayIPs{}, fmt.Errorf("relay: relay address %v: want a unicast address of this host", ip)
+		}
+		slot := &r.v4
+		if ip.Is6() {
+			slot = &r.v6
+		}
+		if slot.IsValid() && *slot != ip {
+			return relayIPs{}, fmt.Errorf("relay: relay addresses %v and %v: give at most one address of each family", *slot, ip)
+		}
+		*slot = ip
+	}
+	return r, nil
 }

@@ -4,6 +4,7 @@ import (
 	crand "crypto/rand"
 	"encoding/binary"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"runtime"
 	"sync/atomic"
@@ -132,11 +133,16 @@ func (s *Server) writeToPeer(a *allocations.Allocation, payload []byte, peer net
 		s.stats.drop(DropBandwidth)
 		return
 	}
-	tx.add(udpOut{conn: a.Conn, raw: a.Raw, errs: &a.ErrQueued}, peer, &a.ToPeer, payload, len(payload))
+	// RFC 8656 §11.2: "the source transport address is the relayed
+	// transport address of the allocation": of a dual allocation, the one
+	// of the peer's family.
+	conn, raw, errs := a.ConnFor(peer.Addr())
+	tx.add(udpOut{conn: conn, raw: raw, errs: errs}, peer, &a.ToPeer, payload, len(payload))
 }
 
-// relayFromPeers reads the allocation's relay socket until the allocation
-// is removed, and forwards what permitted peers send to the client: as
+// relayFromPeers reads one of the allocation's relay sockets (a dual
+// allocation has two, each with its own loop) until it is closed or the
+// allocation is removed, and forwards what permitted peers send to the client: as
 // ChannelData when the peer has a channel, else as a Data indication
 // (RFC 8656 §11.3, §12.7). The header is written into headroom in front of
 // the payload, so nothing is copied on its way in.
@@ -146,15 +152,22 @@ func (s *Server) writeToPeer(a *allocations.Allocation, payload []byte, peer net
 // is queued (recvmmsg), forward it and give the batch back. An idle
 // allocation costs its goroutine's stack, not 64 KiB of buffer. To a UDP
 // client, frames of one batch leave in GSO runs (one send for many).
-func (s *Server) relayFromPeers(a *allocations.Allocation) {
-	p := &peerReader{s: s, a: a, rng: newRNG(), stream: a.FiveTuple.Transport != allocations.UDP}
+func (s *Server) relayFromPeers(a *allocations.Allocation) { s.relayFromSocket(a, a.Conn) }
+
+// relayFromSocket is relayFromPeers for one relay socket of a: Conn, or
+// the IPv6 half's of a dual allocation.
+func (s *Server) relayFromSocket(a *allocations.Allocation, conn *net.UDPConn) {
+	p := &peerReader{s: s, a: a, rng: newRNG(), stream: a.FiveTuple.Transport != allocations.UDP, errs: &a.ErrQueued}
+	if a.Half6 != nil && conn == a.Half6.Conn {
+		p.errs = &a.Half6.ErrQueued
+	}
 	switch sink := a.Sink.(type) {
 	case *udpSink:
 		p.udp = sink
 	case *streamSink:
 		p.streamSink = sink
 	}
-	s.readUntilClosed(a.Conn, p, true, a.Done())
+	s.readUntilClosed(conn, p, true, a.Done())
 }
 
 // peerReader is the state of one allocation's relay loop.
@@ -172,14 +185,19 @@ type peerReader struct {
 	// Frames staged in tx.buf for a TCP/TLS client.
 	staged, stagedFrames, stagedPayload int
 	// icmp reads the relay socket's error queue; made on the first ICMP
-	// error (icmp_linux.go).
+	// error (icmp_linux.go). errs is the socket's flag that a sender took
+	// an error pending on it (Allocation.ErrQueued, or the IPv6 half's).
 	icmp *icmpReader
+	errs *atomic.Bool
 }
 
 // acquire borrows a receive batch and a send run from the server's cache.
 func (p *peerReader) acquire() *rxBatch {
 	p.pb = p.s.peerBatches.get(p.s)
 	if p.pb.rx == nil {
+		// No zones (rx.zones nil): peer addresses carry none in TURN
+		// (XOR-PEER-ADDRESS), so permissions hold none either; a
+		// link-local peer is on the relay socket's own link.
 		p.pb.rx = newRxBatch(peerBatchSlots, proto.DataIndicationHeadroom)
 	}
 	p.tx = p.pb.tx

@@ -109,6 +109,55 @@ func newDataPathFixture(tb testing.TB, transport allocations.Transport, opts ...
 	return f
 }
 
+// newIPv6DataPathFixture is newDataPathFixture with a dual allocation
+// (RFC 8656 §7.2, ADDITIONAL-ADDRESS-FAMILY) instead: relay sockets on
+// 127.0.0.1 and ::1, the permission and channel for a peer socket on ::1,
+// which the IPv6 socket relays to.
+func newIPv6DataPathFixture(tb testing.TB, transport allocations.Transport) *dataPathFixture {
+	tb.Helper()
+	f := newDataPathFixture(tb, transport, func(c *Config) {
+		c.Policy = auth.NewPeerPolicy([]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}, nil)
+	})
+	// The IPv4 allocation stays (removing it would close a TLS client's
+	// sink): the dual one is another client port's, sharing the sink.
+	sink := f.a.Sink
+	f.ft.Client = netip.AddrPortFrom(f.ft.Client.Addr(), f.ft.Client.Port()+1)
+	conn4, err := f.s.ports.ListenUDP(netip.MustParseAddr("127.0.0.1"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	conn6, err := f.s.ports.ListenUDP(netip.IPv6Loopback())
+	if err != nil {
+		tb.Skipf("no IPv6 loopback: %v", err)
+	}
+	peer, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = peer.Close() })
+	f.peer = peer
+	f.a = &allocations.Allocation{
+		FiveTuple: f.ft, Username: "u", User: "u",
+		Relayed: conn4.LocalAddr().(*net.UDPAddr).AddrPort(), Conn: conn4, Raw: mustOut(tb, conn4).raw, Sink: sink,
+		Half6: &allocations.Half6{Relayed: conn6.LocalAddr().(*net.UDPAddr).AddrPort(), Conn: conn6, Raw: mustOut(tb, conn6).raw},
+	}
+	if err := f.s.table.Create(f.a, time.Hour); err != nil {
+		tb.Fatal(err)
+	}
+	if err := f.a.BindChannel(f.chNum, f.peerAddr(), time.Now()); err != nil {
+		tb.Fatal(err)
+	}
+	return f
+}
+
+// fixtureFor returns the IPv4 fixture, or the dual one when v6.
+func fixtureFor(tb testing.TB, transport allocations.Transport, v6 bool) *dataPathFixture {
+	if v6 {
+		return newIPv6DataPathFixture(tb, transport)
+	}
+	return newDataPathFixture(tb, transport)
+}
+
 // udpClient makes a listener socket and a client socket on loopback and
 // returns the udpSink from one to the other; what reaches the client is
 // counted in f.sink (by a reader that allocates nothing per datagram).
@@ -271,7 +320,12 @@ func sendIndicationPacket(tb testing.TB, peer netip.AddrPort, payload int) []byt
 // TestClientToPeerAllocatesNothing proves the client→peer data plane
 // (ChannelData and Send indications) allocates nothing per packet.
 func TestClientToPeerAllocatesNothing(t *testing.T) {
-	f := newDataPathFixture(t, allocations.UDP)
+	t.Run("ipv4", func(t *testing.T) { testClientToPeerAllocatesNothing(t, false) })
+	t.Run("ipv6 peer of a dual allocation", func(t *testing.T) { testClientToPeerAllocatesNothing(t, true) })
+}
+
+func testClientToPeerAllocatesNothing(t *testing.T, v6 bool) {
+	f := fixtureFor(t, allocations.UDP, v6)
 	var got atomic.Int64
 	go f.drainPeer(&got)
 
@@ -300,31 +354,41 @@ func TestPeerToClientAllocatesNothing(t *testing.T) {
 		name      string
 		transport allocations.Transport
 		channel   bool
+		v6        bool // from an IPv6 peer to the IPv6 socket of a dual allocation
 	}{
-		{"udp channel", allocations.UDP, true},
-		{"tcp channel padded", allocations.TCP, true},
-		{"tls channel, a record each", allocations.TLS, true},
-		{"udp data indication", allocations.UDP, false},
-		{"tls data indication, a record each", allocations.TLS, false},
+		{"udp channel", allocations.UDP, true, false},
+		{"tcp channel padded", allocations.TCP, true, false},
+		{"tls channel, a record each", allocations.TLS, true, false},
+		{"udp data indication", allocations.UDP, false, false},
+		{"tls data indication, a record each", allocations.TLS, false, false},
+		{"ipv6 udp channel", allocations.UDP, true, true},
+		{"ipv6 tcp channel padded", allocations.TCP, true, true},
+		{"ipv6 udp data indication", allocations.UDP, false, true},
+		{"ipv6 tls data indication, a record each", allocations.TLS, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if raceEnabled && tc.transport == allocations.TLS {
 				t.Skip("crypto/tls pools its record buffers (sync.Pool), which the race detector empties at random; scripts/test runs this without -race")
 			}
-			f := newDataPathFixture(t, tc.transport)
+			f := fixtureFor(t, tc.transport, tc.v6)
 			src := f.peer
 			if !tc.channel {
 				// A second peer with a permission but no channel.
-				other, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+				other, err := net.ListenUDP("udp", &net.UDPAddr{IP: f.peerAddr().Addr().AsSlice()})
 				if err != nil {
 					t.Fatal(err)
 				}
 				defer other.Close()
 				src = other
 			}
-			go f.s.relayFromPeers(f.a)
-			payload := make([]byte, 1001)
 			to := f.a.Relayed
+			if tc.v6 {
+				to = f.a.Half6.Relayed
+				go f.s.relayFromSocket(f.a, f.a.Half6.Conn)
+			} else {
+				go f.s.relayFromPeers(f.a)
+			}
+			payload := make([]byte, 1001)
 			// sendUntil keeps at most 64 packets in flight, so the relay
 			// socket's buffer never overflows, until target frames have
 			// reached the client.
@@ -361,6 +425,8 @@ func TestPeerToClientAllocatesNothing(t *testing.T) {
 			}
 			want := int64(4 + 1004) // header + payload padded to 4
 			switch {
+			case !tc.channel && tc.v6:
+				want = 20 + 24 + 4 + 1004 // STUN header, XOR-PEER-ADDRESS of IPv6, DATA
 			case !tc.channel:
 				want = 20 + 12 + 4 + 1004 // STUN header, XOR-PEER-ADDRESS, DATA
 			case tc.transport == allocations.UDP:

@@ -239,6 +239,12 @@ func (s *Server) discoverExternal(ctx context.Context) error {
 			continue
 		}
 		public, server, err := DiscoverPublicIP(ctx, ip, s.cfg.DiscoverExternalIP)
+		if err != nil && ip.Is6() {
+			// IPv6 is seldom behind NAT, and many STUN servers answer
+			// over IPv4 only: the address is advertised as it is.
+			s.log.Warn("external address auto-discovery: no answer for an IPv6 relay address; advertising it as it is", "relay_ip", ip.String(), "err", err)
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("relay: external address auto-discovery: %w: check the STUN servers (relay.stun_servers) or set relay.external_ip explicitly", err)
 		}
@@ -256,13 +262,15 @@ func (s *Server) discoverExternal(ctx context.Context) error {
 	return nil
 }
 
-// relayIPs returns the distinct addresses relay sockets bind on, one per
-// listener choice (see relayIPFor), in the listeners' order.
+// relayIPs returns the distinct addresses relay sockets bind on, of each
+// listener's choice (see relayIPFor), in the listeners' order, IPv4 first.
 func (s *Server) relayIPs() []netip.Addr {
 	var ips []netip.Addr
 	for _, spec := range s.cfg.Listeners {
-		if ip := s.relayIPFor(spec); !slices.Contains(ips, ip) {
-			ips = append(ips, ip)
+		for _, ip := range s.relayIPFor(spec).list() {
+			if !slices.Contains(ips, ip) {
+				ips = append(ips, ip)
+			}
 		}
 	}
 	return ips

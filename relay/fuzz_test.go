@@ -54,7 +54,7 @@ func FuzzServerPacket(f *testing.F) {
 		Server:    netip.MustParseAddrPort("127.0.0.1:3478"),
 		Transport: allocations.UDP,
 	}
-	relayIP := netip.MustParseAddr("127.0.0.1")
+	relayIP := relayIPs{v4: netip.MustParseAddr("127.0.0.1"), v6: netip.IPv6Loopback()}
 	f.Fuzz(func(t *testing.T, pkt []byte) {
 		if len(pkt) == 0 {
 			return
@@ -104,6 +104,9 @@ func fuzzSeeds(f *testing.F, nonce string) [][]byte {
 		build(stun.BindingRequest, stun.Fingerprint),
 		build(stun.NewType(stun.MethodAllocate, stun.ClassRequest), proto.RequestedTransport(proto.ProtoUDP)),
 		build(append([]stun.Setter{stun.NewType(stun.MethodAllocate, stun.ClassRequest), proto.RequestedTransport(proto.ProtoUDP)}, creds...)...),
+		build(append([]stun.Setter{stun.NewType(stun.MethodAllocate, stun.ClassRequest), proto.RequestedTransport(proto.ProtoUDP),
+			proto.AdditionalAddressFamily(proto.FamilyIPv6)}, creds...)...),
+		build(append([]stun.Setter{stun.NewType(stun.MethodRefresh, stun.ClassRequest), proto.FamilyIPv6, proto.Lifetime(0)}, creds...)...),
 		build(append([]stun.Setter{stun.NewType(stun.MethodRefresh, stun.ClassRequest), proto.Lifetime(0)}, creds...)...),
 		build(append([]stun.Setter{stun.NewType(stun.MethodCreatePermission, stun.ClassRequest), peer}, creds...)...),
 		build(append([]stun.Setter{stun.NewType(stun.MethodChannelBind, stun.ClassRequest), proto.ChannelNumber(0x4001), peer}, creds...)...),

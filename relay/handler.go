@@ -14,7 +14,7 @@ import (
 
 // handleRequest answers one STUN request from the client of ft. resp is
 // scratch space the caller reuses between requests.
-func (s *Server) handleRequest(req, resp *stun.Message, ft allocations.FiveTuple, sink allocations.ClientSink, relayIP netip.Addr) {
+func (s *Server) handleRequest(req, resp *stun.Message, ft allocations.FiveTuple, sink allocations.ClientSink, relayIP relayIPs) {
 	if req.Type.Class != stun.ClassRequest {
 		return // responses and unknown indications are not ours to answer
 	}
@@ -85,7 +85,7 @@ type request struct {
 	req, resp *stun.Message
 	ft        allocations.FiveTuple
 	sink      allocations.ClientSink
-	relayIP   netip.Addr
+	relayIP   relayIPs // of the listener the request came in on
 }
 
 // start begins a response of the given class to the request.
@@ -203,7 +203,7 @@ func (r *request) allocate(id auth.Identity) error {
 		// A retransmission of the request that made the allocation gets
 		// the same success response; anything else is a mismatch.
 		if a.TransactionID == r.req.TransactionID {
-			r.allocateSuccess(a, time.Until(a.Expires()), id.Key, nil)
+			r.allocateSuccess(a, time.Until(a.Expires()), id.Key, nil, r.retransmittedAddressError(a))
 			return nil
 		}
 		return newError(stun.CodeAllocMismatch, "Allocation Mismatch: this 5-tuple already has an allocation")
@@ -232,18 +232,9 @@ func (r *request) allocate(id auth.Identity) error {
 	hasEvenPort := evenPort.GetFrom(r.req) == nil
 	var token proto.ReservationToken
 	hasToken := token.GetFrom(r.req) == nil
-	if hasToken && (hasEvenPort || r.req.Contains(stun.AttrRequestedAddressFamily)) {
-		// RFC 8656 §7.2: RESERVATION-TOKEN excludes both.
-		return newError(stun.CodeBadRequest, "Bad Request: RESERVATION-TOKEN with EVEN-PORT or REQUESTED-ADDRESS-FAMILY")
-	}
-	relayIP := r.relayIP
-	var family proto.RequestedAddressFamily
-	if err := family.GetFrom(r.req); err == nil {
-		switch {
-		case family == proto.FamilyIPv4 && relayIP.Is4(), family == proto.FamilyIPv6 && relayIP.Is6():
-		default:
-			return newError(stun.CodeAddrFamilyNotSupported, "Address Family not Supported")
-		}
+	plan, err := r.planFamilies(hasToken, hasEvenPort && evenPort.ReservePort)
+	if err != nil {
+		return err
 	}
 	dontFragment := proto.HasDontFragment(r.req) // dontfrag.go
 	if dontFragment && !dontFragmentSupported {
@@ -253,7 +244,6 @@ func (r *request) allocate(id auth.Identity) error {
 	var (
 		conn     *net.UDPConn
 		reserved [8]byte // the token of the port reserved after ours, if any
-		err      error
 	)
 	switch {
 	case hasToken:
@@ -262,9 +252,9 @@ func (r *request) allocate(id auth.Identity) error {
 			return newError(stun.CodeInsufficientCapacity, "Insufficient Capacity: unknown or expired reservation token")
 		}
 	case hasEvenPort && evenPort.ReservePort:
-		conn, reserved, err = r.s.reserved.listenEvenPair(relayIP, id.User, r.ft.Client.Addr())
+		conn, reserved, err = r.s.reserved.listenEvenPair(plan.primary, id.User, r.ft.Client.Addr())
 	default:
-		conn, err = r.s.listenRelay(relayIP, hasEvenPort)
+		conn, err = r.s.listenRelay(plan.primary, hasEvenPort)
 	}
 	if err != nil {
 		return err
@@ -281,19 +271,24 @@ func (r *request) allocate(id auth.Identity) error {
 		}
 		return err
 	}
-	local := conn.LocalAddr().(*net.UDPAddr).AddrPort()
-	advertised := unmapAddrPort(local)
-	if ext := r.s.cfg.ExternalIP.Public(advertised.Addr()); ext.IsValid() {
-		advertised = netip.AddrPortFrom(ext, local.Port())
+	var half6 *allocations.Half6
+	if plan.second.IsValid() {
+		if half6, err = r.bindHalf6(plan.second, hasEvenPort, dontFragment); err != nil {
+			// RFC 8656 §7.2 step 9: a dual allocation granted one family
+			// only is a success, with ADDRESS-ERROR-CODE for the other.
+			r.s.log.Warn("dual allocation: no IPv6 relay socket", "client", r.ft.Client.String(), "err", err)
+			plan.missing = proto.AddressErrorCode{Family: proto.FamilyIPv6, Code: stun.CodeInsufficientCapacity, Reason: "Insufficient Capacity"}
+		}
 	}
 	a := &allocations.Allocation{
 		FiveTuple:     r.ft,
 		Username:      id.Username,
 		User:          id.User,
 		Key:           id.Key,
-		Relayed:       advertised,
+		Relayed:       r.advertised(conn),
 		Conn:          conn,
 		Raw:           out.raw,
+		Half6:         half6,
 		Sink:          r.sink,
 		Created:       time.Now(),
 		TransactionID: r.req.TransactionID,
@@ -301,6 +296,9 @@ func (r *request) allocate(id auth.Identity) error {
 	a.DontFragment.Store(dontFragment)
 	if err := r.s.table.Create(a, lifetime); err != nil {
 		r.s.ports.Close(conn)
+		if half6 != nil {
+			r.s.ports.Close(half6.Conn)
+		}
 		if c := r.s.reserved.take(reserved[:]); c != nil {
 			r.s.reserved.release(c)
 		}
@@ -308,24 +306,189 @@ func (r *request) allocate(id auth.Identity) error {
 	}
 	r.s.stats.allocationCreated(r.ft)
 	r.s.relays.Go(func() { r.s.relayFromPeers(a) })
-	r.s.log.Info("allocation created", "id", a.ID, "user", id.Username, "client", r.ft.Client.String(),
-		"transport", r.ft.Transport.String(), "relayed", advertised.String(), "lifetime", lifetime)
+	relayed := []any{"relayed", a.Relayed.String()}
+	if half6 != nil {
+		r.s.relays.Go(func() { r.s.relayFromSocket(a, half6.Conn) })
+		relayed = append(relayed, "relayed6", half6.Relayed.String())
+	}
+	r.s.log.Info("allocation created", append([]any{"id", a.ID, "user", id.Username, "client", r.ft.Client.String(),
+		"transport", r.ft.Transport.String(), "lifetime", lifetime}, relayed...)...)
 	var tokenAttr []byte
 	if reserved != ([8]byte{}) {
 		tokenAttr = reserved[:]
 	}
-	r.allocateSuccess(a, lifetime, id.Key, tokenAttr)
+	r.allocateSuccess(a, lifetime, id.Key, tokenAttr, plan.missing)
 	return nil
 }
 
+// familyPlan is which relayed addresses an Allocate gets (RFC 8656 §7.2
+// steps 5 to 9).
+type familyPlan struct {
+	// primary is where the first relay socket binds; invalid with a
+	// RESERVATION-TOKEN (the reserved socket is used as it is).
+	primary netip.Addr
+	// second is the IPv6 relay address of a dual allocation (primary is
+	// then IPv4); invalid when there is none.
+	second netip.Addr
+	// missing, for an ADDITIONAL-ADDRESS-FAMILY request granted one
+	// family only, names the other and why (Code 0: nothing missing).
+	missing proto.AddressErrorCode
+}
+
+// planFamilies applies RFC 8656 §7.2 steps 5 to 9 to the address family
+// attributes; reservePort is EVEN-PORT with the R bit.
+func (r *request) planFamilies(hasToken, reservePort bool) (familyPlan, error) {
+	var requested proto.RequestedAddressFamily
+	hasRequested := r.req.Contains(stun.AttrRequestedAddressFamily)
+	if hasRequested && requested.GetFrom(r.req) != nil {
+		return familyPlan{}, newError(stun.CodeBadRequest, "Bad Request: malformed REQUESTED-ADDRESS-FAMILY")
+	}
+	var additional proto.AdditionalAddressFamily
+	hasAdditional := r.req.Contains(proto.AttrAdditionalAddressFamily)
+	if hasAdditional && additional.GetFrom(r.req) != nil {
+		return familyPlan{}, newError(stun.CodeBadRequest, "Bad Request: malformed ADDITIONAL-ADDRESS-FAMILY")
+	}
+	switch {
+	case hasToken && (r.req.Contains(stun.AttrEvenPort) || hasRequested || hasAdditional):
+		// Step 5: "If yes, and the request also contains an EVEN-PORT or
+		// REQUESTED-ADDRESS-FAMILY or ADDITIONAL-ADDRESS-FAMILY attribute,
+		// the server rejects the request with a 400 (Bad Request) error."
+		return familyPlan{}, newError(stun.CodeBadRequest, "Bad Request: RESERVATION-TOKEN with EVEN-PORT or an address family")
+	case hasToken:
+		return familyPlan{}, nil
+	case hasRequested && hasAdditional:
+		// Step 6: "The server checks if the request contains both
+		// REQUESTED-ADDRESS-FAMILY and ADDITIONAL-ADDRESS-FAMILY
+		// attributes. If yes, then the server rejects the request with a
+		// 400 (Bad Request) error."
+		return familyPlan{}, newError(stun.CodeBadRequest, "Bad Request: REQUESTED-ADDRESS-FAMILY with ADDITIONAL-ADDRESS-FAMILY")
+	case hasAdditional && reservePort:
+		// Step 8: EVEN-PORT with the R bit "and the request also contains
+		// an ADDITIONAL-ADDRESS-FAMILY attribute" → 400.
+		return familyPlan{}, newError(stun.CodeBadRequest, "Bad Request: EVEN-PORT with R bit and ADDITIONAL-ADDRESS-FAMILY")
+	case hasAdditional && proto.RequestedAddressFamily(additional) != proto.FamilyIPv6:
+		// Step 9: "If yes, and the attribute value is 0x01 (IPv4 address
+		// family), then the server rejects the request with a 400 (Bad
+		// Request) error." (0x02 is "the only valid value", §18.10.)
+		return familyPlan{}, newError(stun.CodeBadRequest, "Bad Request: ADDITIONAL-ADDRESS-FAMILY other than IPv6")
+	case hasAdditional:
+		return r.planDual()
+	}
+	family := requested
+	if !hasRequested {
+		family = r.defaultFamily()
+	}
+	// Step 7: a family the server does not support, or (absent the
+	// attribute) no IPv4, "MUST generate an Allocate error response ...
+	// with the 440 (Address Family not Supported) response code".
+	var ip netip.Addr
+	if family.Valid() {
+		ip = r.relayIP.of(family == proto.FamilyIPv6)
+	}
+	if !ip.IsValid() {
+		return familyPlan{}, newError(stun.CodeAddrFamilyNotSupported, "Address Family not Supported")
+	}
+	return familyPlan{primary: ip}, nil
+}
+
+// planDual plans a dual allocation (RFC 8656 §7.2 step 9): "If the server
+// can partially meet the request, i.e., if it can only allocate one
+// relayed transport address of a specific address type, then it includes
+// ADDRESS-ERROR-CODE attribute in the success response".
+func (r *request) planDual() (familyPlan, error) {
+	notSupported := func(f proto.RequestedAddressFamily) proto.AddressErrorCode {
+		return proto.AddressErrorCode{Family: f, Code: stun.CodeAddrFamilyNotSupported, Reason: "Address Family not Supported"}
+	}
+	v4, v6 := r.relayIP.v4, r.relayIP.v6
+	switch {
+	case v4.IsValid() && v6.IsValid():
+		return familyPlan{primary: v4, second: v6}, nil
+	case v4.IsValid():
+		return familyPlan{primary: v4, missing: notSupported(proto.FamilyIPv6)}, nil
+	case v6.IsValid():
+		return familyPlan{primary: v6, missing: notSupported(proto.FamilyIPv4)}, nil
+	}
+	return familyPlan{}, newError(stun.CodeAddrFamilyNotSupported, "Address Family not Supported")
+}
+
+// defaultFamily is the family an Allocate without REQUESTED-ADDRESS-FAMILY
+// gets (Config.DefaultFamily).
+func (r *request) defaultFamily() proto.RequestedAddressFamily {
+	switch r.s.cfg.DefaultFamily {
+	case FamilyIPv6:
+		return proto.FamilyIPv6
+	case FamilyKeep:
+		if ip := r.ft.Client.Addr(); !ip.Is4() && !ip.Is4In6() {
+			return proto.FamilyIPv6
+		}
+	}
+	return proto.FamilyIPv4
+}
+
+// retransmittedAddressError is the ADDRESS-ERROR-CODE of the success
+// response that a retransmitted Allocate gets again: the allocation keeps
+// no copy, so it is derived anew from the request and the allocation.
+func (r *request) retransmittedAddressError(a *allocations.Allocation) proto.AddressErrorCode {
+	if !r.req.Contains(proto.AttrAdditionalAddressFamily) || a.Dual() {
+		return proto.AddressErrorCode{}
+	}
+	plan, err := r.planDual()
+	if err != nil || plan.missing.Code != 0 {
+		return plan.missing
+	}
+	// Both families were planned: the IPv6 socket could not be bound.
+	return proto.AddressErrorCode{Family: proto.FamilyIPv6, Code: stun.CodeInsufficientCapacity, Reason: "Insufficient Capacity"}
+}
+
+// bindHalf6 binds the IPv6 relay socket of a dual allocation on ip from
+// the port pool (with evenPort, on an even port: RFC 8656 §7.2 asks an
+// even port of "a relayed transport address", so of each).
+func (r *request) bindHalf6(ip netip.Addr, evenPort, dontFragment bool) (*allocations.Half6, error) {
+	conn, err := r.s.listenRelay(ip, evenPort)
+	if err != nil {
+		return nil, err
+	}
+	out, err := newUDPOut(conn)
+	if err == nil {
+		err = prepareRelaySocket(out, dontFragment)
+	}
+	if err != nil {
+		r.s.ports.Close(conn)
+		return nil, err
+	}
+	return &allocations.Half6{Relayed: r.advertised(conn), Conn: conn, Raw: out.raw}, nil
+}
+
+// advertised is the relayed address of a relay socket as clients are
+// told it: its own, or the configured or discovered external address.
+func (r *request) advertised(conn *net.UDPConn) netip.AddrPort {
+	local := conn.LocalAddr().(*net.UDPAddr).AddrPort()
+	advertised := unmapAddrPort(local)
+	if ext := r.s.cfg.ExternalIP.Public(advertised.Addr()); ext.IsValid() {
+		advertised = netip.AddrPortFrom(ext, local.Port())
+	}
+	return advertised
+}
+
 // allocateSuccess answers an Allocate; token, when not nil, is the
-// RESERVATION-TOKEN of the port reserved after this one.
-func (r *request) allocateSuccess(a *allocations.Allocation, lifetime time.Duration, key, token []byte) {
+// RESERVATION-TOKEN of the port reserved after this one, and missing, when
+// its Code is set, the ADDRESS-ERROR-CODE of a dual allocation that got one
+// family only.
+func (r *request) allocateSuccess(a *allocations.Allocation, lifetime time.Duration, key, token []byte, missing proto.AddressErrorCode) {
 	r.start(stun.ClassSuccessResponse)
+	// RFC 8656 §7.2: "An XOR-RELAYED-ADDRESS attribute containing the
+	// relayed transport address or two XOR-RELAYED-ADDRESS attributes
+	// containing the relayed transport addresses."
 	_ = proto.AddXORAddress(r.resp, stun.AttrXORRelayedAddress, a.Relayed)
+	if a.Half6 != nil {
+		_ = proto.AddXORAddress(r.resp, stun.AttrXORRelayedAddress, a.Half6.Relayed)
+	}
 	_ = proto.Lifetime(lifetime.Truncate(time.Second)).AddTo(r.resp)
 	if token != nil {
 		_ = proto.ReservationToken(token).AddTo(r.resp)
+	}
+	if missing.Code != 0 {
+		_ = missing.AddTo(r.resp)
 	}
 	_ = proto.AddXORAddress(r.resp, stun.AttrXORMappedAddress, r.ft.Client)
 	r.send(key)
@@ -344,20 +507,37 @@ func (r *request) owned(id auth.Identity) (*allocations.Allocation, error) {
 	return a, nil
 }
 
-// refresh implements RFC 8656 §7.3; LIFETIME 0 deletes at once.
+// refresh implements RFC 8656 §8.2; LIFETIME 0 deletes at once.
 func (r *request) refresh(id auth.Identity) error {
 	a, err := r.owned(id)
 	if err != nil {
 		return err
 	}
-	var family proto.RequestedAddressFamily
-	if err := family.GetFrom(r.req); err == nil {
-		if (family == proto.FamilyIPv4) != a.Relayed.Addr().Is4() {
-			return newError(stun.CodePeerAddrFamilyMismatch, "Peer Address Family Mismatch")
-		}
-	}
 	lifetime := r.lifetime()
-	if lifetime == 0 {
+	if r.req.Contains(stun.AttrRequestedAddressFamily) {
+		// RFC 8656 §8.1: "When refreshing a dual allocation, the client
+		// includes a REQUESTED-ADDRESS-FAMILY attribute indicating the
+		// address family type that should be refreshed", and with
+		// LIFETIME 0 deletes that family's relayed address only (its
+		// permissions and channels go with it, the other family's stay).
+		// §8.2: a family the allocation does not have gets 443.
+		var family proto.RequestedAddressFamily
+		if err := family.GetFrom(r.req); err != nil {
+			return newError(stun.CodeBadRequest, "Bad Request: malformed REQUESTED-ADDRESS-FAMILY")
+		}
+		ip := netip.IPv4Unspecified()
+		if family != proto.FamilyIPv4 {
+			ip = netip.IPv6Unspecified()
+		}
+		if !family.Valid() || !a.HasFamily(ip) {
+			return newError(stun.CodePeerAddrFamilyMismatch, "Peer Address Family Mismatch: the allocation has no relayed address of this family")
+		}
+		if lifetime == 0 {
+			r.s.table.DeleteFamily(a, ip)
+		} else if !a.RefreshFamily(ip, lifetime) {
+			return newError(stun.CodePeerAddrFamilyMismatch, "Peer Address Family Mismatch: the allocation has no relayed address of this family")
+		}
+	} else if lifetime == 0 {
 		r.s.table.Delete(r.ft)
 	} else {
 		a.Refresh(lifetime)
@@ -371,7 +551,10 @@ func (r *request) refresh(id auth.Identity) error {
 // checkPeer applies RFC 8656 §9.1/§12.1 family matching, the peer policy
 // and the own-address rule (self.go).
 func (r *request) checkPeer(a *allocations.Allocation, peer netip.AddrPort) error {
-	if peer.Addr().Is4() != a.Relayed.Addr().Is4() {
+	// RFC 8656 §10.2 and §12.2: a peer address "of a family the allocation
+	// has no relayed address for" (of either half of a dual allocation)
+	// gets 443 (Peer Address Family Mismatch).
+	if !a.HasFamily(peer.Addr()) {
 		return newError(stun.CodePeerAddrFamilyMismatch, "Peer Address Family Mismatch")
 	}
 	if !r.s.policy().Allowed(peer.Addr()) {

@@ -90,9 +90,19 @@ func setDontFragmentFD(fd int, v6 bool) error {
 // setDontFragment turns DF on for an allocation's relay socket after the
 // fact, for a Send indication with DONT-FRAGMENT (see Server.dontFragment).
 func setDontFragment(a *allocations.Allocation) error {
-	v6 := isIPv6Socket(a.Conn)
+	if err := setDontFragmentConn(a.Conn, a.Raw); err != nil {
+		return err
+	}
+	if h := a.Half6; h != nil {
+		return setDontFragmentConn(h.Conn, h.Raw) // both halves of a dual allocation
+	}
+	return nil
+}
+
+func setDontFragmentConn(conn *net.UDPConn, raw syscall.RawConn) error {
+	v6 := isIPv6Socket(conn)
 	var serr error
-	if err := a.Raw.Control(func(fd uintptr) { serr = setDontFragmentFD(int(fd), v6) }); err != nil {
+	if err := raw.Control(func(fd uintptr) { serr = setDontFragmentFD(int(fd), v6) }); err != nil {
 		return err
 	}
 	return serr
@@ -262,7 +272,7 @@ func (q *icmpReader) allow(now int64) bool {
 
 // errorsQueued reports whether a sender has taken the relay socket's
 // pending error since the error queue was last read.
-func (p *peerReader) errorsQueued() bool { return p.a.ErrQueued.Load() }
+func (p *peerReader) errorsQueued() bool { return p.errs.Load() }
 
 // readErrors reads the relay socket's error queue (fd is the socket, inside
 // readLoop's RawConn.Read) and tells the client of each ICMP error RFC 8656
@@ -286,7 +296,7 @@ func (p *peerReader) errorsQueued() bool { return p.a.ErrQueued.Load() }
 // about a peer with a channel is reported the same way, in a Data
 // indication.
 func (p *peerReader) readErrors(fd uintptr) {
-	p.a.ErrQueued.Store(false)
+	p.errs.Store(false)
 	q := p.icmp
 	if q == nil {
 		q = newICMPReader()
@@ -312,5 +322,5 @@ func (p *peerReader) readErrors(fd uintptr) {
 			p.s.stats.drop(DropWriteFailed)
 		}
 	}
-	p.a.ErrQueued.Store(true) // more may be queued: read on at the next turn
+	p.errs.Store(true) // more may be queued: read on at the next turn
 }

@@ -18,6 +18,7 @@ import (
 func withIPv6Only(c *relay.Config) {
 	c.Listeners = []relay.ListenSpec{{Kind: relay.UDP, Addr: "[::1]:0"}}
 	c.RelayIP = netip.MustParseAddr("::1")
+	c.DefaultFamily = relay.FamilyKeep // an IPv6-only server answers 440 to an Allocate without a family otherwise
 	c.Policy = auth.NewPeerPolicy([]netip.Prefix{netip.MustParsePrefix("::1/128")}, nil)
 }
 

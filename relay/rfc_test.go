@@ -83,16 +83,7 @@ func (c *rawClient) exchange(req *stun.Message) *stun.Message {
 // authed sends an authenticated request, fetching a nonce first if needed.
 func (c *rawClient) authed(method stun.Method, setters ...stun.Setter) *stun.Message {
 	c.t.Helper()
-	if c.nonce == nil {
-		resp := c.do(stun.NewType(stun.MethodAllocate, stun.ClassRequest), proto.RequestedTransport(proto.ProtoUDP))
-		if err := c.nonce.GetFrom(resp); err != nil {
-			c.t.Fatalf("challenge carries no NONCE: %v", err)
-		}
-	}
-	all := append([]stun.Setter{stun.TransactionID, stun.NewType(method, stun.ClassRequest)}, setters...)
-	all = append(all, stun.NewUsername(c.user), stun.NewRealm(testRealm), c.nonce,
-		stun.NewLongTermIntegrity(c.user, testRealm, c.pass), stun.Fingerprint)
-	return c.exchange(stun.MustBuild(all...))
+	return c.exchange(c.authedRequest(method, setters...))
 }
 
 // allocate makes a UDP allocation and returns its relayed address.
@@ -495,10 +486,11 @@ func TestPeerPolicyThroughServer(t *testing.T) {
 
 	for _, family := range []struct {
 		name, listen, relayIP string
+		family                proto.RequestedAddressFamily
 		denied, allowed       []string
 	}{
-		{"ipv4", "127.0.0.1:0", "127.0.0.1", denied4, allowed4},
-		{"ipv6", "[::1]:0", "::1", denied6, allowed6},
+		{"ipv4", "127.0.0.1:0", "127.0.0.1", proto.FamilyIPv4, denied4, allowed4},
+		{"ipv6", "[::1]:0", "::1", proto.FamilyIPv6, denied6, allowed6},
 	} {
 		t.Run(family.name, func(t *testing.T) {
 			s := startServer(t, withPolicy(auth.NewPeerPolicy(nil, nil)), func(c *relay.Config) {
@@ -506,7 +498,9 @@ func TestPeerPolicyThroughServer(t *testing.T) {
 				c.RelayIP = netip.MustParseAddr(family.relayIP)
 			})
 			c := newRawClient(t, s.addrs[relay.UDP])
-			wantCode(t, "Allocate", c.authed(stun.MethodAllocate, proto.RequestedTransport(proto.ProtoUDP)), 0)
+			// RFC 8656 §7.2: without REQUESTED-ADDRESS-FAMILY the relayed
+			// address is IPv4, which this IPv6-only server has not.
+			wantCode(t, "Allocate", c.authed(stun.MethodAllocate, proto.RequestedTransport(proto.ProtoUDP), family.family), 0)
 			for i, ip := range family.denied {
 				var peer stun.Setter = stunPeer(netip.AddrPortFrom(netip.MustParseAddr(ip), 5000))
 				if addr := netip.MustParseAddr(ip); addr.Is4In6() {

@@ -48,10 +48,17 @@ func (s *Server) buildOwnAddrs() *ownAddrs {
 	add(netip.IPv4Unspecified())
 	add(netip.IPv6Unspecified())
 	add(s.cfg.RelayIP)
-	add(s.primary)
+	for _, ip := range s.cfg.RelayIPs {
+		add(ip)
+	}
+	for _, ip := range s.primary.list() {
+		add(ip)
+	}
 	wildcard := false
 	for _, spec := range s.cfg.Listeners {
-		add(s.relayIPFor(spec))
+		for _, ip := range s.relayIPFor(spec).list() {
+			add(ip)
+		}
 	}
 	s.mu.Lock()
 	bound := slices.Clone(s.bound)

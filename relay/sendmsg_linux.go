@@ -25,6 +25,7 @@ type sender struct {
 	sa6   unix.RawSockaddrInet6
 	errno syscall.Errno
 	call  func(fd uintptr) bool // s.sendmsg, made once
+	zones *zoneCache            // scope IDs of zoned (link-local) destinations; nil: none
 }
 
 func newSender() *sender {
@@ -64,6 +65,7 @@ func (s *sender) send(out udpOut, b, oob []byte, to netip.AddrPort) error {
 		s.sa6.Family = unix.AF_INET6
 		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&s.sa6.Port))[:], to.Port())
 		s.sa6.Addr = addr.As16()
+		s.sa6.Scope_id = s.zones.index(addr.Zone())
 		s.msg.Name = (*byte)(unsafe.Pointer(&s.sa6))
 		s.msg.Namelen = unix.SizeofSockaddrInet6
 	}

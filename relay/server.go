@@ -39,7 +39,8 @@ type Server struct {
 	reserved *reservations // EVEN-PORT reservations (RFC 8656 §7.2)
 	tls      *tls.Config
 	software stun.Software
-	primary  netip.Addr // relay address for listeners bound to every address
+	relayCfg relayIPs // Config.RelayIP and RelayIPs by family
+	primary  relayIPs // relay addresses for listeners bound to every address
 	stats    stats
 	life     lifecycle // readiness: see Ready
 
@@ -65,6 +66,7 @@ type Server struct {
 	// failed on this host.
 	peerBatches *batchCache
 	gsoOff      atomic.Bool
+	zones       *zoneCache // IPv6 zones of link-local addresses (zones.go)
 
 	// TCP allocations' peer data connections by CONNECTION-ID (tcprelay.go).
 	tcp tcpIndex
@@ -131,7 +133,15 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.DefaultFamily > FamilyKeep {
+		return nil, fmt.Errorf("relay: default address family %v: want ipv4, ipv6 or keep", cfg.DefaultFamily)
+	}
+	relayCfg, err := configuredRelayIPs(&cfg)
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
+		relayCfg: relayCfg,
 		cfg:      cfg,
 		log:      cfg.Logger,
 		ports:    allocations.NewPortPool(cfg.RelayPorts),
@@ -146,6 +156,7 @@ func New(cfg Config) (*Server, error) {
 		epoch:       time.Now(),
 	}
 	s.peerBatches = newBatchCache()
+	s.zones = &zoneCache{}
 	s.curAuth.Store(cfg.Auth)
 	s.curPolicy.Store(cfg.Policy)
 	s.table = allocations.NewTable(allocations.Config{
@@ -203,9 +214,9 @@ func (s *Server) Start(ctx context.Context) error {
 		return err
 	}
 	s.tls = tlsConf
-	s.primary = s.cfg.RelayIP
-	if !s.primary.IsValid() {
-		s.primary = s.choosePrimaryIP()
+	s.primary = s.relayCfg
+	if !s.primary.valid() {
+		s.primary = s.choosePrimaryIPs()
 	}
 	if err := s.discoverExternal(ctx); err != nil {
 		return err
@@ -399,37 +410,81 @@ func (s *Server) onRemove(a *allocations.Allocation, why allocations.Reason) {
 	toPeer, toPeerBytes := a.ToPeer.Load()
 	toClient, toClientBytes := a.ToClient.Load()
 	s.log.Info("allocation ended", "id", a.ID, "user", a.Username, "client", a.FiveTuple.Client.String(),
-		"transport", a.FiveTuple.Transport.String(), "relayed", a.Relayed.String(), "reason", why.String(),
+		"transport", a.FiveTuple.Transport.String(), "relayed", relayedString(a), "reason", why.String(),
 		"packets_to_peer", toPeer, "bytes_to_peer", toPeerBytes, "packets_to_client", toClient, "bytes_to_client", toClientBytes)
 }
 
-// relayIPFor picks the address relay sockets bind on for allocations made
-// through the listener spec: the configured relay IP, else the listener's own
-// address when it is specific, else the host's primary address.
-func (s *Server) relayIPFor(spec ListenSpec) netip.Addr {
-	if s.cfg.RelayIP.IsValid() {
-		return s.cfg.RelayIP
+// relayedString is an allocation's relayed address for logs, both of a
+// dual allocation.
+func relayedString(a *allocations.Allocation) string {
+	if a.Half6 == nil {
+		return a.Relayed.String()
+	}
+	return a.Relayed.String() + "," + a.Half6.Relayed.String()
+}
+
+// relayIPFor picks the addresses relay sockets bind on for allocations
+// made through the listener spec, one per family: the configured relay
+// addresses, else the listener's own address for its family when it is
+// specific (and for the other family the loopback address if it is
+// loopback, else the host's primary one), else the host's primary
+// addresses.
+func (s *Server) relayIPFor(spec ListenSpec) relayIPs {
+	if s.relayCfg.valid() {
+		return s.relayCfg
 	}
 	host, _, _ := net.SplitHostPort(spec.Addr)
 	if host == "localhost" {
-		return netip.AddrFrom4([4]byte{127, 0, 0, 1})
+		return relayIPs{v4: netip.AddrFrom4([4]byte{127, 0, 0, 1}), v6: netip.IPv6Loopback()}
 	}
-	if ip, err := netip.ParseAddr(host); err == nil && !ip.IsUnspecified() {
-		return ip.Unmap()
+	ip, err := netip.ParseAddr(host)
+	if err != nil || ip.IsUnspecified() {
+		return s.primary
 	}
-	return s.primary
+	ip = ip.Unmap()
+	switch {
+	case ip.IsLoopback():
+		// Loopback relays to loopback, of either family: the relay IP for
+		// IPv6 when the listener is [::1] is ::1, and 127.0.0.1 for IPv4.
+		return relayIPs{v4: netip.AddrFrom4([4]byte{127, 0, 0, 1}), v6: netip.IPv6Loopback()}.with(ip)
+	case ip.Is4():
+		return relayIPs{v4: ip, v6: s.primary.v6}
+	}
+	return relayIPs{v4: s.primary.v4, v6: ip}
 }
 
-// choosePrimaryIP finds the host's primary address and logs the choice.
-func (s *Server) choosePrimaryIP() netip.Addr {
-	ip, err := PrimaryIP()
-	if err != nil {
-		ip = netip.AddrFrom4([4]byte{127, 0, 0, 1})
-		s.log.Warn("no default route: relaying on loopback only; set --relay-ip to the address peers can reach", "err", err)
-		return ip
+// with returns r with ip as the address of its family.
+func (r relayIPs) with(ip netip.Addr) relayIPs {
+	if ip.Is4() {
+		r.v4 = ip
+	} else {
+		r.v6 = ip
 	}
-	s.log.Info("relay address chosen from the default route; set --relay-ip to override", "relay_ip", ip.String())
-	return ip
+	return r
+}
+
+// choosePrimaryIPs finds the host's primary address of each family and
+// logs the choice.
+func (s *Server) choosePrimaryIPs() relayIPs {
+	var r relayIPs
+	ip, err4 := PrimaryIP()
+	if err4 == nil {
+		r.v4 = ip
+	}
+	ip6, err6 := PrimaryIP6()
+	if err6 == nil {
+		r.v6 = ip6
+	}
+	switch {
+	case err4 != nil && err6 != nil:
+		r.v4 = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+		s.log.Warn("no default route: relaying on loopback only; set --relay-ip to the address peers can reach", "err", err4)
+	case err4 != nil:
+		s.log.Warn("no IPv4 default route: relaying IPv6 only, Allocate requests for IPv4 get 440; set --relay-ip, or [relay] default_family", "err", err4)
+	}
+	s.log.Info("relay addresses chosen from the default routes; set --relay-ip to override",
+		"relay_ip", r.v4.String(), "relay_ip6", r.v6.String())
+	return r
 }
 
 // PrimaryIP returns the host's primary IPv4 address: the source address of
@@ -442,6 +497,49 @@ func PrimaryIP() (netip.Addr, error) {
 	}
 	defer c.Close()
 	return c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap(), nil
+}
+
+// PrimaryIP6 returns the host's primary IPv6 address: a global or unique
+// local (ULA) address on a non-loopback interface, the source address of
+// the default route when there is one (asked of the kernel as PrimaryIP
+// does), else the first such address of an interface that is up. Link-local
+// addresses do not count: peers off the link cannot reach them.
+func PrimaryIP6() (netip.Addr, error) {
+	if c, err := net.DialUDP("udp6", nil, net.UDPAddrFromAddrPort(netip.MustParseAddrPort("[2001:db8::1]:9"))); err == nil {
+		ip := c.LocalAddr().(*net.UDPAddr).AddrPort().Addr()
+		_ = c.Close()
+		if usableIPv6(ip) {
+			return ip.WithZone(""), nil
+		}
+	}
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("find primary IPv6 address: %w", err)
+	}
+	for _, ifc := range ifs {
+		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok {
+				if ip, ok := netip.AddrFromSlice(n.IP); ok && usableIPv6(ip) {
+					return ip, nil
+				}
+			}
+		}
+	}
+	return netip.Addr{}, errors.New("find primary IPv6 address: no global or ULA IPv6 address on an interface that is up")
+}
+
+// usableIPv6 reports whether ip is an IPv6 address peers off this host can
+// reach: global unicast (which includes ULA), not IPv4-mapped, not
+// link-local.
+func usableIPv6(ip netip.Addr) bool {
+	return ip.Is6() && !ip.Is4In6() && ip.IsGlobalUnicast() && !ip.IsLinkLocalUnicast()
 }
 
 // bindError explains why a listener could not bind and what to do about it.

@@ -358,6 +358,11 @@ func (s *Server) Stats() Stats {
 				ports.add(t.AddrPort().Addr().Unmap())
 			}
 		}
+		if d := a.Half6; d != nil && a.HasFamily(netip.IPv6Unspecified()) {
+			if u, ok := d.Conn.LocalAddr().(*net.UDPAddr); ok {
+				ports.add(u.AddrPort().Addr())
+			}
+		}
 		return true
 	})
 

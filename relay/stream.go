@@ -48,7 +48,7 @@ type streamListener struct {
 	ln      net.Listener
 	kind    ListenerKind
 	local   netip.AddrPort
-	relayIP netip.Addr
+	relayIP relayIPs
 	web     *webRouter // where connections that are not TURN go
 }
 
@@ -182,7 +182,7 @@ func (w *streamSink) WriteToClient(frame []byte) error {
 	return err
 }
 
-func (s *Server) listenStream(spec ListenSpec, relayIP netip.Addr) (*streamListener, error) {
+func (s *Server) listenStream(spec ListenSpec, relayIP relayIPs) (*streamListener, error) {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(context.Background(), "tcp", spec.Addr)
 	if err != nil {
@@ -329,7 +329,7 @@ func (l *streamListener) handshake(c net.Conn) (*tls.Conn, error) {
 
 // serveStream reads frames from one TCP/TLS client until it goes away; the
 // allocation made over the connection ends with it (RFC 8656 §3.1).
-func (s *Server) serveStream(sink *streamSink, r io.Reader, ft allocations.FiveTuple, relayIP netip.Addr) {
+func (s *Server) serveStream(sink *streamSink, r io.Reader, ft allocations.FiveTuple, relayIP relayIPs) {
 	conn := sink.conn
 	// The framer reads through r as it is when it is the connection's
 	// sniff buffer (no byte lost, no second buffer), and grows its buffer

@@ -288,13 +288,16 @@ func (r *request) allocateTCP(id auth.Identity) error {
 			return newError(stun.CodeBadRequest, "Bad Request: "+attr.String()+" with REQUESTED-TRANSPORT TCP")
 		}
 	}
-	relayIP := r.relayIP
-	var family proto.RequestedAddressFamily
-	if err := family.GetFrom(r.req); err == nil {
-		if !(family == proto.FamilyIPv4 && relayIP.Is4() || family == proto.FamilyIPv6 && relayIP.Is6()) {
-			return newError(stun.CodeAddrFamilyNotSupported, "Address Family not Supported")
-		}
+	if r.req.Contains(proto.AttrAdditionalAddressFamily) {
+		// RFC 6062 knows one relayed address per allocation; a dual
+		// allocation (RFC 8656 §7.2) is UDP only.
+		return newError(stun.CodeBadRequest, "Bad Request: ADDITIONAL-ADDRESS-FAMILY with REQUESTED-TRANSPORT TCP")
 	}
+	plan, err := r.planFamilies(false, false) // REQUESTED-ADDRESS-FAMILY as for UDP: 440 (handler.go)
+	if err != nil {
+		return err
+	}
+	relayIP := plan.primary
 	lifetime := r.lifetime()
 	// "4. A TCP relayed transport address MUST be allocated instead of a
 	// UDP one."
@@ -335,7 +338,7 @@ func (r *request) allocateTCP(id auth.Identity) error {
 		"transport", r.ft.Transport.String(), "relayed", "tcp "+advertised.String(), "lifetime", lifetime)
 	// "5. The RESERVATION-TOKEN attribute MUST NOT be present in the
 	// success response."
-	r.allocateSuccess(a, lifetime, id.Key, nil)
+	r.allocateSuccess(a, lifetime, id.Key, nil, proto.AddressErrorCode{})
 	return nil
 }
 

@@ -46,7 +46,9 @@ type txRun struct {
 }
 
 func newTxRun(s *Server) *txRun {
-	return &txRun{s: s, buf: make([]byte, maxGSOBytes), sender: newSender()}
+	t := &txRun{s: s, buf: make([]byte, maxGSOBytes), sender: newSender()}
+	t.sender.zones = s.zones
+	return t
 }
 
 // add sends dgram (payloadLen bytes of it payload, counted in ctr) from out

@@ -38,7 +38,7 @@ type udpListener struct {
 	s       *Server
 	socks   []*udpSocket
 	local   netip.AddrPort // identifies the listener in 5-tuples
-	relayIP netip.Addr
+	relayIP relayIPs
 }
 
 // udpSocket is one socket of a UDP listener.
@@ -70,7 +70,7 @@ func (u *udpSink) WriteToClient(frame []byte) error {
 // listenUDP binds spec's address listenerSockets() times with SO_REUSEPORT
 // (min(GOMAXPROCS, 16) on Linux, once elsewhere); the first bind picks the
 // port when spec asks for port 0.
-func (s *Server) listenUDP(spec ListenSpec, relayIP netip.Addr) (*udpListener, error) {
+func (s *Server) listenUDP(spec ListenSpec, relayIP relayIPs) (*udpListener, error) {
 	n := listenerSockets()
 	var lc net.ListenConfig
 	if n > 1 {
@@ -137,6 +137,7 @@ func (l *udpListener) serve() {
 // worker pool so that media never waits behind authentication or a bind.
 func (so *udpSocket) serve() {
 	r := &listenerReader{so: so, b: newRxBatch(listenerBatch, 0), tx: newTxRun(so.l.s)}
+	r.b.zones = so.l.s.zones
 	so.l.s.readUntilClosed(so.out.conn, r, false, nil)
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"reflect"
 	"slices"
 	"strings"
@@ -69,8 +70,14 @@ type AuthConfig struct {
 // RelayConfig is the [relay] table: the relayed addresses and which peers
 // they may reach.
 type RelayConfig struct {
-	// IP is the address relay sockets bind on.
-	IP string `toml:"ip"`
+	// IP is the address relay sockets bind on: one address, or one of
+	// each family ("203.0.113.7", ["203.0.113.7", "2001:db8::7"], or
+	// "203.0.113.7,2001:db8::7").
+	IP RelayIPSetting `toml:"ip"`
+	// DefaultFamily is the family of the relayed address an Allocate
+	// without REQUESTED-ADDRESS-FAMILY gets: "ipv4" (the default, as RFC
+	// 8656 §7.2 asks), "ipv6", or "keep" (the client's own family).
+	DefaultFamily string `toml:"default_family"`
 	// ExternalIP is advertised in XOR-RELAYED-ADDRESS behind 1:1 NAT: one
 	// address, "auto", or relay address = public address pairs
 	// (opsconfig.go).
@@ -280,9 +287,9 @@ func configFlags() []cli.Flag {
 		&cli.DurationFlag{Name: flagNonceLifetime, Category: catAuth, Value: defaultNonceLifetime,
 			Usage: "how long a nonce stays valid, a duration `D` such as 90s"},
 
-		&cli.StringFlag{Name: flagRelayIP, Category: catRelay,
-			Usage:       "bind relay sockets on `IP`",
-			DefaultText: "the listener's address if specific, else the host's primary address"},
+		&cli.StringSliceFlag{Name: flagRelayIP, Category: catRelay,
+			Usage:       "bind relay sockets on `IP`: one address of each family (repeatable, or IPV4,IPV6)",
+			DefaultText: "the listener's address if specific, else the host's primary address of each family"},
 		&cli.StringSliceFlag{Name: flagExternalIP, Category: catRelay,
 			Usage: "advertise `PUBLIC` in XOR-RELAYED-ADDRESS behind 1:1 NAT, or RELAY=PUBLIC for one relay address, or auto to ask STUN servers (repeatable)"},
 		&cli.StringSliceFlag{Name: flagSTUNServer, Category: catRelay,
@@ -343,7 +350,7 @@ func (c *Config) applyFlags(cmd *cli.Command) error {
 	override(cmd, flagSecret, &c.Auth.Secrets, cmd.StringSlice)
 	override(cmd, flagNonceLifetime, &c.Auth.NonceLifetime, durationOf(cmd))
 
-	override(cmd, flagRelayIP, &c.Relay.IP, cmd.String)
+	override(cmd, flagRelayIP, &c.Relay.IP, func(name string) RelayIPSetting { return cmd.StringSlice(name) })
 	c.applyOperationsFlags(cmd) // --external-ip, --stun-server, --admin, --admin-token
 	override(cmd, flagRelayPorts, &c.Relay.Ports, cmd.String)
 	override(cmd, flagAllowPeer, &c.Relay.AllowPeers, cmd.StringSlice)
@@ -410,4 +417,65 @@ func parseUserFlags(values []string) (map[string]string, error) {
 		users[name] = password
 	}
 	return users, nil
+}
+
+// RelayIPSetting is relay.ip as written: one string (an address, or
+// addresses separated by commas) or an array of them.
+type RelayIPSetting []string
+
+// UnmarshalTOML implements toml.Unmarshaler.
+func (r *RelayIPSetting) UnmarshalTOML(v any) error {
+	const how = `write one address ("203.0.113.7") or one of each family (["203.0.113.7", "2001:db8::7"])`
+	switch v := v.(type) {
+	case string:
+		*r = nil
+		if v != "" {
+			*r = RelayIPSetting{v}
+		}
+	case []any:
+		out := make(RelayIPSetting, 0, len(v))
+		for _, x := range v {
+			s, ok := x.(string)
+			if !ok {
+				return fmt.Errorf("relay.ip: %v is not a string: %s", x, how)
+			}
+			out = append(out, s)
+		}
+		*r = out
+	default:
+		return fmt.Errorf("relay.ip: %s", how)
+	}
+	return nil
+}
+
+// parseRelayIPs parses relay.ip (--relay-ip): at most one address of each
+// family, in values of one or more addresses separated by commas. first is
+// the IPv4 address, or the only one; second the IPv6 address when an IPv4
+// one is given too.
+func parseRelayIPs(values []string) (first, second netip.Addr, err error) {
+	var v4, v6 netip.Addr
+	for _, v := range values {
+		for _, one := range strings.Split(v, ",") {
+			one = strings.TrimSpace(one)
+			if one == "" {
+				continue
+			}
+			ip, err := parseHostIP(one, "relay.ip", flagRelayIP)
+			if err != nil {
+				return netip.Addr{}, netip.Addr{}, err
+			}
+			slot := &v4
+			if ip.Is6() {
+				slot = &v6
+			}
+			if slot.IsValid() && *slot != ip {
+				return netip.Addr{}, netip.Addr{}, fmt.Errorf("relay.ip (--%s): %v and %v: give at most one address of each family", flagRelayIP, *slot, ip)
+			}
+			*slot = ip
+		}
+	}
+	if !v4.IsValid() {
+		return v6, netip.Addr{}, nil
+	}
+	return v4, v6, nil
 }

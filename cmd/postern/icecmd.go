@@ -90,7 +90,7 @@ func iceServersAction(_ context.Context, cmd *cli.Command) error {
 		if policy.external, err = m.config.Relay.ExternalIP.advertisedHost(); err != nil {
 			return fmt.Errorf("config %s: %w", cmd.String(flagConfig), err)
 		}
-		if policy.relay, err = parseHostIP(m.config.Relay.IP, "relay.ip", flagRelayIP); err != nil {
+		if policy.relay, policy.relay6, err = parseRelayIPs(m.config.Relay.IP); err != nil {
 			return fmt.Errorf("config %s: %w", cmd.String(flagConfig), err)
 		}
 		told := false
@@ -188,6 +188,9 @@ func specEndpoints(specs []relay.ListenSpec, name string, p hostPolicy) ([]endpo
 			return nil, err
 		}
 		eps = append(eps, endpoint{kind: spec.Kind, addr: netip.AddrPortFrom(ip, ap.Port())})
+		if ip6, ok := p.host6(bound, ip, host == ""); ok {
+			eps = append(eps, endpoint{kind: spec.Kind, addr: netip.AddrPortFrom(ip6, ap.Port())})
+		}
 	}
 	return eps, nil
 }
@@ -202,7 +205,8 @@ func advertisedURLs(bound []relay.BoundListener, s settings) ([]string, error) {
 		host = s.port443.domains[0]
 	}
 	if host == "" {
-		eps, err := endpoints(bound, hostPolicy{external: s.externalIP, relay: s.relayIP, primary: relay.PrimaryIP})
+		eps, err := endpoints(bound, hostPolicy{external: s.externalIP, relay: s.relayIP, relay6: s.relayIP6,
+			primary: relay.PrimaryIP, primary6: relay.PrimaryIP6})
 		if err != nil {
 			return nil, err
 		}

@@ -39,9 +39,44 @@ type endpoint struct {
 // wins: external (the NAT's address), relay (where relay sockets bind), the
 // listener's own address when it is specific; else primary() (the host's
 // default-route address) is asked.
+//
+// A listener on every address of both families (":3478", "[::]:3478") is
+// also listed with a global IPv6 address (host6), so that clients on
+// IPv6-only networks (many mobile ones) can reach it.
 type hostPolicy struct {
 	external, relay netip.Addr
 	primary         func() (netip.Addr, error)
+	// relay6 is the IPv6 relay address when relay is the IPv4 one;
+	// primary6 finds the host's IPv6 address (relay.PrimaryIP6), nil: none.
+	relay6   netip.Addr
+	primary6 func() (netip.Addr, error)
+}
+
+// host6 returns the IPv6 address clients should also dial for a listener
+// bound on bound, given host, the address host returned: only for a
+// listener on every address that accepts IPv6 (dualStack: written without
+// a host, or bound to "::"), when host is not IPv6 already, and only a
+// global address (not ULA, link-local or loopback: unreachable from other
+// networks): relay6, else the host's primary IPv6 address.
+func (p hostPolicy) host6(bound, host netip.Addr, dualStack bool) (netip.Addr, bool) {
+	bound = bound.Unmap()
+	if host.Is6() || !(dualStack || (bound.Is6() && bound.IsUnspecified())) {
+		return netip.Addr{}, false
+	}
+	if p.relay6.IsValid() {
+		return p.relay6, globalIPv6(p.relay6)
+	}
+	if p.primary6 == nil {
+		return netip.Addr{}, false
+	}
+	ip, err := p.primary6()
+	return ip, err == nil && globalIPv6(ip)
+}
+
+// globalIPv6 reports whether ip is a global IPv6 unicast address: not
+// IPv4-mapped, link-local, loopback or unique local (fc00::/7).
+func globalIPv6(ip netip.Addr) bool {
+	return ip.Is6() && !ip.Is4In6() && ip.IsGlobalUnicast() && !ip.IsPrivate()
 }
 
 // host returns the address clients should dial for a listener bound on
@@ -51,6 +86,8 @@ func (p hostPolicy) host(bound netip.Addr) (netip.Addr, error) {
 	switch {
 	case p.external.IsValid():
 		return p.external, nil
+	case p.relay6.IsValid() && bound.Is6() && !bound.IsUnspecified():
+		return p.relay6, nil // an IPv6-only listener is reached over IPv6
 	case p.relay.IsValid():
 		return p.relay, nil
 	case bound.IsValid() && !bound.IsUnspecified():
@@ -79,6 +116,9 @@ func endpoints(bound []relay.BoundListener, p hostPolicy) ([]endpoint, error) {
 			return nil, err
 		}
 		out = append(out, endpoint{kind: b.Kind, addr: netip.AddrPortFrom(host, ap.Port())})
+		if ip6, ok := p.host6(ap.Addr(), host, false); ok {
+			out = append(out, endpoint{kind: b.Kind, addr: netip.AddrPortFrom(ip6, ap.Port())})
+		}
 	}
 	return out, nil
 }

@@ -319,7 +319,8 @@ func restartOnly(running, loaded settings) []string {
 	}{
 		{"listen", func(d *settings) { d.listeners, d.listenersExplicit = running.listeners, running.listenersExplicit }},
 		{"realm", func(d *settings) { d.realm = running.realm }},
-		{"relay.ip", func(d *settings) { d.relayIP = running.relayIP }},
+		{"relay.ip", func(d *settings) { d.relayIP, d.relayIP6 = running.relayIP, running.relayIP6 }},
+		{"relay.default_family", func(d *settings) { d.defaultFamily = running.defaultFamily }},
 		{"relay.external_ip", func(d *settings) {
 			d.externalIP, d.externalIPs, d.externalAuto = running.externalIP, running.externalIPs, running.externalAuto
 		}},

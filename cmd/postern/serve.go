@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"syscall"
@@ -128,6 +129,8 @@ func serve(ctx context.Context, s settings, log *slog.Logger, stdout io.Writer, 
 		Auth:               authn,
 		Policy:             auth.NewPeerPolicy(s.allowPeers, s.denyPeers),
 		RelayIP:            s.relayIP,
+		RelayIPs:           validAddrs(s.relayIP6),
+		DefaultFamily:      s.defaultFamily,
 		ExternalIP:         s.externalIPs,
 		DiscoverExternalIP: s.stunDiscovery(),
 		RelayPorts:         s.relayPorts,
@@ -215,4 +218,15 @@ func printICEServers(w io.Writer, bound []relay.BoundListener, s settings, secre
 		return fmt.Errorf("writing iceServers: %w", err)
 	}
 	return nil
+}
+
+// validAddrs returns the valid addresses of ips.
+func validAddrs(ips ...netip.Addr) []netip.Addr {
+	var out []netip.Addr
+	for _, ip := range ips {
+		if ip.IsValid() {
+			out = append(out, ip)
+		}
+	}
+	return out
 }

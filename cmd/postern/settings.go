@@ -41,11 +41,16 @@ type settings struct {
 	secrets       []string
 	nonceLifetime time.Duration
 
-	relayIP    netip.Addr // invalid: chosen per listener by relay
+	relayIP    netip.Addr // the IPv4 relay address, or the only one; invalid: chosen per listener by relay
 	externalIP netip.Addr // the one address of externalIPs for ICE URLs; invalid: none
 	relayPorts allocations.PortRange
 	allowPeers []netip.Prefix
 	denyPeers  []netip.Prefix
+
+	// relayIP6 is the IPv6 relay address when relayIP is IPv4 (invalid:
+	// none given); defaultFamily is relay.default_family.
+	relayIP6      netip.Addr
+	defaultFamily relay.Family
 
 	userQuota       int
 	maxLifetime     time.Duration
@@ -107,8 +112,13 @@ func (c Config) settings() (settings, error) {
 		return settings{}, err
 	}
 
-	if s.relayIP, err = parseHostIP(c.Relay.IP, "relay.ip", flagRelayIP); err != nil {
+	if s.relayIP, s.relayIP6, err = parseRelayIPs(c.Relay.IP); err != nil {
 		return settings{}, err
+	}
+	if c.Relay.DefaultFamily != "" {
+		if s.defaultFamily, err = relay.ParseFamily(c.Relay.DefaultFamily); err != nil {
+			return settings{}, fmt.Errorf("relay.default_family: %w", err)
+		}
 	}
 	// relay.external_ip, relay.stun_servers and [admin] (opsconfig.go).
 	if err := s.loadOperations(c); err != nil {

@@ -244,6 +244,97 @@ func (f *RequestedAddressFamily) GetFrom(m *stun.Message) error {
 	return nil
 }
 
+// AttrAdditionalAddressFamily and AttrAddressErrorCode are the dual
+// allocation attributes of RFC 8656 §18.10 and §18.13 (pion/stun names
+// neither). Both are comprehension-optional (0x8000-0xFFFF): a server that
+// does not know them allocates one family, as RFC 8656 §7.3 lets clients
+// expect.
+const (
+	AttrAdditionalAddressFamily stun.AttrType = 0x8000
+	AttrAddressErrorCode        stun.AttrType = 0x8001
+)
+
+// AdditionalAddressFamily is the ADDITIONAL-ADDRESS-FAMILY attribute (RFC
+// 8656 §18.10), encoded as REQUESTED-ADDRESS-FAMILY: "The attribute value
+// of 0x02 (IPv6 address) is the only valid value in Allocate request."
+// GetFrom accepts any family value; the handler answers 400 to others.
+type AdditionalAddressFamily uint8
+
+// AddTo adds ADDITIONAL-ADDRESS-FAMILY to m.
+func (f AdditionalAddressFamily) AddTo(m *stun.Message) error {
+	v := [requestedFamilySize]byte{byte(f)}
+	m.Add(AttrAdditionalAddressFamily, v[:])
+	return nil
+}
+
+// GetFrom decodes ADDITIONAL-ADDRESS-FAMILY from m.
+func (f *AdditionalAddressFamily) GetFrom(m *stun.Message) error {
+	v, err := getExact(m, AttrAdditionalAddressFamily, requestedFamilySize)
+	if err != nil {
+		return err
+	}
+	*f = AdditionalAddressFamily(v[0])
+	return nil
+}
+
+// AddressErrorCode is the ADDRESS-ERROR-CODE attribute (RFC 8656 §18.13):
+// in the success response to a dual Allocate that got one family only, the
+// family that was not allocated and why ("The error code value signaled in
+// the ADDRESS-ERROR-CODE attribute could be 440 (Address Family not
+// Supported) or 508 (Insufficient Capacity)", §7.2). Its value is an 8-bit
+// family, 13 reserved bits, the 3-bit class and 8-bit number of the error
+// code (as in ERROR-CODE), then the UTF-8 reason phrase.
+type AddressErrorCode struct {
+	Family RequestedAddressFamily
+	Code   stun.ErrorCode
+	Reason string
+}
+
+// addressErrorHeaderSize is the fixed part of ADDRESS-ERROR-CODE; its
+// reason phrase is at most 763 bytes, as ERROR-CODE's (RFC 8489 §14.8).
+const (
+	addressErrorHeaderSize = 4
+	maxReasonSize          = 763
+)
+
+// AddTo adds ADDRESS-ERROR-CODE to m.
+func (e AddressErrorCode) AddTo(m *stun.Message) error {
+	if e.Code < 300 || e.Code > 699 {
+		return fmt.Errorf("proto: %s: code %d outside 300-699: %w", AttrAddressErrorCode, e.Code, stun.ErrAttributeSizeInvalid)
+	}
+	if len(e.Reason) > maxReasonSize {
+		return fmt.Errorf("proto: %s: reason of %d bytes: %w", AttrAddressErrorCode, len(e.Reason), stun.ErrAttributeSizeOverflow)
+	}
+	v := make([]byte, addressErrorHeaderSize, addressErrorHeaderSize+len(e.Reason))
+	v[0] = byte(e.Family)
+	v[2] = byte(e.Code / 100)
+	v[3] = byte(e.Code % 100)
+	m.Add(AttrAddressErrorCode, append(v, e.Reason...))
+	return nil
+}
+
+// GetFrom decodes ADDRESS-ERROR-CODE from m. A class outside 3-6 or a
+// number above 99 is malformed (RFC 8489 §14.8).
+func (e *AddressErrorCode) GetFrom(m *stun.Message) error {
+	v, err := m.Get(AttrAddressErrorCode)
+	if err != nil {
+		return err
+	}
+	if len(v) < addressErrorHeaderSize || len(v) > addressErrorHeaderSize+maxReasonSize {
+		return fmt.Errorf("proto: %s: length %d: %w", AttrAddressErrorCode, len(v), stun.ErrAttributeSizeInvalid)
+	}
+	class, number := v[2]&0x07, v[3]
+	if class < 3 || class > 6 || number > 99 {
+		return fmt.Errorf("proto: %s: error code %d.%02d: %w", AttrAddressErrorCode, class, number, stun.ErrAttributeSizeInvalid)
+	}
+	*e = AddressErrorCode{
+		Family: RequestedAddressFamily(v[0]),
+		Code:   stun.ErrorCode(int(class)*100 + int(number)),
+		Reason: string(v[addressErrorHeaderSize:]),
+	}
+	return nil
+}
+
 // Data is the DATA attribute (RFC 8656 §18.4): the application data of Send
 // and Data indications.
 type Data []byte

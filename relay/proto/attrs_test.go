@@ -84,6 +84,18 @@ func TestAttributeWire(t *testing.T) {
 			decode: func(m *stun.Message) (any, error) { var v ConnectionID; err := v.GetFrom(m); return v, err },
 			value:  ConnectionID(0x8badf00d),
 		},
+		{
+			name: "additional family ipv6", set: AdditionalAddressFamily(FamilyIPv6), attr: AttrAdditionalAddressFamily,
+			want:   []byte{2, 0, 0, 0},
+			decode: func(m *stun.Message) (any, error) { var v AdditionalAddressFamily; err := v.GetFrom(m); return v, err },
+			value:  AdditionalAddressFamily(FamilyIPv6),
+		},
+		{
+			name: "address error code", set: AddressErrorCode{Family: FamilyIPv6, Code: 440, Reason: "no"}, attr: AttrAddressErrorCode,
+			want:   []byte{2, 0, 4, 40, 'n', 'o'},
+			decode: func(m *stun.Message) (any, error) { var v AddressErrorCode; err := v.GetFrom(m); return v, err },
+			value:  AddressErrorCode{Family: FamilyIPv6, Code: 440, Reason: "no"},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -136,6 +148,10 @@ func TestAttributeErrors(t *testing.T) {
 			func(m *stun.Message) error { var v RequestedAddressFamily; return v.GetFrom(m) }},
 		{"connection id", stun.AttrConnectionID, []int{0, 2, 3, 5, 8},
 			func(m *stun.Message) error { var v ConnectionID; return v.GetFrom(m) }},
+		{"additional family", AttrAdditionalAddressFamily, []int{0, 1, 8},
+			func(m *stun.Message) error { var v AdditionalAddressFamily; return v.GetFrom(m) }},
+		{"address error code", AttrAddressErrorCode, []int{0, 3, 768},
+			func(m *stun.Message) error { var v AddressErrorCode; return v.GetFrom(m) }},
 	}
 	for _, g := range getters {
 		t.Run(g.name+"/missing", func(t *testing.T) {

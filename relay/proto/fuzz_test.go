@@ -86,6 +86,14 @@ func FuzzSTUNMessage(f *testing.F) {
 		} else if v, err := m.Get(stun.AttrConnectionID); err == nil && len(v) == connectionIDSize {
 			t.Fatalf("4-byte CONNECTION-ID %x refused", v)
 		}
+		var aa AdditionalAddressFamily
+		if aa.GetFrom(m) == nil {
+			roundTrip(t, aa, new(AdditionalAddressFamily))
+		}
+		var ae AddressErrorCode
+		if ae.GetFrom(m) == nil {
+			roundTrip(t, ae, new(AddressErrorCode))
+		}
 		var tok ReservationToken
 		if tok.GetFrom(m) == nil && len(tok) != reservationTokenSize {
 			t.Fatalf("reservation token of %d bytes", len(tok))
