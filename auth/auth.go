@@ -42,7 +42,8 @@ const (
 	// §5 asks that nonces expire at least once an hour during an allocation.
 	DefaultNonceLifetime = 10 * time.Minute
 
-	// KeySize is the size of a long-term key: an MD5 digest (RFC 8489 §9.2.2).
+	// KeySize is the size of a stored long-term key (Config.Keys): an MD5
+	// digest (RFC 8489 §9.2.2). SHA-256 keys (§18.5.1.2) are 32 bytes.
 	KeySize = md5.Size
 
 	// minNonceKey is the shortest NonceKey New accepts, in bytes.
@@ -65,7 +66,9 @@ type Config struct {
 	// Users maps a static username to its password.
 	Users map[string]string
 	// Keys maps a static username to its long-term key
-	// MD5(user:realm:password), 16 bytes (coturn's "0x..." form).
+	// MD5(user:realm:password), 16 bytes (coturn's "0x..." form). Such a
+	// user can use MD5 only, never SHA-256, and its presence makes the
+	// server offer MD5 first (see algorithmsMD5First).
 	Keys map[string][]byte
 	// Secrets are the TURN REST API shared secrets. MintREST should use the
 	// first; Verify accepts any, so a new secret can be put first while the
@@ -83,7 +86,9 @@ type Config struct {
 
 // Identity is the result of a successful Verify.
 type Identity struct {
-	// Username is the USERNAME as sent.
+	// Username names the user: the USERNAME as sent, or, for a static user
+	// found by USERHASH or by the OpaqueString form of its name, the name
+	// as configured, so that one user's allocations have one owner.
 	Username string
 	// User is the quota key: the USER part of a REST username
 	// ("EXPIRY:USER" or "USER:EXPIRY"), the whole username otherwise.
@@ -91,15 +96,33 @@ type Identity struct {
 	// Key is the long-term key that verified the request, for checking the
 	// client's later requests and for signing responses. It is a copy.
 	Key []byte
+	// Algorithm is the password algorithm Key was derived with: the
+	// request's PASSWORD-ALGORITHM, MD5 when it had none.
+	Algorithm PasswordAlgorithm
+	// Integrity is the set of message-integrity attributes the responses
+	// to this request carry (see Verify).
+	Integrity Integrity
 }
 
 // Authenticator verifies long-term credentials and issues nonces. It is
 // immutable after New and safe for concurrent use.
 type Authenticator struct {
 	realm string
-	// static maps a static username to its candidate keys: the key derived
-	// from Config.Users and/or the one from Config.Keys.
-	static   map[string][][]byte
+	// realms are the spellings of realm a key may have been derived with:
+	// as configured and, when it differs, OpaqueString(realm) (RFC 8489
+	// §9.2.2).
+	realms []string
+	// static maps a username a client may send for a static user (its
+	// configured name and, when it differs, its OpaqueString form) to that
+	// user's candidate keys.
+	static map[string]*staticUser
+	// userhash maps the USERHASH values of the static users (RFC 8489
+	// §14.4) to their entries in static.
+	userhash map[[UserhashSize]byte]*staticUser
+	// cookie and params are the nonce cookie and the PASSWORD-ALGORITHMS
+	// choice of the nonces this Authenticator issues (see nonce.go).
+	cookie   string
+	params   byte
 	secrets  [][]byte
 	nonceKey []byte
 	lifetime int64 // nonce lifetime in seconds
@@ -120,9 +143,11 @@ func New(cfg Config) (*Authenticator, error) {
 			cfg.Realm, maxRealmChars)
 	}
 	a := &Authenticator{
-		realm:  cfg.Realm,
-		static: make(map[string][][]byte, len(cfg.Users)+len(cfg.Keys)),
-		now:    cfg.Now,
+		realm:    cfg.Realm,
+		realms:   forms(cfg.Realm),
+		static:   make(map[string]*staticUser, len(cfg.Users)+len(cfg.Keys)),
+		userhash: make(map[[UserhashSize]byte]*staticUser, len(cfg.Users)+len(cfg.Keys)),
+		now:      cfg.Now,
 	}
 	if a.now == nil {
 		a.now = time.Now
@@ -134,7 +159,11 @@ func New(cfg Config) (*Authenticator, error) {
 		if pass == "" {
 			return nil, fmt.Errorf("auth: static user %q has an empty password", user)
 		}
-		a.static[user] = append(a.static[user], LongTermKey(user, cfg.Realm, pass))
+		// A client may send the name as configured or OpaqueString'ed
+		// (RFC 8489 §14.3); the key uses the name as sent (§9.2.2).
+		for _, login := range forms(user) {
+			a.addPassword(user, login, pass)
+		}
 	}
 	for user, key := range cfg.Keys {
 		if user == "" {
@@ -144,7 +173,25 @@ func New(cfg Config) (*Authenticator, error) {
 			return nil, fmt.Errorf("auth: key for user %q is %d bytes, want %d (MD5 of user:realm:password)",
 				user, len(key), KeySize)
 		}
-		a.static[user] = append(a.static[user], append([]byte(nil), key...))
+		// A stored key is bound to the name it was derived with, and it is
+		// an MD5 key: such a user has no SHA-256 key (RFC 8489 §18.5.1.2
+		// hashes the password itself).
+		u := a.user(user, user)
+		u.md5 = append(u.md5, append([]byte(nil), key...))
+	}
+	// Offer SHA-256 first unless a stored MD5 key would then fail: see
+	// algorithmsMD5First.
+	a.params = paramsSHA256First
+	if len(cfg.Keys) > 0 {
+		a.params = paramsMD5First
+	}
+	// Username anonymity (RFC 8489 §9.2.5: with the bit set "the USERHASH
+	// attribute MUST be used") only when USERHASH can find every user: a
+	// TURN REST API username cannot be recovered from its hash, since the
+	// server learns it only from the request.
+	a.cookie = cookiePasswordAlgorithms
+	if len(cfg.Secrets) == 0 && len(a.static) > 0 {
+		a.cookie = cookieAnonymity
 	}
 	for i, s := range cfg.Secrets {
 		if s == "" {
@@ -180,9 +227,68 @@ func New(cfg Config) (*Authenticator, error) {
 // Realm returns the configured realm, for REALM attributes.
 func (a *Authenticator) Realm() string { return a.realm }
 
+// staticUser is one spelling of a static user's name and its candidate
+// keys for each password algorithm.
+type staticUser struct {
+	name   string // as configured: Identity.Username and User
+	md5    [][]byte
+	sha256 [][]byte
+}
+
+// keys returns u's candidate keys for alg.
+func (u *staticUser) keys(alg PasswordAlgorithm) [][]byte {
+	if alg == AlgorithmSHA256 {
+		return u.sha256
+	}
+	return u.md5
+}
+
+// user returns the entry for login (a spelling of the configured name
+// user), making it and its USERHASH entries if needed.
+func (a *Authenticator) user(name, login string) *staticUser {
+	u := a.static[login]
+	if u == nil {
+		u = &staticUser{name: name}
+		a.static[login] = u
+		for _, realm := range a.realms {
+			h := Userhash(login, realm)
+			if _, taken := a.userhash[h]; !taken {
+				a.userhash[h] = u
+			}
+		}
+	}
+	return u
+}
+
+// addPassword derives the keys of a static user with a password for one
+// spelling login of its name. RFC 8489 §9.2.2 derives the key from
+// OpaqueString(realm) and OpaqueString(password); browsers, pion and coturn
+// hash them byte for byte. Both are candidates (they coincide for printable
+// ASCII), so neither kind of client is locked out.
+func (a *Authenticator) addPassword(name, login, pass string) {
+	u := a.user(name, login)
+	for _, realm := range a.realms {
+		for _, p := range forms(pass) {
+			u.md5 = appendKey(u.md5, Key(AlgorithmMD5, login, realm, p))
+			u.sha256 = appendKey(u.sha256, Key(AlgorithmSHA256, login, realm, p))
+		}
+	}
+}
+
+// appendKey appends key to keys unless it is there already.
+func appendKey(keys [][]byte, key []byte) [][]byte {
+	for _, k := range keys {
+		if string(k) == string(key) {
+			return keys
+		}
+	}
+	return append(keys, key)
+}
+
 // LongTermKey returns the long-term credential key of RFC 8489 §9.2.2,
 // "key = MD5(username ":" OpaqueString(realm) ":" OpaqueString(password))",
-// with the strings used as given (see the package comment on OpaqueString).
+// with the strings used as given, as browsers and coturn compute it (see the
+// package comment on OpaqueString). Key computes it for either algorithm.
 func LongTermKey(username, realm, password string) []byte {
 	h := md5.New() //nolint:gosec // mandated by RFC 8489 §9.2.2
 	h.Write([]byte(username))
@@ -194,31 +300,73 @@ func LongTermKey(username, realm, password string) []byte {
 }
 
 // Verify authenticates a request with the long-term credential mechanism
-// (RFC 8489 §9.2.4). It reads USERNAME, collects the candidate keys and
-// accepts the request if its MESSAGE-INTEGRITY matches any of them:
+// (RFC 8489 §9.2.4). It finds the user by USERNAME, or by USERHASH (static
+// users only), collects the candidate keys for the request's password
+// algorithm and accepts the request if its integrity attribute matches any
+// of them:
 //
 //   - a static user (Config.Users or Config.Keys) is checked against its own
 //     keys only: a static user wins over REST parsing;
 //   - otherwise, when secrets are configured, a TURN REST API username
 //     (see MintREST) is checked against the key derived from every secret, in
 //     order, after its expiry: password = base64(HMAC-SHA1(secret, username)),
-//     key = MD5(username ":" realm ":" password).
+//     key = MD5 or SHA-256 of username ":" realm ":" password.
+//
+// The password algorithm is the request's PASSWORD-ALGORITHM (MD5 or
+// SHA-256), MD5 without one (§9.2.2). §9.2.4: "If the
+// MESSAGE-INTEGRITY-SHA256 attribute is present, compute the value for the
+// message integrity as described in Section 14.6 [...]. Otherwise, using the
+// same password, compute the value for the MESSAGE-INTEGRITY attribute".
+// A user with only a stored MD5 key has no SHA-256 key.
+//
+// Identity.Integrity says what the responses carry: §9.2.4 "Any response
+// generated by the server MUST include the MESSAGE-INTEGRITY-SHA256
+// attribute [...] unless the request was processed as though
+// PASSWORD-ALGORITHM was MD5 (because the request contained neither
+// PASSWORD-ALGORITHMS nor PASSWORD-ALGORITHM). In that case, the
+// MESSAGE-INTEGRITY attribute MUST be used". So: MESSAGE-INTEGRITY-SHA256
+// when the request named an algorithm, and MESSAGE-INTEGRITY otherwise; in
+// addition each integrity attribute the request itself carried, so that a
+// client that checks the kind it sent (a legacy request with
+// MESSAGE-INTEGRITY-SHA256 only) finds it.
 //
 // The caller has already answered 401 to a request without
-// MESSAGE-INTEGRITY, 400 to one without USERNAME, REALM or NONCE, and 438 to
-// a stale nonce (CheckNonce), in that order as RFC 8489 §9.2.4 lists them.
-// Verify temporarily rewrites m's length field (pion's MessageIntegrity.Check
-// does), so m must not be read concurrently.
+// MESSAGE-INTEGRITY(-SHA256), 400 to one without USERNAME or USERHASH,
+// REALM or NONCE, 400 to one failing CheckPasswordAlgorithms, and 438 to a
+// stale nonce (CheckNonce). Verify temporarily rewrites m's length field
+// (pion's MessageIntegrity.Check does), so m must not be read concurrently.
 func (a *Authenticator) Verify(m *stun.Message) (Identity, error) {
-	raw, err := m.Get(stun.AttrUsername)
-	if err != nil || len(raw) == 0 {
-		return Identity{}, ErrNoUsername
+	sha256MI := m.Contains(stun.AttrMessageIntegritySHA256)
+	sha1MI := m.Contains(stun.AttrMessageIntegrity)
+	alg := AlgorithmMD5
+	var integrity Integrity
+	if raw, err := m.Get(stun.AttrPasswordAlgorithm); err == nil {
+		e, ok := parseOnePasswordAlgorithm(raw)
+		if !ok || len(e.params) != 0 || (e.alg != AlgorithmMD5 && e.alg != AlgorithmSHA256) {
+			return Identity{}, fmt.Errorf("%w: unsupported PASSWORD-ALGORITHM %x", ErrPasswordAlgorithm, raw)
+		}
+		alg, integrity = e.alg, IntegritySHA256
+	} else if !sha256MI {
+		integrity = IntegritySHA1
 	}
-	if len(raw) > maxUsername {
-		return Identity{}, fmt.Errorf("%w: USERNAME is %d bytes, limit %d", ErrNoUsername, len(raw), maxUsername)
+	if sha1MI {
+		integrity |= IntegritySHA1
 	}
-	username := string(raw)
-	if !m.Contains(stun.AttrMessageIntegrity) {
+	if sha256MI {
+		integrity |= IntegritySHA256
+	}
+	check := func(key []byte) bool {
+		if sha256MI {
+			return MessageIntegritySHA256(key).Check(m) == nil
+		}
+		return stun.MessageIntegrity(key).Check(m) == nil
+	}
+
+	username, static, err := a.lookup(m)
+	if err != nil {
+		return Identity{}, err
+	}
+	if !sha1MI && !sha256MI {
 		return Identity{}, fmt.Errorf("%w for user %q: no MESSAGE-INTEGRITY", ErrBadIntegrity, username)
 	}
 	// A REALM other than ours cannot verify (the realm is part of the key);
@@ -227,13 +375,18 @@ func (a *Authenticator) Verify(m *stun.Message) (Identity, error) {
 		return Identity{}, fmt.Errorf("%w for user %q: realm %q, want %q", ErrBadIntegrity, username, realm, a.realm)
 	}
 
-	if keys, ok := a.static[username]; ok {
+	if static != nil {
+		keys := static.keys(alg)
 		for _, key := range keys {
-			if stun.MessageIntegrity(key).Check(m) == nil {
-				return Identity{Username: username, User: username, Key: append([]byte(nil), key...)}, nil
+			if check(key) {
+				return Identity{Username: static.name, User: static.name, Key: append([]byte(nil), key...),
+					Algorithm: alg, Integrity: integrity}, nil
 			}
 		}
-		return Identity{}, fmt.Errorf("%w for user %q", ErrBadIntegrity, username)
+		if len(keys) == 0 {
+			return Identity{}, fmt.Errorf("%w for user %q: only a stored MD5 key, no %v key", ErrBadIntegrity, username, alg)
+		}
+		return Identity{}, fmt.Errorf("%w for user %q (%v)", ErrBadIntegrity, username, alg)
 	}
 
 	if len(a.secrets) == 0 {
@@ -251,10 +404,43 @@ func (a *Authenticator) Verify(m *stun.Message) (Identity, error) {
 			time.Duration(now-cred.expiry)*time.Second)
 	}
 	for _, secret := range a.secrets {
-		key := LongTermKey(username, a.realm, restPassword(secret, username))
-		if stun.MessageIntegrity(key).Check(m) == nil {
-			return Identity{Username: username, User: cred.user, Key: key}, nil
+		// The password is base64, printable ASCII: OpaqueString leaves it.
+		pass := restPassword(secret, username)
+		for _, realm := range a.realms {
+			key := Key(alg, username, realm, pass)
+			if check(key) {
+				return Identity{Username: username, User: cred.user, Key: key, Algorithm: alg, Integrity: integrity}, nil
+			}
 		}
 	}
 	return Identity{}, fmt.Errorf("%w for user %q: no configured secret matches", ErrBadIntegrity, username)
+}
+
+// lookup finds the user of a request: by USERNAME, which may name a static
+// user or be a REST username (static is nil then), or by USERHASH, which
+// finds static users only (RFC 8489 §14.4; a REST username cannot be
+// recovered from its hash). Errors wrap ErrNoUsername or ErrUnknownUser.
+func (a *Authenticator) lookup(m *stun.Message) (username string, static *staticUser, err error) {
+	if raw, err := m.Get(stun.AttrUsername); err == nil {
+		if len(raw) == 0 {
+			return "", nil, ErrNoUsername
+		}
+		if len(raw) > maxUsername {
+			return "", nil, fmt.Errorf("%w: USERNAME is %d bytes, limit %d", ErrNoUsername, len(raw), maxUsername)
+		}
+		return string(raw), a.static[string(raw)], nil
+	}
+	raw, err := m.Get(stun.AttrUserhash)
+	if err != nil {
+		return "", nil, ErrNoUsername
+	}
+	if len(raw) != UserhashSize {
+		return "", nil, fmt.Errorf("%w: USERHASH of %d bytes, want %d", ErrUnknownUser, len(raw), UserhashSize)
+	}
+	u := a.userhash[[UserhashSize]byte(raw)]
+	if u == nil {
+		return "", nil, fmt.Errorf("%w: USERHASH %x matches no static user (TURN REST API credentials must be sent as USERNAME)",
+			ErrUnknownUser, raw)
+	}
+	return u.name, u, nil
 }

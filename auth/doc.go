@@ -19,14 +19,22 @@
 //   - Secret comparisons are constant time (hmac.Equal, here and inside
 //     pion/stun's MessageIntegrity.Check).
 //
-// Credentials are used byte for byte. RFC 8489 §9.2.2 runs username, realm
-// and password through the PRECIS OpaqueString profile (RFC 8265) before
-// hashing; for printable ASCII that profile is the identity, which covers
-// every username and secret that TURN REST API servers produce. Non-ASCII
-// credentials must already be in the form the client sends (NFC), exactly as
-// with pion/turn.
+// Password algorithms (RFC 8489 §9.2): every 401 and 438 offers
+// PASSWORD-ALGORITHMS (SHA-256 then MD5, or MD5 then SHA-256 when stored MD5
+// keys are configured) and a nonce starting with the "obMatJos2" nonce
+// cookie that announces them, so RFC 8489 clients derive a SHA-256 key and
+// sign with MESSAGE-INTEGRITY-SHA256, while legacy clients (browsers, pion)
+// ignore both and keep using MD5 and MESSAGE-INTEGRITY. The nonce binds the
+// offered list (CheckPasswordAlgorithms answers a changed one with 400: the
+// bid-down protection of §9.2.1). USERHASH (§14.4) finds static users; a
+// TURN REST API username cannot be recovered from its hash, so "Username
+// anonymity" is announced only when no REST secrets are configured. A user
+// known only by a stored MD5 key has no SHA-256 key.
 //
-// MESSAGE-INTEGRITY-SHA256, PASSWORD-ALGORITHMS and USERHASH (RFC 8489 §9.2.1)
-// are not implemented, so nonces never start with the "obMatJos2" security
-// feature cookie that would announce them.
+// Credentials are prepared as RFC 8489 §9.2.2 asks, with the PRECIS
+// OpaqueString profile (RFC 8265) on realm and password, and also used byte
+// for byte, as browsers, pion and coturn hash them: both keys are
+// candidates. For printable ASCII the two are the same, which covers every
+// username and secret that TURN REST API servers produce. A static user is
+// also found by the OpaqueString form of its name.
 package auth

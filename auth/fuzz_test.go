@@ -1,7 +1,9 @@
 package auth
 
 import (
+	"bytes"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"net/netip"
@@ -9,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pion/stun/v4"
 )
 
 // fuzzNonceKey and t0 make nonces deterministic, so that the seed corpus in
@@ -41,11 +45,14 @@ func FuzzCheckNonce(f *testing.F) {
 		}
 		// Accepted: it must be exactly what Nonce returned at its issue time,
 		// within the lifetime (so it cannot be a forgery or a variant).
-		raw, derr := base64.RawURLEncoding.DecodeString(nonce)
-		if derr != nil || len(raw) != nonceRawLen {
+		if len(nonce) != NonceLen || nonce[:nonceCookieLen] != a.cookie {
+			t.Fatalf("accepted nonce %q without our cookie %q", nonce, a.cookie)
+		}
+		raw, derr := base64.RawURLEncoding.DecodeString(nonce[nonceCookieLen:])
+		if derr != nil || len(raw) != nonceRawLen || raw[0] != a.params {
 			t.Fatalf("accepted undecodable nonce %q", nonce)
 		}
-		issued := int64(uint64(raw[0])<<56 | uint64(raw[1])<<48 | uint64(raw[2])<<40 | uint64(raw[3])<<32 |
+		issued := int64(uint64(raw[1])<<48 | uint64(raw[2])<<40 | uint64(raw[3])<<32 |
 			uint64(raw[4])<<24 | uint64(raw[5])<<16 | uint64(raw[6])<<8 | uint64(raw[7]))
 		if age := clk.t.Unix() - issued; age > a.lifetime || age < -nonceMaxSkew {
 			t.Fatalf("accepted nonce of age %ds", age)
@@ -140,4 +147,88 @@ func FuzzLoadUsersLine(f *testing.F) {
 			t.Fatalf("round trip of %q via %q changed: (%q, %q, %x, %v)", line, again, u2, p2, k2, err2)
 		}
 	})
+}
+
+// FuzzPasswordAlgorithms feeds PASSWORD-ALGORITHMS and PASSWORD-ALGORITHM
+// values (RFC 8489 §14.11, §14.12) to their parsers: they never panic, and
+// what they accept re-encodes to the input.
+func FuzzPasswordAlgorithms(f *testing.F) {
+	for _, s := range []string{
+		algorithmsSHA256First, algorithmsMD5First, "\x00\x02\x00\x00", "", "\x00\x01",
+		"\x00\x09\x00\x05\x01\x02\x03\x04\x05\x00\x00\x00\x00\x02\x00\x00", "\x00\x09\x00\x05\x01\x02\x03\x04\x05",
+		"\xff\xff\xff\xff",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, value []byte) {
+		var again []byte
+		n := 0
+		ok := parsePasswordAlgorithms(value, func(e algorithmEntry) {
+			n++
+			again = binary.BigEndian.AppendUint16(again, uint16(e.alg))
+			again = binary.BigEndian.AppendUint16(again, uint16(len(e.params)))
+			again = append(again, e.params...)
+			for len(again)%4 != 0 && len(again) < len(value) {
+				again = append(again, value[len(again)])
+			}
+		})
+		if ok {
+			if n == 0 || !bytes.Equal(again, value) {
+				t.Fatalf("parsePasswordAlgorithms(%x): %d entries re-encode to %x", value, n, again)
+			}
+		}
+		if e, ok := parseOnePasswordAlgorithm(value); ok {
+			if len(value) < 4 || len(e.params) > len(value)-4 || uint16(e.alg) != binary.BigEndian.Uint16(value) {
+				t.Fatalf("parseOnePasswordAlgorithm(%x) = %+v", value, e)
+			}
+		}
+	})
+}
+
+// FuzzIntegritySHA256 feeds arbitrary messages to the
+// MESSAGE-INTEGRITY-SHA256 scanner and check: neither panics nor reads
+// outside the message, a message that fails to decode is never accepted,
+// and a message signed with AddTo always is.
+func FuzzIntegritySHA256(f *testing.F) {
+	f.Add(rfc8489B1, []byte(Key(AlgorithmSHA256, matrixUser, "example.org", "TheMatrIX")))
+	f.Add(rfc8489B1[:40], []byte("k"))
+	f.Add([]byte("\x00\x01\x00\x08\x21\x12\xa4\x42012345678901\x00\x1c\x00\x04abcd"), []byte("k"))
+	f.Add([]byte{}, []byte{})
+	f.Fuzz(func(t *testing.T, raw, key []byte) {
+		start, value, found := findIntegritySHA256(raw)
+		if found && (start < stunHeaderSize || start+attrHeaderSize+len(value) > len(raw)) {
+			t.Fatalf("findIntegritySHA256: attribute at %d+%d outside %d bytes", start, len(value), len(raw))
+		}
+		m := &stun.Message{Raw: append([]byte(nil), raw...)}
+		if err := m.Decode(); err != nil {
+			if err := MessageIntegritySHA256(key).Check(m); err == nil && !found {
+				t.Fatal("accepted a message without the attribute")
+			}
+			return
+		}
+		_ = MessageIntegritySHA256(key).Check(m)
+		if !bytes.Equal(m.Raw, raw) {
+			t.Fatal("Check changed the message")
+		}
+		// Whatever m holds, signing it (unless it ends in FINGERPRINT or
+		// already has the attribute) gives a message that verifies.
+		if found || m.Contains(stun.AttrFingerprint) || len(m.Raw)+36 > 0xffff {
+			return
+		}
+		if err := MessageIntegritySHA256(key).AddTo(m); err != nil {
+			t.Fatalf("AddTo: %v", err)
+		}
+		if err := MessageIntegritySHA256(key).Check(decodeOrFail(t, m.Raw)); err != nil {
+			t.Fatalf("signed message does not verify: %v", err)
+		}
+	})
+}
+
+func decodeOrFail(t *testing.T, raw []byte) *stun.Message {
+	t.Helper()
+	m := &stun.Message{Raw: append([]byte(nil), raw...)}
+	if err := m.Decode(); err != nil {
+		t.Fatalf("Decode: %v", err)
+	}
+	return m
 }

@@ -23,8 +23,9 @@ func TestNonce(t *testing.T) {
 			t.Fatalf("nonce %q has character %q outside [A-Za-z0-9_-]", nonce, c)
 		}
 	}
-	if strings.HasPrefix(nonce, "obMatJos2") {
-		t.Fatal("nonce announces RFC 8489 security features we do not implement")
+	// testRealm's Authenticator has no static users: no username anonymity.
+	if !strings.HasPrefix(nonce, "obMatJos2gAAB") {
+		t.Fatalf("nonce %q does not start with the nonce cookie announcing password algorithms", nonce)
 	}
 
 	flip := func(s string, i int) string {
@@ -55,13 +56,18 @@ func TestNonce(t *testing.T) {
 		{"IPv4-mapped form of the same client", nonce, netip.MustParseAddr("::ffff:198.51.100.7"), 0, a, nil},
 		{"wrong IP", nonce, netip.MustParseAddr("198.51.100.8"), 0, a, ErrStaleNonce},
 		{"wrong IP family", nonce, netip.MustParseAddr("2001:db8::7"), 0, a, ErrStaleNonce},
-		{"tampered first char (time)", flip(nonce, 0), client, 0, a, ErrStaleNonce},
+		{"tampered cookie prefix", flip(nonce, 0), client, 0, a, ErrStaleNonce},
+		{"feature bits cleared", "obMatJos2AAAA" + nonce[nonceCookieLen:], client, 0, a, ErrStaleNonce},
+		{"other cookie of ours (bits added)", cookieAnonymity + nonce[nonceCookieLen:], client, 0, a, ErrStaleNonce},
+		{"tampered params", flip(nonce, nonceCookieLen), client, 0, a, ErrStaleNonce},
+		{"tampered time", flip(nonce, nonceCookieLen+5), client, 0, a, ErrStaleNonce},
 		{"tampered last char (MAC)", flip(nonce, NonceLen-1), client, 0, a, ErrStaleNonce},
 		{"malformed: empty", "", client, 0, a, ErrStaleNonce},
 		{"malformed: short", nonce[:NonceLen-1], client, 0, a, ErrStaleNonce},
 		{"malformed: long", nonce + "A", client, 0, a, ErrStaleNonce},
-		{"malformed: bad alphabet", "+" + nonce[1:], client, 0, a, ErrStaleNonce},
-		{"malformed: newline", nonce[:10] + "\n" + nonce[11:], client, 0, a, ErrStaleNonce},
+		{"malformed: bad alphabet", nonce[:nonceCookieLen] + "+" + nonce[nonceCookieLen+1:], client, 0, a, ErrStaleNonce},
+		{"malformed: newline", nonce[:20] + "\n" + nonce[21:], client, 0, a, ErrStaleNonce},
+		{"malformed: old format", nonce[nonceCookieLen:], client, 0, a, ErrStaleNonce},
 		{"malformed: RFC 5769 nonce", "f//499k954d6OL34oL9FSTvy64sA", client, 0, a, ErrStaleNonce},
 		{"from another key", nonce, client, 0, other, ErrStaleNonce},
 		{"another server with the same key", nonce, client, 0, sameKey, nil},

@@ -73,8 +73,10 @@ func TestAmplificationFactor(t *testing.T) {
 		{"Allocate", stun.MustBuild(stun.TransactionID, stun.NewType(stun.MethodAllocate, stun.ClassRequest))},
 		{"Refresh", stun.MustBuild(stun.TransactionID, stun.NewType(stun.MethodRefresh, stun.ClassRequest))},
 	}
-	// 5x for the 12-byte test realm; each 4 bytes of realm add 0.2.
-	const maxFactor = 5.0
+	// 6.4x for the 12-byte test realm (a 401 carries REALM, a 45-character
+	// NONCE and PASSWORD-ALGORITHMS, which RFC 8489 §9.2.4 requires); each 4
+	// bytes of realm add 0.2.
+	const maxFactor = 6.4
 	for _, tc := range cases {
 		resp := c.exchange(tc.req)
 		factor := float64(len(resp.Raw)) / float64(len(tc.req.Raw))

@@ -45,6 +45,7 @@ func (s *Server) handleRequest(req, resp *stun.Message, ft allocations.FiveTuple
 	if !ok {
 		return
 	}
+	r.integrity = id.Integrity
 	var err error
 	switch req.Type.Method {
 	case stun.MethodAllocate:
@@ -86,6 +87,9 @@ type request struct {
 	ft        allocations.FiveTuple
 	sink      allocations.ClientSink
 	relayIP   relayIPs // of the listener the request came in on
+	// integrity is what send signs authenticated answers with (see
+	// auth.Verify); zero means MESSAGE-INTEGRITY.
+	integrity auth.Integrity
 }
 
 // start begins a response of the given class to the request.
@@ -105,7 +109,7 @@ func (r *request) send(key []byte) {
 		_ = r.s.software.AddTo(r.resp)
 	}
 	if key != nil {
-		_ = stun.MessageIntegrity(key).AddTo(r.resp)
+		addIntegrity(r.resp, key, r.integrity)
 	}
 	_ = stun.Fingerprint.AddTo(r.resp)
 	if err := r.sink.WriteToClient(r.resp.Raw); err != nil {
@@ -138,24 +142,30 @@ func (r *request) fail(err error, key []byte, extra ...stun.Setter) {
 	r.send(key)
 }
 
-// challenge answers 401 or 438 with a fresh NONCE and the REALM, so the
-// client can (re)compute its credentials (RFC 8489 §9.2.4).
+// challenge answers 401 or 438 with a fresh NONCE, the REALM and the
+// PASSWORD-ALGORITHMS offered with the nonce, so the client can (re)compute
+// its credentials (RFC 8489 §9.2.4).
 func (r *request) challenge(code stun.ErrorCode, reason string) {
+	a := r.s.auth()
 	r.fail(newError(code, reason), nil,
-		stun.NewRealm(r.s.auth().Realm()),
-		stun.NewNonce(r.s.auth().Nonce(r.ft.Client.Addr())))
+		stun.NewRealm(a.Realm()),
+		stun.NewNonce(a.Nonce(r.ft.Client.Addr())),
+		a.PasswordAlgorithms())
 }
 
 // authenticate applies the long-term credential mechanism (RFC 8489 §9.2.4)
 // and answers the client itself when it fails.
 func (r *request) authenticate() (auth.Identity, bool) {
-	if !r.req.Contains(stun.AttrMessageIntegrity) {
+	if !hasIntegrity(r.req) {
 		r.challenge(stun.CodeUnauthorized, "Unauthorized")
 		return auth.Identity{}, false
 	}
 	var nonce stun.Nonce
-	if !r.req.Contains(stun.AttrUsername) || !r.req.Contains(stun.AttrRealm) || nonce.GetFrom(r.req) != nil {
+	if !hasUser(r.req) || !r.req.Contains(stun.AttrRealm) || nonce.GetFrom(r.req) != nil {
 		r.fail(newError(stun.CodeBadRequest, "Bad Request: MESSAGE-INTEGRITY without USERNAME, REALM and NONCE"), nil)
+		return auth.Identity{}, false
+	}
+	if !r.checkPasswordAlgorithms(nonce.String()) {
 		return auth.Identity{}, false
 	}
 	if err := r.s.auth().CheckNonce(nonce.String(), r.ft.Client.Addr()); err != nil {
