@@ -97,16 +97,28 @@ func NewPortPool(r PortRange) *PortPool {
 // were not released are probed last. It returns an error wrapping ErrNoPorts
 // when every port is taken, and any other bind error at once.
 func (p *PortPool) ListenUDP(ip netip.Addr) (*net.UDPConn, error) {
+	return bindFree(p, ip, "udp", true, func(network string, ap netip.AddrPort) (*net.UDPConn, error) {
+		return net.ListenUDP(network, net.UDPAddrFromAddrPort(ap))
+	})
+}
+
+// bindFree binds a socket of proto ("udp" or "tcp") on ip with listen at a
+// free port of the range, starting at a random port and probing upwards,
+// wrapping around, skipping ports the kernel reports in use (EADDRINUSE).
+// With probeMarked, ports this pool handed out and that were not released
+// are probed last; otherwise never.
+func bindFree[C any](p *PortPool, ip netip.Addr, proto string, probeMarked bool, listen func(network string, ap netip.AddrPort) (C, error)) (C, error) {
+	var none C
 	if err := p.r.validate(); err != nil {
-		return nil, fmt.Errorf("allocations: relay ports %v: %w", p.r, err)
+		return none, fmt.Errorf("allocations: relay ports %v: %w", p.r, err)
 	}
 	if !ip.IsValid() {
-		return nil, errors.New("allocations: relay socket: no relay address")
+		return none, errors.New("allocations: relay socket: no relay address")
 	}
 	ip = ip.Unmap()
-	network := "udp6"
+	network := proto + "6"
 	if ip.Is4() {
-		network = "udp4"
+		network = proto + "4"
 	}
 	n := p.r.Len()
 	start := rand.IntN(n)
@@ -118,17 +130,21 @@ func (p *PortPool) ListenUDP(ip netip.Addr) (*net.UDPConn, error) {
 		used = make([]uint64, (n+63)/64)
 		p.used[ip] = used
 	}
+	passes := 1
+	if probeMarked {
+		passes = 2
+	}
 	// Pass 0 probes ports not marked in use; pass 1 the marked ones, in
 	// case a socket was closed without Release. Each port is tried at most
 	// once.
-	for pass := range 2 {
+	for pass := range passes {
 		for i := range n {
 			idx := (start + i) % n
 			if marked := used[idx/64]&(1<<(idx%64)) != 0; marked != (pass == 1) {
 				continue
 			}
-			port := p.r.Low + uint16(idx)
-			c, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, port)))
+			ap := netip.AddrPortFrom(ip, p.r.Low+uint16(idx))
+			c, err := listen(network, ap)
 			if err == nil {
 				used[idx/64] |= 1 << (idx % 64)
 				return c, nil
@@ -136,11 +152,11 @@ func (p *PortPool) ListenUDP(ip netip.Addr) (*net.UDPConn, error) {
 			if errors.Is(err, syscall.EADDRINUSE) {
 				continue
 			}
-			return nil, fmt.Errorf("allocations: relay socket on %v: %w", netip.AddrPortFrom(ip, port), err)
+			return none, fmt.Errorf("allocations: %s relay socket on %v: %w", proto, ap, err)
 		}
 	}
-	return nil, fmt.Errorf("allocations: relay socket on %v: all %d ports %v in use (widen --relay-ports): %w",
-		ip, n, p.r, ErrNoPorts)
+	return none, fmt.Errorf("allocations: %s relay socket on %v: all %d ports %v in use (widen --relay-ports): %w",
+		proto, ip, n, p.r, ErrNoPorts)
 }
 
 // ListenUDPPort binds a UDP socket on ip at exactly port, which must be in
@@ -213,45 +229,13 @@ func (p *PortPool) releaseAddr(local net.Addr) {
 // It returns an error wrapping ErrNoPorts when every unmarked port is
 // taken, and any other bind error at once.
 func (p *PortPool) ListenTCP(ip netip.Addr, lc *net.ListenConfig) (*net.TCPListener, error) {
-	if err := p.r.validate(); err != nil {
-		return nil, fmt.Errorf("allocations: relay ports %v: %w", p.r, err)
-	}
-	if !ip.IsValid() {
-		return nil, errors.New("allocations: relay socket: no relay address")
-	}
-	ip = ip.Unmap()
-	network := "tcp6"
-	if ip.Is4() {
-		network = "tcp4"
-	}
-	n := p.r.Len()
-	start := rand.IntN(n)
-
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	used := p.used[ip]
-	if used == nil {
-		used = make([]uint64, (n+63)/64)
-		p.used[ip] = used
-	}
-	for i := range n {
-		idx := (start + i) % n
-		if used[idx/64]&(1<<(idx%64)) != 0 {
-			continue
+	return bindFree(p, ip, "tcp", false, func(network string, ap netip.AddrPort) (*net.TCPListener, error) {
+		ln, err := lc.Listen(context.Background(), network, ap.String())
+		if err != nil {
+			return nil, err
 		}
-		port := p.r.Low + uint16(idx)
-		ln, err := lc.Listen(context.Background(), network, netip.AddrPortFrom(ip, port).String())
-		if err == nil {
-			used[idx/64] |= 1 << (idx % 64)
-			return ln.(*net.TCPListener), nil
-		}
-		if errors.Is(err, syscall.EADDRINUSE) {
-			continue
-		}
-		return nil, fmt.Errorf("allocations: relay socket on tcp %v: %w", netip.AddrPortFrom(ip, port), err)
-	}
-	return nil, fmt.Errorf("allocations: relay socket on tcp %v: all %d ports %v in use (widen --relay-ports): %w",
-		ip, n, p.r, ErrNoPorts)
+		return ln.(*net.TCPListener), nil
+	})
 }
 
 // CloseTCP closes a listener ListenTCP handed out and releases its port.

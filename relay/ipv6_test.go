@@ -208,18 +208,7 @@ func TestIPv6OnlyClient(t *testing.T) {
 // echoPeer6 is turntest.EchoPeer on [::1].
 func echoPeer6(t testing.TB) *net.UDPConn {
 	t.Helper()
-	pc := listenUDP6(t)
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := pc.ReadFromUDP(buf)
-			if err != nil {
-				return
-			}
-			_, _ = pc.WriteToUDP(buf[:n], from)
-		}
-	}()
-	return pc
+	return turntest.Echo(listenUDP6(t))
 }
 
 // TestDualAllocation: one allocation with an IPv4 and an IPv6 relayed

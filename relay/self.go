@@ -64,13 +64,8 @@ func (s *Server) buildOwnAddrs() *ownAddrs {
 	bound := slices.Clone(s.bound)
 	s.mu.Unlock()
 	for _, b := range bound {
-		var ap netip.AddrPort
-		switch a := b.Addr.(type) {
-		case *net.UDPAddr:
-			ap = a.AddrPort()
-		case *net.TCPAddr:
-			ap = a.AddrPort()
-		default:
+		ap := addrPortOf(b.Addr)
+		if !ap.IsValid() {
 			continue
 		}
 		if ap.Addr().IsUnspecified() {

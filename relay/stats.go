@@ -446,14 +446,7 @@ func (s *Server) listenerNames() listenerNamer { return s.Addrs() }
 // bare address when none matches (a listener closed since).
 func (n listenerNamer) name(k listenerKey) string {
 	for _, b := range n {
-		var ap netip.AddrPort
-		switch a := b.Addr.(type) {
-		case *net.UDPAddr:
-			ap = a.AddrPort()
-		case *net.TCPAddr:
-			ap = a.AddrPort()
-		}
-		if ap != k.server {
+		if addrPortOf(b.Addr) != k.server {
 			continue
 		}
 		switch {

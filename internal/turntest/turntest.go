@@ -84,7 +84,12 @@ func ListenPeer(t testing.TB) *net.UDPConn {
 // back to its sender, until the test ends.
 func EchoPeer(t testing.TB) *net.UDPConn {
 	t.Helper()
-	pc := ListenPeer(t)
+	return Echo(ListenPeer(t))
+}
+
+// Echo makes pc send every datagram it receives back to its sender until
+// pc is closed, and returns it.
+func Echo(pc *net.UDPConn) *net.UDPConn {
 	go func() {
 		buf := make([]byte, 2048)
 		for {
