@@ -116,7 +116,7 @@ const (
 	// DefaultHandshakeTimeout bounds the wait for a TCP/TLS client's first
 	// byte, PROXY header and TLS handshake.
 	DefaultHandshakeTimeout = 10 * time.Second
-	// DefaultIdleTimeout closes TCP/TLS connections that have not allocated.
+	// DefaultIdleTimeout closes TCP/TLS connections without an allocation.
 	DefaultIdleTimeout = 30 * time.Second
 )
 
@@ -219,7 +219,9 @@ type Config struct {
 	// HandshakeTimeout bounds a TCP/TLS client's first byte, PROXY header
 	// and TLS handshake (DefaultHandshakeTimeout when zero), so slow-loris
 	// connections cannot pile up. IdleTimeout closes a TCP/TLS connection
-	// that has not allocated within it (DefaultIdleTimeout when zero).
+	// without an allocation for that long (DefaultIdleTimeout when zero):
+	// one that never allocated, or whose allocation a Refresh with
+	// lifetime 0 deleted.
 	HandshakeTimeout, IdleTimeout time.Duration
 	// MaxConns caps live TCP/TLS connections in total, MaxConnsPerIP per
 	// source address (PROXY-protocol load balancers exempt); 0 means no cap.
@@ -247,7 +249,8 @@ type Config struct {
 	// connection.
 	ProxyProtocolFrom []netip.Prefix
 
-	// Software is sent in the SOFTWARE attribute of every response.
+	// Software is sent in the SOFTWARE attribute of every response to an
+	// authenticated request (never to a stranger: see request.send).
 	Software string
 	// Logger receives the server's logs; slog.Default() when nil.
 	Logger *slog.Logger
