@@ -131,6 +131,17 @@ var (
 	errNonceFuture    = fmt.Errorf("%w: issued in the future", ErrStaleNonce)
 )
 
+// NonceGenuine reports whether err, from CheckNonce, rejects a nonce that
+// this server did issue to this client address but that is no longer valid
+// (expired, or dated ahead by more than the allowed skew), as opposed to a
+// malformed, forged or misdirected one. A request carrying a genuine nonce
+// comes from the address it was issued to (the MAC binds it), so it is no
+// spoofed reflection: the relay answers its 438 outside the rate limit when
+// its MESSAGE-INTEGRITY also verifies.
+func NonceGenuine(err error) bool {
+	return err == errNonceExpired || err == errNonceFuture
+}
+
 // nonceScratch is the per-call working memory of Nonce and CheckNonce,
 // pooled so that neither allocates. The buffers live in the heap object, so
 // handing them to the hash.Hash interface does not make them escape.

@@ -68,17 +68,27 @@ func TestAmplificationFactor(t *testing.T) {
 	cases := []struct {
 		name string
 		req  *stun.Message
+		code int // expected error code; 0 for Binding's success
 	}{
-		{"Binding", stun.MustBuild(stun.TransactionID, stun.BindingRequest)},
-		{"Allocate", stun.MustBuild(stun.TransactionID, stun.NewType(stun.MethodAllocate, stun.ClassRequest))},
-		{"Refresh", stun.MustBuild(stun.TransactionID, stun.NewType(stun.MethodRefresh, stun.ClassRequest))},
+		{"Binding", stun.MustBuild(stun.TransactionID, stun.BindingRequest), 0},
+		{"bare Allocate", stun.MustBuild(stun.TransactionID, stun.NewType(stun.MethodAllocate, stun.ClassRequest)), 400},
+		{"bare Refresh", stun.MustBuild(stun.TransactionID, stun.NewType(stun.MethodRefresh, stun.ClassRequest)), 400},
+		{"Refresh with an empty attribute", stun.MustBuild(stun.TransactionID, stun.NewType(stun.MethodRefresh, stun.ClassRequest),
+			proto.DontFragment{}), 400},
+		{"smallest Allocate", stun.MustBuild(stun.TransactionID, stun.NewType(stun.MethodAllocate, stun.ClassRequest),
+			proto.ProtoUDP), 401},
 	}
-	// 6.4x for the 12-byte test realm (a 401 carries REALM, a 45-character
-	// NONCE and PASSWORD-ALGORITHMS, which RFC 8489 §9.2.4 requires); each 4
-	// bytes of realm add 0.2.
-	const maxFactor = 6.4
+	// A 401 carries REALM, a 45-character NONCE and PASSWORD-ALGORITHMS
+	// (RFC 8489 §9.2.4): 128 bytes with the 12-byte test realm, to the
+	// smallest request challenged, 28 bytes (4.6x; each 4 bytes of realm
+	// add 0.14). Shorter requests get a 400 of 48 bytes.
+	const maxFactor = 5.0
 	for _, tc := range cases {
 		resp := c.exchange(tc.req)
+		var code stun.ErrorCodeAttribute
+		if got := code.GetFrom(resp); (tc.code == 0) != (got != nil) || (got == nil && int(code.Code) != tc.code) {
+			t.Errorf("%s: answer %v (%v), want code %d", tc.name, resp.Type, code, tc.code)
+		}
 		factor := float64(len(resp.Raw)) / float64(len(tc.req.Raw))
 		t.Logf("%s: %d-byte request, %d-byte answer: factor %.1f", tc.name, len(tc.req.Raw), len(resp.Raw), factor)
 		if factor > maxFactor {
@@ -87,9 +97,94 @@ func TestAmplificationFactor(t *testing.T) {
 	}
 }
 
+// Per-victim reflection bound of the default limits, quoted in README
+// ("Security and abuse limits") and relay.DefaultUnauthenticatedRate's
+// comment: the most bytes a second one victim source can be sent by
+// spoofed UDP requests, sustained (rates) and at once (bursts), with the
+// largest unauthenticated answer (a 401 with REALM, NONCE and
+// PASSWORD-ALGORITHMS: 128 bytes with the 12-character test realm) and the largest Binding answer (52
+// bytes, IPv6).
+const (
+	maxUnauthAnswer  = 128
+	maxBindingAnswer = 52
+	victimBytesPerS  = relay.DefaultUnauthenticatedRate*maxUnauthAnswer + relay.DefaultBindingRate*maxBindingAnswer
+	victimBurstBytes = relay.DefaultUnauthenticatedBurst*maxUnauthAnswer + relay.DefaultBindingBurst*maxBindingAnswer
+)
+
+// TestReflectionPerVictim floods the server with the default limits from
+// one address, as spoofed requests would toward a victim: unauthenticated
+// Allocates and Bindings, several times what the limits allow, for about a
+// second. What the victim receives must stay within the bursts plus the
+// rates, in bytes; without the limits it is several times more.
+func TestReflectionPerVictim(t *testing.T) {
+	if testing.Short() {
+		t.Skip("flood test skipped in -short mode")
+	}
+	if victimBytesPerS > 170_000 || victimBurstBytes > 340_000 {
+		t.Fatalf("the defaults allow %d B/s and %d B at once per victim: README states 170 KB/s and 340 KB", victimBytesPerS, victimBurstBytes)
+	}
+	s := startServer(t, func(c *relay.Config) {
+		c.UnauthenticatedRate, c.UnauthenticatedBurst = relay.DefaultUnauthenticatedRate, relay.DefaultUnauthenticatedBurst
+		c.BindingRate, c.BindingBurst = relay.DefaultBindingRate, relay.DefaultBindingBurst
+	})
+	server, err := net.ResolveUDPAddr("udp4", s.addrs[relay.UDP])
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 7)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer victim.Close()
+	_ = victim.SetReadBuffer(4 << 20)
+	received := make(chan int)
+	go func() {
+		n := 0
+		buf := make([]byte, 1500)
+		for {
+			_ = victim.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+			m, _, err := victim.ReadFromUDP(buf)
+			if err != nil {
+				received <- n
+				return
+			}
+			n += m
+		}
+	}()
+	// 20 rounds 50 ms apart: 3× the unauthenticated and 2× the Binding
+	// budget of one second (burst plus rate).
+	const rounds, unauthPer, bindingPer = 20, 225, 600
+	allocate := stun.MustBuild(stun.TransactionID, stun.NewType(stun.MethodAllocate, stun.ClassRequest))
+	binding := stun.MustBuild(stun.TransactionID, stun.BindingRequest)
+	sentBytes := 0
+	start := time.Now()
+	for range rounds {
+		for range unauthPer {
+			_, _ = victim.WriteToUDP(allocate.Raw, server)
+			sentBytes += len(allocate.Raw)
+		}
+		for range bindingPer {
+			_, _ = victim.WriteToUDP(binding.Raw, server)
+			sentBytes += len(binding.Raw)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	elapsed := time.Since(start) + 500*time.Millisecond // the reader's last wait
+	got := <-received
+	bound := victimBurstBytes + int(victimBytesPerS*elapsed.Seconds())
+	t.Logf("victim sent %d bytes in %v and received %d (%.0f B/s; bound %d: %d at once + %d B/s)",
+		sentBytes, elapsed, got, float64(got)/elapsed.Seconds(), bound, victimBurstBytes, victimBytesPerS)
+	if got > bound {
+		t.Errorf("one victim address received %d bytes in %v, bound %d", got, elapsed, bound)
+	}
+	if factor := float64(got) / float64(sentBytes); factor > 5 {
+		t.Errorf("amplification %.1f > 5", factor)
+	}
+}
+
 // TestFloodKeepsHeapBoundedAndServesClients sends thousands of
 // unauthenticated Allocates from 256 addresses and many ports. The server
-// keeps no state for them (stateless nonces, fixed-size rate-limit table),
+// keeps no state for them (stateless nonces, a bounded rate-limit table),
 // so the heap must not grow with the flood, and a legitimate client must
 // keep relaying meanwhile. A first, smaller flood warms up everything that
 // is sized once (socket buffers, the limiter table, batch buffers); the

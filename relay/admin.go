@@ -106,9 +106,10 @@ func (s *Server) Sessions(user string) []Session {
 
 // Kick ends the allocation with the given ID at once, as a Refresh with
 // lifetime 0 would, and reports whether there was one. Its relay socket is
-// closed; a TCP/TLS client's connection stays open, and the client learns
-// of the end at its next request (437 Allocation Mismatch). The credentials
-// stay valid: the client may allocate again.
+// closed, and so is a TCP/TLS client's connection: the client learns of the
+// end at once (RFC 8656 §3.1 ties a TCP/TLS allocation to its connection);
+// a UDP client learns at its next request (437 Allocation Mismatch). The
+// credentials stay valid: the client may allocate again.
 func (s *Server) Kick(id uint64) bool {
 	var victim *allocations.Allocation
 	s.table.Range(func(a *allocations.Allocation) bool {
@@ -121,6 +122,7 @@ func (s *Server) Kick(id uint64) bool {
 	if victim == nil || !s.table.Remove(victim) {
 		return false
 	}
+	closeSink(victim)
 	s.log.Info("allocation kicked", "id", id, "user", victim.Username, "client", victim.FiveTuple.Client.String(),
 		"transport", victim.FiveTuple.Transport.String(), "relayed", victim.Relayed.String())
 	return true

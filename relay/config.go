@@ -116,8 +116,46 @@ const (
 	// DefaultHandshakeTimeout bounds the wait for a TCP/TLS client's first
 	// byte, PROXY header and TLS handshake.
 	DefaultHandshakeTimeout = 10 * time.Second
-	// DefaultIdleTimeout closes TCP/TLS connections that have not allocated.
+	// DefaultIdleTimeout closes TCP/TLS connections without an allocation.
 	DefaultIdleTimeout = 30 * time.Second
+)
+
+// Defaults of the per-source UDP answer limits, applied by cmd/postern (a
+// zero Config means no limit). One source is an IPv4 address or an IPv6
+// /64, and may be a NAT in front of a whole office, so they are sized for
+// one:
+//
+// Unauthenticated answers. Every RTCPeerConnection sends one
+// unauthenticated Allocate per TURN URL and gets a 401 (RFC 8489 §9.2.4).
+// Of the six TURN URLs in the default iceServers JSON two are UDP, and only
+// UDP answers are limited; a browser joining a call with two
+// PeerConnections (an SFU's send and receive) costs 2 × 2 = 4 answers.
+// Design case: 10 000 users behind one NAT address joining a 09:00 meeting
+// within two minutes: 10 000 × 4 / 120 s = 333 answers/s, so 500/s leaves
+// half again for the peak, and the burst of 1 000 is the 250 users who
+// click in the same second. (Over that, a UDP 401 is dropped and the client
+// retransmits it: a delay, not a failure.)
+// Reflection bound: at most 1 000 + 500·t answers to one victim source in
+// t seconds, each at most 4.6× its request (128 bytes with a 12-character
+// realm; minChallengedRequest): 64 KB/s (0.5 Mbit/s) sustained, 128 KB at
+// once.
+//
+// Binding answers. A client sends a Binding per stun: URL on each
+// interface as it gathers (two stun: URLs in the default iceServers, so 4
+// with two PeerConnections), then, where this server is one end of a
+// candidate pair it keeps alive, one about every 5 s per pair (RFC 7675
+// §5.1: consent is refreshed every 5 s on average, "randomized to be
+// between 0.8 and 1.2 times the basic period"). Design case: 2 000 users in
+// calls behind one address with 4 such pairs each: 2 000 × 4 / 5 s = 1 600
+// Bindings/s, so 2 000/s; the burst of 4 000 is 1 000 users gathering in
+// the same second. Reflection bound: at most 4 000 + 2 000·t answers of 40
+// bytes (IPv4; 52 for IPv6) for 20-byte requests, 2.6× at most: 80 KB/s
+// (104 KB/s over IPv6) sustained per victim source, 160 KB at once.
+const (
+	DefaultUnauthenticatedRate  = 500
+	DefaultUnauthenticatedBurst = 1000
+	DefaultBindingRate          = 2000
+	DefaultBindingBurst         = 4000
 )
 
 // Config is everything a Server needs. Zero values take the documented
@@ -172,12 +210,20 @@ type Config struct {
 	// allocations together); 0 means unlimited. Excess is dropped.
 	AllocationBandwidth, UserBandwidth int64
 
-	// UnauthenticatedRate limits, per client address, the answers to
-	// requests that have not authenticated (401, 438, 400, 420), in answers
-	// per second with UnauthenticatedBurst; 0 means unlimited. Such answers
-	// cost an HMAC and bandwidth toward a possibly spoofed address.
+	// UnauthenticatedRate limits, per UDP client source (an IPv4 address
+	// or an IPv6 /64), the answers to requests that have not authenticated
+	// (401, 438, 400, 420), in answers per second with UnauthenticatedBurst;
+	// 0 means unlimited (see DefaultUnauthenticatedRate). Such answers cost
+	// an HMAC and bandwidth toward a possibly spoofed address. A 438 to a
+	// request whose MESSAGE-INTEGRITY verifies is not limited, nor is any
+	// answer over TCP or TLS.
 	UnauthenticatedRate  float64
 	UnauthenticatedBurst int
+	// BindingRate and BindingBurst limit Binding answers over UDP per
+	// client source in the same way, with a budget of their own; 0 means
+	// unlimited (see DefaultBindingRate).
+	BindingRate  float64
+	BindingBurst int
 	// DefaultLifetime is the lifetime of allocations that ask for less
 	// (600 s when zero); MaxLifetime caps what they may ask for (3600 s).
 	DefaultLifetime, MaxLifetime time.Duration
@@ -185,7 +231,9 @@ type Config struct {
 	// HandshakeTimeout bounds a TCP/TLS client's first byte, PROXY header
 	// and TLS handshake (DefaultHandshakeTimeout when zero), so slow-loris
 	// connections cannot pile up. IdleTimeout closes a TCP/TLS connection
-	// that has not allocated within it (DefaultIdleTimeout when zero).
+	// without an allocation for that long (DefaultIdleTimeout when zero):
+	// one that never allocated, or whose allocation a Refresh with
+	// lifetime 0 deleted.
 	HandshakeTimeout, IdleTimeout time.Duration
 	// MaxConns caps live TCP/TLS connections in total, MaxConnsPerIP per
 	// source address (PROXY-protocol load balancers exempt); 0 means no cap.
@@ -213,7 +261,8 @@ type Config struct {
 	// connection.
 	ProxyProtocolFrom []netip.Prefix
 
-	// Software is sent in the SOFTWARE attribute of every response.
+	// Software is sent in the SOFTWARE attribute of every response to an
+	// authenticated request (never to a stranger: see request.send).
 	Software string
 	// Logger receives the server's logs; slog.Default() when nil.
 	Logger *slog.Logger

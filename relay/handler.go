@@ -41,6 +41,13 @@ func (s *Server) handleRequest(req, resp *stun.Message, ft allocations.FiveTuple
 		r.fail(newError(stun.CodeUnknownAttribute, "Unknown Attribute"), nil, stun.UnknownAttributes(unknown))
 		return
 	}
+	if len(req.Raw) < minChallengedRequest && !req.Contains(stun.AttrMessageIntegrity) && !req.Contains(stun.AttrMessageIntegritySHA256) {
+		// Too short to be a request a client means: answering it with a
+		// challenge would let the smallest spoofed datagram earn the
+		// largest unauthenticated answer (see minChallengedRequest).
+		r.fail(newError(stun.CodeBadRequest, "Bad Request: too short"), nil)
+		return
+	}
 	id, ok := r.authenticate()
 	if !ok {
 		return
@@ -70,6 +77,16 @@ func (s *Server) handleRequest(req, resp *stun.Message, ft allocations.FiveTuple
 	}
 }
 
+// minChallengedRequest is the size of the smallest request without
+// MESSAGE-INTEGRITY that gets a 401 challenge: an Allocate with
+// REQUESTED-TRANSPORT (RFC 8656 §7.2 requires it), 28 bytes. The other
+// methods are sent with MESSAGE-INTEGRITY, and shorter requests get a 400.
+// The 401 carries REALM, NONCE and PASSWORD-ALGORITHMS (RFC 8489 §9.2.4),
+// 128 bytes with a 12-character realm: challenging only requests of 28
+// bytes or more keeps the amplification of a spoofed request under 5x
+// (relay/abuse_test.go TestAmplificationFactor).
+const minChallengedRequest = 20 + 8 // STUN header and REQUESTED-TRANSPORT
+
 // alternateServer is the ALTERNATE-SERVER attribute (RFC 8489 §14.15):
 // same encoding as MAPPED-ADDRESS, not XORed.
 type alternateServer netip.AddrPort
@@ -90,6 +107,9 @@ type request struct {
 	// integrity is what send signs authenticated answers with (see
 	// auth.Verify); zero means MESSAGE-INTEGRITY.
 	integrity auth.Integrity
+	// proven: the request's MESSAGE-INTEGRITY verified although it did
+	// not authenticate (a stale nonce): its answer is not rate-limited.
+	proven bool
 }
 
 // start begins a response of the given class to the request.
@@ -100,12 +120,15 @@ func (r *request) start(class stun.MessageClass) {
 	r.resp.WriteHeader()
 }
 
-// send finishes the response (SOFTWARE, MESSAGE-INTEGRITY when the request
-// was authenticated, FINGERPRINT) and writes it to the client. Error answers
-// to unauthenticated requests carry no SOFTWARE: it would only tell a
-// scanner what we run and add to the amplification factor.
+// send finishes the response (SOFTWARE and MESSAGE-INTEGRITY when the
+// request was authenticated, FINGERPRINT) and writes it to the client.
+// Answers to unauthenticated requests, Binding included, carry no SOFTWARE:
+// it would only tell a scanner what we run and add to the amplification
+// factor (RFC 8489 §14.14: "The attribute has no impact on operation of
+// the protocol and serves only as a tool for diagnostic and debugging
+// purposes").
 func (r *request) send(key []byte) {
-	if key != nil || r.resp.Type.Class == stun.ClassSuccessResponse {
+	if key != nil {
 		_ = r.s.software.AddTo(r.resp)
 	}
 	if key != nil {
@@ -117,11 +140,11 @@ func (r *request) send(key []byte) {
 	}
 }
 
-// fail answers with the error code err maps to. Answers to requests that
-// did not authenticate (key nil) are rate-limited per client address.
+// fail answers with the error code err maps to. Answers over UDP to
+// requests that did not authenticate (key nil) are rate-limited per client
+// address (allowAnswer), unless the request proved its key (staleNonce).
 func (r *request) fail(err error, key []byte, extra ...stun.Setter) {
-	if key == nil && !r.s.unauthLimit.allow(r.ft.Client.Addr()) {
-		r.s.stats.drop(DropRateLimited)
+	if key == nil && !r.proven && !r.allowAnswer(answerUnauth) {
 		return
 	}
 	code, reason := errorCode(err)
@@ -169,14 +192,13 @@ func (r *request) authenticate() (auth.Identity, bool) {
 		return auth.Identity{}, false
 	}
 	if err := r.s.auth().CheckNonce(nonce.String(), r.ft.Client.Addr()); err != nil {
-		r.s.stats.staleNonces.Add(1)
-		r.challenge(stun.CodeStaleNonce, "Stale Nonce")
+		r.staleNonce(err)
 		return auth.Identity{}, false
 	}
 	id, err := r.s.auth().Verify(r.req)
 	if err != nil {
 		r.s.stats.authFailed(err)
-		r.s.log.Info("authentication failed", "client", r.ft.Client.String(), "transport", r.ft.Transport.String(), "err", err)
+		r.logAuthFailure(err)
 		r.challenge(stun.CodeUnauthorized, "Unauthorized")
 		return auth.Identity{}, false
 	}
@@ -184,8 +206,13 @@ func (r *request) authenticate() (auth.Identity, bool) {
 }
 
 // binding answers a Binding request with the client's reflexive address
-// (RFC 8489 §7.3.1). It needs no authentication.
+// (RFC 8489 §7.3.1). It needs no authentication; over UDP its answers are
+// rate-limited per client address like the unauthenticated ones, with a
+// budget of their own (Config.BindingRate).
 func (r *request) binding() {
+	if !r.allowAnswer(answerBinding) {
+		return
+	}
 	r.start(stun.ClassSuccessResponse)
 	_ = proto.AddXORAddress(r.resp, stun.AttrXORMappedAddress, r.ft.Client)
 	r.send(nil)

@@ -44,8 +44,9 @@ type Server struct {
 	stats    stats
 	life     lifecycle // readiness: see Ready
 
-	unauthLimit *ipLimiter // nil: unlimited
-	epoch       time.Time  // start of the monotonic clock of the data plane
+	answerLimit *sourceLimiter // per-source UDP answer limits; nil: unlimited
+	authLog     *lineLimiter   // "authentication failed" lines
+	epoch       time.Time      // start of the monotonic clock of the data plane
 
 	// Replaced at run time by SetAuth and SetPolicy (configuration reload);
 	// read on every request, and the policy on every packet.
@@ -152,7 +153,8 @@ func New(cfg Config) (*Server, error) {
 
 		connsPerIP: make(map[netip.Addr]int),
 
-		unauthLimit: newIPLimiter(cfg.UnauthenticatedRate, cfg.UnauthenticatedBurst),
+		answerLimit: newSourceLimiter(cfg.UnauthenticatedRate, cfg.UnauthenticatedBurst, cfg.BindingRate, cfg.BindingBurst),
+		authLog:     newLineLimiter(authLogRate, authLogBurst),
 		epoch:       time.Now(),
 	}
 	s.peerBatches = newBatchCache()
@@ -402,8 +404,17 @@ func (s *Server) untrackConn(c net.Conn) {
 
 func (s *Server) onRemove(a *allocations.Allocation, why allocations.Reason) {
 	s.stats.allocationEnded(a, why)
-	if c, ok := a.Sink.(io.Closer); ok {
-		_ = c.Close() // a TCP/TLS client's connection ends with its allocation
+	if why != allocations.ReasonDeleted {
+		// An allocation over TCP/TLS whose lifetime ran out takes its
+		// connection with it, and so does shutdown. A deletion (Refresh
+		// with lifetime 0, the connection closing) leaves it open: RFC
+		// 8656 §7.3, "If the 'desired lifetime' is zero, then the request
+		// succeeds and the allocation is deleted", and "If the request
+		// succeeds, then the server sends a success response", which a
+		// closed connection would lose. The client may then allocate
+		// again on it, as coturn allows; the idle timeout applies again
+		// (serveStream). Kick closes the connection itself.
+		closeSink(a)
 	}
 	// What it relayed each way, as coturn's session usage line: the first
 	// question about a call that failed is which direction stopped.
@@ -412,6 +423,14 @@ func (s *Server) onRemove(a *allocations.Allocation, why allocations.Reason) {
 	s.log.Info("allocation ended", "id", a.ID, "user", a.Username, "client", a.FiveTuple.Client.String(),
 		"transport", a.FiveTuple.Transport.String(), "relayed", relayedString(a), "reason", why.String(),
 		"packets_to_peer", toPeer, "bytes_to_peer", toPeerBytes, "packets_to_client", toClient, "bytes_to_client", toClientBytes)
+}
+
+// closeSink closes a TCP/TLS client's connection (UDP sinks are shared and
+// not closed).
+func closeSink(a *allocations.Allocation) {
+	if c, ok := a.Sink.(io.Closer); ok {
+		_ = c.Close()
+	}
 }
 
 // relayedString is an allocation's relayed address for logs, both of a

@@ -167,8 +167,9 @@ func (c *recordConn) flushLocked() error {
 	return nil
 }
 
-// Close closes the connection: an allocation over TCP/TLS that ends (it
-// expired, or an operator removed it) takes its connection with it.
+// Close closes the connection: an allocation over TCP/TLS that ends because
+// it expired or an operator kicked it takes its connection with it (a
+// deleting Refresh does not: see Server.onRemove).
 func (w *streamSink) Close() error { return w.conn.Close() }
 
 // WriteToClient writes one whole frame, or fails after streamWriteTimeout.
@@ -342,19 +343,20 @@ func (s *Server) serveStream(sink *streamSink, r io.Reader, ft allocations.FiveT
 	defer s.table.Delete(ft)
 	runs := streamRuns{s: s}
 	defer runs.flush()
-	allocated := false
-	// A connection that has not allocated within IdleTimeout is closed: it
+	// allocated: the 5-tuple has an allocation now; once: it has had one.
+	allocated, once := false, false
+	// A connection without an allocation for IdleTimeout is closed: it
 	// holds a socket and a goroutine, and TURN clients allocate at once.
 	_ = conn.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
 	for {
-		if !allocated {
+		if !once {
 			// ChannelData before any allocation is no TURN client: it is
 			// what HTTP methods (GET is 0x47) look like by first byte
 			// (RFC 7983). Close at once instead of waiting for a frame
 			// length that was never one.
 			first, err := framer.Peek(1)
 			if err == nil && proto.Classify(first[0]) == proto.KindChannelData {
-				if allocated = s.table.Get(ft) != nil; !allocated {
+				if once = s.table.Get(ft) != nil; !once {
 					s.log.Debug("closing connection: ChannelData before any allocation", "client", ft.Client.String())
 					return
 				}
@@ -397,10 +399,17 @@ func (s *Server) serveStream(sink *streamSink, r io.Reader, ft allocations.FiveT
 				s.pipeData(sink.bound, conn, framer.Reader()) // a data connection from now on (tcprelay.go)
 				return
 			}
-			if !allocated && s.table.Get(ft) != nil {
-				allocated = true
-				_ = conn.SetReadDeadline(time.Time{}) // the allocation's lifetime governs now
-				framer.SetMaxFrame(0)                 // media frames up to 64 KiB from now on
+			if has := s.table.Get(ft) != nil; has != allocated {
+				allocated = has
+				if has {
+					once = true
+					_ = conn.SetReadDeadline(time.Time{}) // the allocation's lifetime governs now
+					framer.SetMaxFrame(0)                 // media frames up to 64 KiB from now on
+				} else {
+					// Deleted by a Refresh with lifetime 0: the connection
+					// stays for another Allocate, within IdleTimeout.
+					_ = conn.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+				}
 			}
 		}
 	}

@@ -140,17 +140,8 @@ func echoStream(t *testing.T, c net.Conn, count int) {
 // waitClosed fails the test unless c's other end closes within 5 s.
 func waitClosed(t *testing.T, what string, c net.Conn) {
 	t.Helper()
-	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	var b [512]byte
-	for {
-		_, err := c.Read(b[:])
-		if err == nil {
-			continue
-		}
-		if isTimeout(err) {
-			t.Fatalf("%s still open after 5 s", what)
-		}
-		return
+	if !closedWithin(c, 5*time.Second) {
+		t.Fatalf("%s still open after 5 s", what)
 	}
 }
 

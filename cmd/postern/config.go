@@ -111,6 +111,8 @@ type LimitsConfig struct {
 	UserBandwidth        int64    `toml:"user_bandwidth"`
 	UnauthenticatedRate  *float64 `toml:"unauthenticated_rate"` // nil: default; 0: no limit
 	UnauthenticatedBurst int      `toml:"unauthenticated_burst"`
+	BindingRate          *float64 `toml:"binding_rate"` // nil: default; 0: no limit
+	BindingBurst         int      `toml:"binding_burst"`
 	MaxConns             *int     `toml:"max_conns"`        // nil: default; 0: no cap
 	MaxConnsPerIP        *int     `toml:"max_conns_per_ip"` // nil: default; 0: no cap
 	HandshakeTimeout     Duration `toml:"handshake_timeout"`

@@ -190,6 +190,7 @@ key = "k.pem"
 		hard: hardeningSettings{
 			ipQuota: 2, userBandwidth: 125000,
 			unauthRate: 0, unauthBurst: defaultUnauthBurst, // 0 written: no limit
+			bindingRate: defaultBindingRate, bindingBurst: defaultBindingBurst,
 			maxConns: defaultMaxConns, maxConnsPerIP: 0, // 0 written: no cap
 			handshakeTimeout: relay.DefaultHandshakeTimeout, idleTimeout: time.Minute,
 			alternateServer: netip.MustParseAddrPort("192.0.2.8:3478"),

@@ -19,10 +19,13 @@ import (
 // validation, and the SIGUSR1 / SIGTERM drain sequence.
 
 // Defaults of the abuse limits. Per-address limits are generous: many users
-// can share one NAT address.
+// can share one NAT address. The UDP answer limits are relay's defaults,
+// whose comment gives the arithmetic (a 09:00 meeting behind one NAT).
 const (
-	defaultUnauthRate  = 10.0
-	defaultUnauthBurst = 20
+	defaultUnauthRate    = relay.DefaultUnauthenticatedRate
+	defaultUnauthBurst   = relay.DefaultUnauthenticatedBurst
+	defaultBindingRate   = relay.DefaultBindingRate
+	defaultBindingBurst  = relay.DefaultBindingBurst
 	// defaultMaxConns is sized to memory: an idle TCP connection costs the
 	// server about 14 KiB (a 4 KiB buffer, the socket, an 8 KiB goroutine
 	// stack), an idle TLS one about 35 KiB (TLS state, a 16 KiB stack),
@@ -42,6 +45,8 @@ const (
 	flagUserBandwidth       = "user-bandwidth"
 	flagUnauthRate          = "unauthenticated-rate"
 	flagUnauthBurst         = "unauthenticated-burst"
+	flagBindingRate         = "binding-rate"
+	flagBindingBurst        = "binding-burst"
 	flagMaxConns            = "max-conns"
 	flagMaxConnsPerIP       = "max-conns-per-ip"
 	flagHandshakeTimeout    = "handshake-timeout"
@@ -69,6 +74,8 @@ type hardeningSettings struct {
 	allocationBandwidth, userBandwidth int64
 	unauthRate                         float64
 	unauthBurst                        int
+	bindingRate                        float64
+	bindingBurst                       int
 	maxConns, maxConnsPerIP            int
 	handshakeTimeout, idleTimeout      time.Duration
 	alternateServer                    netip.AddrPort
@@ -86,9 +93,13 @@ func hardeningFlags() []cli.Flag {
 		&cli.Int64Flag{Name: flagUserBandwidth, Category: catLimits, DefaultText: "0, unlimited",
 			Usage: "relay at most `BYTES` per second each way for all of one user's allocations"},
 		&cli.FloatFlag{Name: flagUnauthRate, Category: catLimits, Value: defaultUnauthRate,
-			Usage: "answers per second `R` to one address's unauthenticated requests (401, 438, 400, 420); 0 = no limit"},
+			Usage: "UDP answers per second `R` to one address's (IPv6: /64's) unauthenticated requests (401, 438, 400, 420); 0 = no limit"},
 		&cli.IntFlag{Name: flagUnauthBurst, Category: catLimits, Value: defaultUnauthBurst,
 			Usage: "burst `N` of --unauthenticated-rate (0: the default)"},
+		&cli.FloatFlag{Name: flagBindingRate, Category: catLimits, Value: defaultBindingRate,
+			Usage: "UDP Binding answers per second `R` to one address (IPv6: /64); 0 = no limit"},
+		&cli.IntFlag{Name: flagBindingBurst, Category: catLimits, Value: defaultBindingBurst,
+			Usage: "burst `N` of --binding-rate (0: the default)"},
 		&cli.IntFlag{Name: flagMaxConns, Category: catLimits, Value: defaultMaxConns,
 			Usage: "at most `N` TCP/TLS client connections in all; 0 = no cap"},
 		&cli.IntFlag{Name: flagMaxConnsPerIP, Category: catLimits, Value: defaultMaxConnsPerIP,
@@ -96,7 +107,7 @@ func hardeningFlags() []cli.Flag {
 		&cli.DurationFlag{Name: flagHandshakeTimeout, Category: catLimits, Value: relay.DefaultHandshakeTimeout,
 			Usage: "close TCP/TLS connections whose first byte, PROXY header or TLS handshake takes longer than `D`"},
 		&cli.DurationFlag{Name: flagIdleTimeout, Category: catLimits, Value: relay.DefaultIdleTimeout,
-			Usage: "close TCP/TLS connections that have not allocated within `D`"},
+			Usage: "close TCP/TLS connections that have had no allocation for `D` (not yet, or since a Refresh with lifetime 0)"},
 		&cli.StringFlag{Name: flagAlternateServer, Category: catDrain, DefaultText: "none: 508",
 			Usage: "while draining, send allocating clients to `IP:PORT` (300 Try Alternate)"},
 		&cli.DurationFlag{Name: flagDrainTimeout, Category: catDrain, Value: defaultDrainTimeout,
@@ -112,6 +123,8 @@ func (c *Config) applyHardeningFlags(cmd *cli.Command) {
 	override(cmd, flagUserBandwidth, &l.UserBandwidth, cmd.Int64)
 	overridePtr(cmd, flagUnauthRate, &l.UnauthenticatedRate, cmd.Float)
 	override(cmd, flagUnauthBurst, &l.UnauthenticatedBurst, cmd.Int)
+	overridePtr(cmd, flagBindingRate, &l.BindingRate, cmd.Float)
+	override(cmd, flagBindingBurst, &l.BindingBurst, cmd.Int)
 	overridePtr(cmd, flagMaxConns, &l.MaxConns, cmd.Int)
 	overridePtr(cmd, flagMaxConnsPerIP, &l.MaxConnsPerIP, cmd.Int)
 	override(cmd, flagHandshakeTimeout, &l.HandshakeTimeout, durationOf(cmd))
@@ -132,6 +145,7 @@ func (s *settings) loadHardening(c Config) error {
 		{"limits.allocation_bandwidth", flagAllocationBandwidth, l.AllocationBandwidth},
 		{"limits.user_bandwidth", flagUserBandwidth, l.UserBandwidth},
 		{"limits.unauthenticated_burst", flagUnauthBurst, int64(l.UnauthenticatedBurst)},
+		{"limits.binding_burst", flagBindingBurst, int64(l.BindingBurst)},
 	} {
 		if v.n < 0 {
 			return fmt.Errorf("%s (--%s) %d: write 0 for unlimited or a positive number", v.key, v.flag, v.n)
@@ -141,16 +155,26 @@ func (s *settings) loadHardening(c Config) error {
 		ipQuota: l.IPQuota, totalQuota: l.TotalQuota,
 		allocationBandwidth: l.AllocationBandwidth, userBandwidth: l.UserBandwidth,
 		unauthRate: defaultUnauthRate, unauthBurst: defaultUnauthBurst,
+		bindingRate: defaultBindingRate, bindingBurst: defaultBindingBurst,
 		maxConns: defaultMaxConns, maxConnsPerIP: defaultMaxConnsPerIP,
 	}
 	if l.UnauthenticatedRate != nil {
 		if *l.UnauthenticatedRate < 0 {
-			return fmt.Errorf("limits.unauthenticated_rate (--%s) %v: write 0 for no limit or answers per second such as 10", flagUnauthRate, *l.UnauthenticatedRate)
+			return fmt.Errorf("limits.unauthenticated_rate (--%s) %v: write 0 for no limit or answers per second such as %v", flagUnauthRate, *l.UnauthenticatedRate, defaultUnauthRate)
 		}
 		h.unauthRate = *l.UnauthenticatedRate
 	}
 	if l.UnauthenticatedBurst > 0 {
 		h.unauthBurst = l.UnauthenticatedBurst
+	}
+	if l.BindingRate != nil {
+		if *l.BindingRate < 0 {
+			return fmt.Errorf("limits.binding_rate (--%s) %v: write 0 for no limit or answers per second such as %v", flagBindingRate, *l.BindingRate, defaultBindingRate)
+		}
+		h.bindingRate = *l.BindingRate
+	}
+	if l.BindingBurst > 0 {
+		h.bindingBurst = l.BindingBurst
 	}
 	for _, v := range []struct {
 		key, flag string
@@ -192,6 +216,7 @@ func (h hardeningSettings) apply(cfg *relay.Config) {
 	cfg.IPQuota, cfg.TotalQuota = h.ipQuota, h.totalQuota
 	cfg.AllocationBandwidth, cfg.UserBandwidth = h.allocationBandwidth, h.userBandwidth
 	cfg.UnauthenticatedRate, cfg.UnauthenticatedBurst = h.unauthRate, h.unauthBurst
+	cfg.BindingRate, cfg.BindingBurst = h.bindingRate, h.bindingBurst
 	cfg.MaxConns, cfg.MaxConnsPerIP = h.maxConns, h.maxConnsPerIP
 	cfg.HandshakeTimeout, cfg.IdleTimeout = h.handshakeTimeout, h.idleTimeout
 	cfg.AlternateServer = h.alternateServer

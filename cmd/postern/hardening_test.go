@@ -86,6 +86,8 @@ func TestHardeningValidation(t *testing.T) {
 	for _, tc := range []struct{ toml, mention string }{
 		{"[limits]\nip_quota = -1", "limits.ip_quota (--ip-quota)"},
 		{"[limits]\nunauthenticated_rate = -2.0", "limits.unauthenticated_rate"},
+		{"[limits]\nbinding_rate = -1.0", "limits.binding_rate (--binding-rate)"},
+		{"[limits]\nbinding_burst = -1", "limits.binding_burst (--binding-burst)"},
 		{"[limits]\nmax_conns_per_ip = -5", "limits.max_conns_per_ip"},
 		{"[limits]\nidle_timeout = \"-1s\"", "limits.idle_timeout"},
 		{"[drain]\nalternate_server = \"turn.example.org\"", "drain.alternate_server (--alternate-server)"},
@@ -107,14 +109,15 @@ func TestHardeningFlags(t *testing.T) {
 	path := writeFile(t, "postern.toml", "[limits]\nip_quota = 7\nmax_conns = 5\n")
 	s, err := settingsFor(t, "--config", path,
 		"--ip-quota", "2", "--total-quota", "9", "--allocation-bandwidth", "1000", "--user-bandwidth", "2000",
-		"--unauthenticated-rate", "0", "--unauthenticated-burst", "3", "--max-conns", "0", "--max-conns-per-ip", "4",
+		"--unauthenticated-rate", "0", "--unauthenticated-burst", "3", "--binding-rate", "7.5", "--binding-burst", "8",
+		"--max-conns", "0", "--max-conns-per-ip", "4",
 		"--handshake-timeout", "3s", "--idle-timeout", "4s", "--alternate-server", "192.0.2.1:3478", "--drain-timeout", "5s")
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := hardeningSettings{
 		ipQuota: 2, totalQuota: 9, allocationBandwidth: 1000, userBandwidth: 2000,
-		unauthRate: 0, unauthBurst: 3, maxConns: 0, maxConnsPerIP: 4,
+		unauthRate: 0, unauthBurst: 3, bindingRate: 7.5, bindingBurst: 8, maxConns: 0, maxConnsPerIP: 4,
 		handshakeTimeout: 3 * time.Second, idleTimeout: 4 * time.Second,
 		alternateServer: netip.MustParseAddrPort("192.0.2.1:3478"), drainTimeout: 5 * time.Second,
 	}

@@ -61,5 +61,6 @@ func version() string {
 	return devVersion
 }
 
-// software is the SOFTWARE attribute of every response (RFC 8489 §14.14).
+// software is the SOFTWARE attribute of every response to an authenticated
+// request (RFC 8489 §14.14).
 func software() string { return "postern/" + version() }
