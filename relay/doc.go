@@ -116,5 +116,6 @@
 // health checks; SetDraining is the draining flag. Kick and KickUser end
 // allocations for operators. With Config.DiscoverExternalIP, Start asks
 // STUN servers for the public address of each relay address before it
-// binds anything (external.go).
+// binds anything (external.go, with the STUN client in package
+// internal/stunclient).
 package relay
