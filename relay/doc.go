@@ -93,8 +93,9 @@
 //
 // # Port 443
 //
-// Stream listeners route each connection before answering it (sniff.go):
-// a PROXY protocol header is read only from Config.ProxyProtocolFrom and
+// Stream listeners route each connection before answering it, in a chain
+// of steps on its own goroutine (package sniff; stream.go's handle): a
+// PROXY protocol header is read only from Config.ProxyProtocolFrom and
 // closes the connection from anyone else; a TLS ClientHello is parsed
 // without being consumed, and TLS that is not TURN (another SNI than
 // WebConfig.TURNHosts, or ALPN offering only other protocols), like plain
