@@ -14,6 +14,8 @@ import (
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/postern/postern/relay/sniff"
 )
 
 // ACMEConfig obtains the TLS certificate from an ACME CA (Let's Encrypt by
@@ -89,7 +91,7 @@ func (s *Server) startACME() error {
 		Storage: &certmagic.FileStorage{Path: ac.Storage},
 		// TURN clients often dial an IP address and send no SNI: give
 		// them the certificate of the first domain.
-		DefaultServerName:  normalizeHost(ac.Domains[0]),
+		DefaultServerName:  sniff.NormalizeHost(ac.Domains[0]),
 		RenewalWindowRatio: ac.renewalWindowRatio,
 		DisableARI:         ac.disableARI,
 		// Let's Encrypt ended OCSP in 2025, and TURN clients do not ask

@@ -13,6 +13,7 @@ import (
 	"github.com/pion/stun/v4"
 
 	"github.com/postern/postern/allocations"
+	"github.com/postern/postern/internal/udpio"
 	"github.com/postern/postern/relay/proto"
 )
 
@@ -191,11 +192,13 @@ type peerReader struct {
 	errs *atomic.Bool
 }
 
-// acquire borrows a receive batch and a send run from the server's cache.
-func (p *peerReader) acquire() *rxBatch {
+// Acquire borrows a receive batch and a send run from the server's cache.
+// With Release and Handle it makes a peerReader a udpio.Reader (and on
+// Linux, with ErrorsQueued and ReadErrors, a udpio.ErrorQueue).
+func (p *peerReader) Acquire() *udpio.Batch {
 	p.pb = p.s.peerBatches.get(p.s)
 	if p.pb.rx == nil {
-		// No zones (rx.zones nil): peer addresses carry none in TURN
+		// No zones (rx.Zones nil): peer addresses carry none in TURN
 		// (XOR-PEER-ADDRESS), so permissions hold none either; a
 		// link-local peer is on the relay socket's own link.
 		p.pb.rx = newRxBatch(peerBatchSlots, proto.DataIndicationHeadroom)
@@ -204,22 +207,23 @@ func (p *peerReader) acquire() *rxBatch {
 	return p.pb.rx
 }
 
-// release gives them back.
-func (p *peerReader) release(*rxBatch) {
+// Release gives them back.
+func (p *peerReader) Release(*udpio.Batch) {
 	p.s.peerBatches.put(p.pb)
 	p.pb, p.tx = nil, nil
 }
 
-func (p *peerReader) handle(b *rxBatch) { p.forward(b) }
+// Handle forwards a batch.
+func (p *peerReader) Handle(b *udpio.Batch) { p.forward(b) }
 
 // forward relays one batch to the client.
-func (p *peerReader) forward(b *rxBatch) {
+func (p *peerReader) forward(b *udpio.Batch) {
 	s, a := p.s, p.a
 	const headroom = proto.DataIndicationHeadroom
 	now := time.Now() // one clock read per batch
 	mono := s.mono(now)
-	for i := range b.n {
-		pkt, from, ok := b.msg(i)
+	for i := range b.N {
+		pkt, from, ok := b.Msg(i)
 		if !ok {
 			continue
 		}
@@ -238,7 +242,7 @@ func (p *peerReader) forward(b *rxBatch) {
 			s.stats.drop(DropBandwidth)
 			continue
 		}
-		buf := b.bufs[i]
+		buf := b.Bufs[i]
 		var frame []byte
 		if bound {
 			// RFC 8656 §12.5: over TCP/TLS, padded to a multiple of 4.
@@ -307,7 +311,7 @@ func (p *peerReader) writeStream(frames []byte, count, payload int) {
 // one for its send run only; the receive buffers (1 MiB) are made when a
 // relay loop first needs them.
 type peerBatch struct {
-	rx *rxBatch // nil until a relay loop borrows the batch
+	rx *udpio.Batch // nil until a relay loop borrows the batch
 	tx *txRun
 	// records gathers the TLS records of one batch to a TLS client (see
 	// streamSink.writeFrames); nil until one needs it.
@@ -315,10 +319,10 @@ type peerBatch struct {
 }
 
 // recordsBufSize holds the frames of one receive batch (at most
-// peerBatchSlots, staged in at most maxGSOBytes), each sealed in a TLS
+// peerBatchSlots, staged in at most udpio.MaxGSOBytes), each sealed in a TLS
 // record of its own: TLS adds up to 29 bytes of header, nonce and tag per
 // record (TLS 1.2 AES-GCM; TLS 1.3 adds 22). More leave in more writes.
-const recordsBufSize = maxGSOBytes + peerBatchSlots*64
+const recordsBufSize = udpio.MaxGSOBytes + peerBatchSlots*64
 
 // peerBatchSlots is how many datagrams a relay loop reads per recvmmsg.
 const peerBatchSlots = 16

@@ -29,7 +29,10 @@
 //
 // The cost of relaying is in the kernel, per datagram (BENCHMARKS.md), so the
 // data plane hands it as few system calls and as few datagrams' worth of
-// work as it can (udp.go, datapath.go, txrun.go, batchio_linux.go):
+// work as it can (udp.go, datapath.go, txrun.go). The system calls, their
+// buffers and sockaddrs, and the GSO runs are package internal/udpio, which
+// knows nothing of TURN and is shared with cmd/postern-load; this package
+// decides what goes where and counts it:
 //
 //   - A UDP listener is min(GOMAXPROCS, 16) SO_REUSEPORT sockets, each read
 //     by its own goroutine with recvmmsg, 32 datagrams at a time, with one
@@ -38,8 +41,8 @@
 //   - Consecutive datagrams of a batch from one socket to one destination
 //     (ChannelData of one allocation to one peer, also from the frames
 //     already buffered on a TCP/TLS connection; frames of one allocation
-//     to its UDP client) form a run that leaves in one sendmsg with UDP GSO
-//     (UDP_SEGMENT): the kernel builds the datagrams from one buffer. A run
+//     to its UDP client) form a run (udpio.Run) that leaves in one sendmsg
+//     with UDP GSO: the kernel builds the datagrams from one buffer. A run
 //     holds equal sizes, at most 64 datagrams of at most 1452 bytes; a
 //     shorter datagram ends it. Without GSO (another OS, or a kernel that
 //     refuses it, detected once) datagrams leave one by one.
@@ -90,8 +93,9 @@
 //
 // # Port 443
 //
-// Stream listeners route each connection before answering it (sniff.go):
-// a PROXY protocol header is read only from Config.ProxyProtocolFrom and
+// Stream listeners route each connection before answering it, in a chain
+// of steps on its own goroutine (package sniff; stream.go's handle): a
+// PROXY protocol header is read only from Config.ProxyProtocolFrom and
 // closes the connection from anyone else; a TLS ClientHello is parsed
 // without being consumed, and TLS that is not TURN (another SNI than
 // WebConfig.TURNHosts, or ALPN offering only other protocols), like plain
@@ -113,5 +117,6 @@
 // health checks; SetDraining is the draining flag. Kick and KickUser end
 // allocations for operators. With Config.DiscoverExternalIP, Start asks
 // STUN servers for the public address of each relay address before it
-// binds anything (external.go).
+// binds anything (external.go, with the STUN client in package
+// internal/stunclient).
 package relay

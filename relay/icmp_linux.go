@@ -1,8 +1,6 @@
 package relay
 
 import (
-	"encoding/binary"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -13,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/postern/postern/allocations"
+	"github.com/postern/postern/internal/udpio"
 	"github.com/postern/postern/relay/proto"
 )
 
@@ -25,7 +24,7 @@ import (
 // pending error, which the next recvmmsg or sendmsg on the socket returns
 // (and clears) instead of doing its work. So:
 //
-//   - the relay loop (readLoop) reads the error queue when its recvmmsg
+//   - the relay loop (udpio.ReadLoop) reads the error queue when its recvmmsg
 //     returns such an error, and when a sender has flagged that it got one
 //     (Allocation.ErrQueued); never per datagram;
 //   - a send that fails with such an error is made once more (txRun.send):
@@ -108,22 +107,6 @@ func setDontFragmentConn(conn *net.UDPConn, raw syscall.RawConn) error {
 	return serr
 }
 
-// isICMPErrno reports whether err is one Linux turns an ICMP error into
-// (icmp_err_convert, icmpv6_err_convert): a relay socket's pending error,
-// not a failure of the socket or of the send.
-func isICMPErrno(err error) bool {
-	var e syscall.Errno
-	if !errors.As(err, &e) {
-		return false
-	}
-	switch e {
-	case unix.ECONNREFUSED, unix.EHOSTUNREACH, unix.ENETUNREACH, unix.EMSGSIZE, unix.ENOPROTOOPT,
-		unix.EOPNOTSUPP, unix.EHOSTDOWN, unix.ENONET, unix.EPROTO, unix.EACCES:
-		return true
-	}
-	return false
-}
-
 // ICMP forwarding budget per allocation: a burst of icmpBurst, then one
 // per icmpInterval. The kernel accepts any ICMP error whose quoted header
 // names the relay socket, so anyone who knows a relayed address can send
@@ -194,15 +177,7 @@ func (q *icmpReader) recv(fd uintptr) (e icmpError, ok bool) {
 		}
 		break
 	}
-	switch q.name.Family {
-	case unix.AF_INET:
-		sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(&q.name))
-		port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:])
-		e.peer = netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), port)
-	case unix.AF_INET6:
-		port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&q.name.Port))[:])
-		e.peer = netip.AddrPortFrom(netip.AddrFrom16(q.name.Addr).Unmap(), port)
-	}
+	e.peer, _ = udpio.DecodeSockaddr(&q.name, nil) // peers carry no zone (see peerReader.Acquire)
 	// The control messages: find IP_RECVERR / IPV6_RECVERR by hand
 	// (unix.ParseSocketControlMessage allocates).
 	oob := q.oob[:min(int(q.hdr.Controllen), len(q.oob))]
@@ -270,12 +245,12 @@ func (q *icmpReader) allow(now int64) bool {
 	return true
 }
 
-// errorsQueued reports whether a sender has taken the relay socket's
+// ErrorsQueued reports whether a sender has taken the relay socket's
 // pending error since the error queue was last read.
-func (p *peerReader) errorsQueued() bool { return p.errs.Load() }
+func (p *peerReader) ErrorsQueued() bool { return p.errs.Load() }
 
-// readErrors reads the relay socket's error queue (fd is the socket, inside
-// readLoop's RawConn.Read) and tells the client of each ICMP error RFC 8656
+// ReadErrors reads the relay socket's error queue (fd is the socket, inside
+// udpio.ReadLoop's RawConn.Read) and tells the client of each ICMP error RFC 8656
 // §11.5 relays, in a Data indication with XOR-PEER-ADDRESS and ICMP:
 //
 // "The server looks up the allocation whose relayed transport address
@@ -295,7 +270,7 @@ func (p *peerReader) errorsQueued() bool { return p.errs.Load() }
 // A ChannelData message has no room for an attribute, so an ICMP error
 // about a peer with a channel is reported the same way, in a Data
 // indication.
-func (p *peerReader) readErrors(fd uintptr) {
+func (p *peerReader) ReadErrors(fd uintptr) {
 	p.errs.Store(false)
 	q := p.icmp
 	if q == nil {

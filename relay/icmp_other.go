@@ -17,5 +17,3 @@ type icmpReader struct{}
 func prepareRelaySocket(udpOut, bool) error { return nil }
 
 func setDontFragment(*allocations.Allocation) error { return errDontFragment }
-
-func isICMPErrno(error) bool { return false }

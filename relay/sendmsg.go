@@ -5,6 +5,8 @@ import (
 	"net"
 	"sync/atomic"
 	"syscall"
+
+	"github.com/postern/postern/internal/udpio"
 )
 
 // udpOut is a UDP socket as the packet path sends from it: the socket and
@@ -25,3 +27,6 @@ func newUDPOut(conn *net.UDPConn) (udpOut, error) {
 	}
 	return udpOut{conn: conn, raw: raw}, nil
 }
+
+// socket is out as udpio sends from it.
+func (o udpOut) socket() udpio.Socket { return udpio.Socket{Conn: o.conn, Raw: o.raw} }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/postern/postern/allocations"
 	"github.com/postern/postern/auth"
+	"github.com/postern/postern/internal/udpio"
 )
 
 // BoundListener is a listener that is bound and serving.
@@ -67,7 +68,7 @@ type Server struct {
 	// failed on this host.
 	peerBatches *batchCache
 	gsoOff      atomic.Bool
-	zones       *zoneCache // IPv6 zones of link-local addresses (zones.go)
+	zones       *udpio.Zones // IPv6 zones of link-local addresses
 
 	// TCP allocations' peer data connections by CONNECTION-ID (tcprelay.go).
 	tcp tcpIndex
@@ -158,7 +159,7 @@ func New(cfg Config) (*Server, error) {
 		epoch:       time.Now(),
 	}
 	s.peerBatches = newBatchCache()
-	s.zones = &zoneCache{}
+	s.zones = &udpio.Zones{}
 	s.curAuth.Store(cfg.Auth)
 	s.curPolicy.Store(cfg.Policy)
 	s.table = allocations.NewTable(allocations.Config{

@@ -17,6 +17,7 @@ import (
 
 	"github.com/postern/postern/allocations"
 	"github.com/postern/postern/relay/proto"
+	"github.com/postern/postern/relay/sniff"
 )
 
 const (
@@ -31,10 +32,6 @@ const (
 	// under TLS, the frames of a connection that has not allocated. 10 000
 	// idle connections hold 40 MiB of it instead of 640 MiB.
 	sniffBufSize = proto.FramerInitialSize
-	// helloBufSize holds the largest ClientHello peekClientHello inspects
-	// (in up to maxHelloRecords records): the sniff buffer grows to it
-	// only for a ClientHello larger than sniffBufSize.
-	helloBufSize = handshakeHeaderLen + maxClientHello + maxHelloRecords*recordHeaderLen
 	// preAllocMaxFrame bounds the frames of a connection that has not
 	// allocated: every STUN request fits (RFC 8489 caps USERNAME at 513
 	// bytes and REALM, NONCE and SOFTWARE at 763 each), so before
@@ -49,7 +46,7 @@ type streamListener struct {
 	kind    ListenerKind
 	local   netip.AddrPort
 	relayIP relayIPs
-	web     *webRouter // where connections that are not TURN go
+	web     *sniff.Router // where connections that are not TURN go
 }
 
 // streamSink serialises writes to one TCP/TLS client: the relay loop and
@@ -231,87 +228,101 @@ func (l *streamListener) serve() {
 	}
 }
 
-// handle sets up one connection and serves it. In order: a PROXY protocol
-// header (from trusted sources only), then, on listeners that accept TLS,
-// the ClientHello is peeked to route the connection (see sniff.go): TURN
-// served here, the web backend, or the built-in page. Every wait before
-// the connection is established is bounded by Config.HandshakeTimeout.
+// handle sets up one connection and serves it, as a chain of steps on
+// the connection's own goroutine (package sniff), every wait before the
+// connection is established bounded by Config.HandshakeTimeout:
+//
+//	sniff.Accept  a PROXY protocol header, from trusted sources only
+//	Conn.First    the first byte, peeked: TLS, plain HTTP, or TURN/TCP
+//	Conn.Hello    for TLS, the ClientHello, peeked: sniff.Router decides
+//	              TURN/TLS (served here), the web backend, or the page
+//
+// and then serveTLS, serveWeb or serveStream.
 func (l *streamListener) handle(c net.Conn) {
-	br := bufio.NewReaderSize(c, sniffBufSize)
 	_ = c.SetReadDeadline(time.Now().Add(l.s.cfg.HandshakeTimeout))
-	client, err := l.s.proxyClient(br, tcpAddrPort(c.RemoteAddr()))
+	sc, err := sniff.Accept(c, sniffBufSize, l.s.cfg.ProxyProtocolFrom)
 	if err != nil {
 		// A trusted balancer sending bad headers is misconfigured: say so.
 		// Anyone else is not worth more than a debug line each.
 		level := slog.LevelWarn
-		if errors.Is(err, errUntrustedProxyHeader) {
+		if errors.Is(err, sniff.ErrUntrustedProxyHeader) {
 			level = slog.LevelDebug
 		}
 		l.s.log.Log(context.Background(), level, "closing connection", "remote", c.RemoteAddr().String(), "err", err)
 		return
 	}
-	first, err := br.Peek(1)
+	first, err := sc.First()
 	if err != nil {
 		return // closed or silent before saying anything
 	}
-	pc := &peekedConn{Conn: c, r: br}
-	transport := allocations.TCP
-	var conn net.Conn = pc
-	var records *recordConn
-	var r io.Reader = br // serveStream reuses br: the peeked bytes stay
 	switch {
-	case l.kind == TLS || l.kind == TCPTLS && proto.Classify(first[0]) == proto.KindTLS:
-		rt := routeTURN
-		hello, err := peekClientHello(br)
-		if errors.Is(err, errHelloTooBig) && br.Size() < helloBufSize {
-			// A ClientHello larger than the sniff buffer (rare): grow
-			// it; the new reader starts with what the old one holds.
-			br = bufio.NewReaderSize(br, helloBufSize)
-			hello, err = peekClientHello(br)
-		}
-		if err == nil {
-			rt = l.web.routeTLS(hello)
-		} else {
-			// crypto/tls will judge it; a hello we cannot inspect is
-			// never sent to the web site.
-			l.s.log.Debug("ClientHello not inspected", "client", client.String(), "err", err)
-		}
-		if rt == routeBackend {
-			l.forward(c, br, client, l.local)
-			return
-		}
-		records = &recordConn{Conn: pc}
-		tc, err := l.handshake(records)
-		if err != nil {
-			l.s.log.Debug("TLS handshake failed", "client", client.String(), "err", err)
-			return
-		}
-		switch alpn := tc.ConnectionState().NegotiatedProtocol; {
-		case alpn == alpnACME:
-			return // RFC 8737 §3: the CA closes after the handshake; so do we
-		case rt == routePage:
-			l.s.servePage(tc, tc, client)
-			return
-		}
-		conn, r, transport = tc, tc, allocations.TLS
-		if br.Buffered() == 0 {
-			// The handshake consumed what was sniffed: the sniff buffer
-			// becomes the TLS stream's, instead of a second one. pc must
-			// stop reading through br first, or reads of br would loop
-			// through the tls.Conn back into br.
-			pc.r = nil
-			br.Reset(tc)
-			r = br
-		}
-	case l.kind == TCPTLS && isHTTPStart(first[0]):
-		if l.s.cfg.Web.Backend != "" {
-			l.forward(c, br, client, l.local)
-		} else {
-			l.s.servePage(pc, br, client)
-		}
+	case l.kind == TLS || l.kind == TCPTLS && first == sniff.FirstTLS:
+		l.serveTLS(sc)
+	case l.kind == TCPTLS && first == sniff.FirstHTTP:
+		l.serveWeb(sc, sc.Reader())
+	default:
+		_ = c.SetReadDeadline(time.Time{})
+		// serveStream reuses the sniff buffer: the peeked bytes stay.
+		l.serveTURN(sc, sc.Reader(), sc.Client, allocations.TCP, nil)
+	}
+}
+
+// serveTLS routes a TLS connection by its ClientHello (sniff.Router):
+// TURN/TLS and our ACME challenges get our handshake; a client of the web
+// site is forwarded to the backend unterminated, or gets the built-in
+// page over our TLS.
+func (l *streamListener) serveTLS(sc *sniff.Conn) {
+	rt := sniff.RouteTURN
+	if hello, err := sc.Hello(); err == nil {
+		rt = l.web.TLS(hello)
+	} else {
+		// crypto/tls will judge it; a hello we cannot inspect is
+		// never sent to the web site.
+		l.s.log.Debug("ClientHello not inspected", "client", sc.Client.String(), "err", err)
+	}
+	if rt == sniff.RouteBackend {
+		l.forward(sc.Conn, sc.Reader(), sc.Client, l.local)
 		return
 	}
-	_ = c.SetReadDeadline(time.Time{})
+	records := &recordConn{Conn: sc}
+	tc, err := l.handshake(records)
+	if err != nil {
+		l.s.log.Debug("TLS handshake failed", "client", sc.Client.String(), "err", err)
+		return
+	}
+	switch alpn := tc.ConnectionState().NegotiatedProtocol; {
+	case alpn == alpnACME:
+		return // RFC 8737 §3: the CA closes after the handshake; so do we
+	case rt == sniff.RoutePage:
+		l.s.servePage(tc, tc, sc.Client)
+		return
+	}
+	var r io.Reader = tc
+	if br := sc.Detach(); br != nil {
+		// The handshake consumed what was sniffed: the sniff buffer
+		// becomes the TLS stream's, instead of a second one. sc has
+		// stopped reading through it, or reads of br would loop through
+		// the tls.Conn back into br.
+		br.Reset(tc)
+		r = br
+	}
+	_ = sc.SetReadDeadline(time.Time{})
+	l.serveTURN(tc, r, sc.Client, allocations.TLS, records)
+}
+
+// serveWeb sends a plain HTTP connection to the web backend, or answers it
+// with the built-in page.
+func (l *streamListener) serveWeb(sc *sniff.Conn, br *bufio.Reader) {
+	if l.s.cfg.Web.Backend != "" {
+		l.forward(sc.Conn, br, sc.Client, l.local)
+	} else {
+		l.s.servePage(sc, br, sc.Client)
+	}
+}
+
+// serveTURN serves conn, whose client is client, as TURN over transport,
+// reading through r.
+func (l *streamListener) serveTURN(conn net.Conn, r io.Reader, client netip.AddrPort, transport allocations.Transport, records *recordConn) {
 	ft := allocations.FiveTuple{Client: client, Server: l.local, Transport: transport}
 	l.s.serveStream(&streamSink{conn: conn, records: records}, r, ft, l.relayIP)
 }
@@ -415,22 +426,11 @@ func (s *Server) serveStream(sink *streamSink, r io.Reader, ft allocations.FiveT
 	}
 }
 
-// peekedConn is a connection whose first bytes were read into r. Reads
-// drain r, then go to the connection directly: once the peeked bytes are
-// consumed (a TLS handshake has read its ClientHello), the buffer is
-// dropped instead of copying every later read through it. One goroutine
-// reads a connection, so r needs no lock.
-type peekedConn struct {
-	net.Conn
-	r *bufio.Reader
-}
-
-func (p *peekedConn) Read(b []byte) (int, error) {
-	if p.r != nil {
-		if p.r.Buffered() > 0 {
-			return p.r.Read(b)
-		}
-		p.r = nil
+// tcpAddrPort is the address of a TCP connection endpoint (IPv4-mapped
+// IPv6 unmapped).
+func tcpAddrPort(a net.Addr) netip.AddrPort {
+	if t, ok := a.(*net.TCPAddr); ok {
+		return unmapAddrPort(t.AddrPort())
 	}
-	return p.Conn.Read(b)
+	return netip.AddrPort{}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/postern/postern/allocations"
 	"github.com/postern/postern/auth"
+	"github.com/postern/postern/internal/udpio"
 	"github.com/postern/postern/relay/proto"
 )
 
@@ -269,7 +270,7 @@ func reuseAddrPort(network, address string, c syscall.RawConn) error {
 	if serr != nil {
 		return serr
 	}
-	return reusePort(network, address, c)
+	return udpio.ReusePort(network, address, c)
 }
 
 // allocateTCP implements RFC 6062 §5.1, the TCP branch of allocate.

@@ -14,10 +14,16 @@ import (
 	"os"
 	"slices"
 	"time"
+
+	"github.com/postern/postern/relay/sniff"
 )
 
-// alpnTURN is the ALPN protocol ID for TURN over TLS (RFC 7443).
-const alpnTURN = "stun.turn"
+// ALPN protocol IDs (package sniff routes connections by them).
+const (
+	alpnTURN  = sniff.ALPNTURN  // TURN over TLS (RFC 7443)
+	alpnACME  = sniff.ALPNACME  // the TLS-ALPN-01 challenge (RFC 8737)
+	alpnHTTP1 = sniff.ALPNHTTP1 // HTTP/1.1 (RFC 7301)
+)
 
 // tlsConfig builds the TLS configuration of the TLS listeners, generating a
 // self-signed certificate when none is configured.

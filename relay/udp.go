@@ -12,11 +12,9 @@ import (
 	"github.com/pion/stun/v4"
 
 	"github.com/postern/postern/allocations"
+	"github.com/postern/postern/internal/udpio"
 	"github.com/postern/postern/relay/proto"
 )
-
-// maxDatagram is the largest UDP payload there is.
-const maxDatagram = 65535
 
 const (
 	// maxListenerSockets caps the SO_REUSEPORT sockets of one UDP listener.
@@ -67,14 +65,14 @@ func (u *udpSink) WriteToClient(frame []byte) error {
 	return err
 }
 
-// listenUDP binds spec's address listenerSockets() times with SO_REUSEPORT
+// listenUDP binds spec's address udpio.Sockets times with SO_REUSEPORT
 // (min(GOMAXPROCS, 16) on Linux, once elsewhere); the first bind picks the
 // port when spec asks for port 0.
 func (s *Server) listenUDP(spec ListenSpec, relayIP relayIPs) (*udpListener, error) {
-	n := listenerSockets()
+	n := udpio.Sockets(maxListenerSockets)
 	var lc net.ListenConfig
 	if n > 1 {
-		lc.Control = reusePort
+		lc.Control = udpio.ReusePort
 	}
 	l := &udpListener{s: s, relayIP: relayIP}
 	addr := spec.Addr
@@ -137,18 +135,25 @@ func (l *udpListener) serve() {
 // worker pool so that media never waits behind authentication or a bind.
 func (so *udpSocket) serve() {
 	r := &listenerReader{so: so, b: newRxBatch(listenerBatch, 0), tx: newTxRun(so.l.s)}
-	r.b.zones = so.l.s.zones
+	r.b.Zones = so.l.s.zones
 	so.l.s.readUntilClosed(so.out.conn, r, false, nil)
 }
 
-// readUntilClosed runs readLoop until the socket is closed or done is
-// closed. A socket error that is not transient (readLoop has skipped those)
+// newRxBatch is a receive batch of slots datagrams of any size, with
+// headroom for a header in front of each and 3 bytes behind it for a
+// stream's padding (RFC 8656 §12.5), read in place.
+func newRxBatch(slots, headroom int) *udpio.Batch {
+	return udpio.NewBatch(slots, headroom, udpio.MaxDatagram, 3)
+}
+
+// readUntilClosed runs udpio.ReadLoop until the socket is closed or done is
+// closed. A socket error that is not transient (ReadLoop has skipped those)
 // is logged and retried after a pause, so a broken socket costs a log line a
 // second instead of a spinning core.
-func (s *Server) readUntilClosed(conn *net.UDPConn, r batchReader, probe bool, done <-chan struct{}) {
+func (s *Server) readUntilClosed(conn *net.UDPConn, r udpio.Reader, probe bool, done <-chan struct{}) {
 	var lastLog time.Time
 	for {
-		err := readLoop(conn, r, probe)
+		err := udpio.ReadLoop(conn, r, probe)
 		if errors.Is(err, net.ErrClosed) {
 			return
 		}
@@ -165,33 +170,26 @@ func (s *Server) readUntilClosed(conn *net.UDPConn, r batchReader, probe bool, d
 	}
 }
 
-// batchReader is what readLoop drives: it lends a receive batch while
-// datagrams are waiting, and handles each batch read into it.
-type batchReader interface {
-	acquire() *rxBatch
-	release(*rxBatch)
-	handle(*rxBatch)
-}
-
 // listenerReader is the state of one listener socket's reader. Its batch
 // is its own: a listener is always busy.
 type listenerReader struct {
 	so  *udpSocket
-	b   *rxBatch
+	b   *udpio.Batch
 	tx  *txRun
 	msg stun.Message // reused for Send indications
 }
 
-func (r *listenerReader) acquire() *rxBatch { return r.b }
-func (r *listenerReader) release(*rxBatch)  {}
-func (r *listenerReader) handle(*rxBatch)   { r.relay() }
+// Acquire, Release and Handle make a listenerReader a udpio.Reader.
+func (r *listenerReader) Acquire() *udpio.Batch { return r.b }
+func (r *listenerReader) Release(*udpio.Batch)  {}
+func (r *listenerReader) Handle(*udpio.Batch)   { r.relay() }
 
 // relay handles one batch.
 func (r *listenerReader) relay() {
 	l, s, b := r.so.l, r.so.l.s, r.b
 	now := time.Now() // one clock read per batch
-	for i := range b.n {
-		pkt, from, ok := b.msg(i)
+	for i := range b.N {
+		pkt, from, ok := b.Msg(i)
 		if !ok || len(pkt) == 0 {
 			continue
 		}

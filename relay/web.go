@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/pires/go-proxyproto"
+
+	"github.com/postern/postern/relay/sniff"
 )
 
 // WebConfig shares TLS listeners (typically port 443) with a web site.
@@ -254,7 +256,7 @@ func asCloseWriter(conn net.Conn, cw *interface{ CloseWrite() error }) bool {
 	case *tls.Conn:
 		*cw = c
 		return true
-	case *peekedConn:
+	case *sniff.Conn:
 		if w, ok := c.Conn.(interface{ CloseWrite() error }); ok {
 			*cw = w
 			return true
@@ -267,19 +269,19 @@ func asCloseWriter(conn net.Conn, cw *interface{ CloseWrite() error }) bool {
 }
 
 // webRouter builds the routing rules of the server's stream listeners.
-func (s *Server) webRouter() *webRouter {
-	w := &webRouter{backend: s.cfg.Web.Backend != ""}
+func (s *Server) webRouter() *sniff.Router {
+	w := &sniff.Router{Backend: s.cfg.Web.Backend != ""}
 	for _, h := range s.cfg.Web.TURNHosts {
-		w.turnHosts = append(w.turnHosts, normalizeHost(h))
+		w.TURNHosts = append(w.TURNHosts, sniff.NormalizeHost(h))
 	}
 	if s.cfg.ACME != nil {
 		for _, d := range s.cfg.ACME.Domains {
-			w.acmeHosts = append(w.acmeHosts, normalizeHost(d))
+			w.ACMEHosts = append(w.ACMEHosts, sniff.NormalizeHost(d))
 		}
 		// The names we get certificates for are the names TURN clients
 		// use, unless the operator listed others.
-		if len(w.turnHosts) == 0 {
-			w.turnHosts = w.acmeHosts
+		if len(w.TURNHosts) == 0 {
+			w.TURNHosts = w.ACMEHosts
 		}
 	}
 	return w

@@ -22,7 +22,8 @@
 // The generator must cost less per packet than the server it measures. Its
 // UDP data path is one epoll loop per thread over raw non-blocking sockets,
 // reading with recvmmsg and sending each batch as one UDP GSO send
-// (UDP_SEGMENT): the server still receives separate datagrams. Run it pinned
+// (package udpio, the server's own): the server still receives separate
+// datagrams. Run it pinned
 // to other cores than the server (taskset) and check that the server's CPU
 // use is near 100% before calling a flat-out figure the server's limit.
 //

@@ -124,7 +124,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&cfg.timeout, "timeout", 5*time.Second, "limit for one request (and for ping, for the whole wait)")
 	fs.IntVar(&cfg.setupConcurrency, "concurrency", 16, "clients setting up allocations at once (setup mode: the measured concurrency)")
 	fs.IntVar(&cfg.workers, "workers", runtime.GOMAXPROCS(0), "UDP data path threads (one epoll loop each)")
-	fs.BoolVar(&cfg.gso, "gso", true, "send the generator's own UDP in GSO batches (UDP_SEGMENT); the server still receives separate datagrams")
+	fs.BoolVar(&cfg.gso, "gso", true, "send the generator's own UDP in GSO batches (UDP generic segmentation offload); the server still receives separate datagrams")
 	fs.BoolVar(&cfg.cleanup, "cleanup", true, "relay mode: delete the allocations at the end (Refresh lifetime 0)")
 	fs.BoolVar(&cfg.insecure, "insecure", false, "TLS: do not verify the server certificate (self-signed test servers)")
 	fs.StringVar(&cfg.serverName, "servername", "", "TLS: server name to verify (default: the host of -server)")

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/postern/postern/internal/udpio"
 )
 
 // A relay run: set up N allocations, each with its own peer, stream through
@@ -168,10 +170,10 @@ func runRelay(ctx context.Context, cfg *config) (*result, error) {
 			}
 			sf.peer = nil
 			if cfg.gso {
-				if err := setGSO(f.client, spec.frameLen()); err != nil {
+				if err := udpio.SetGSO(f.client, spec.frameLen()); err != nil {
 					return nil, fmt.Errorf("%w (run with -gso=false on kernels before 4.18)", err)
 				}
-				if err := setGSO(f.peer, spec.size); err != nil {
+				if err := udpio.SetGSO(f.peer, spec.size); err != nil {
 					return nil, err
 				}
 			}
@@ -282,7 +284,7 @@ func deallocateUDP(cfg *config, sfs []*setupFlow) {
 			f := sf.f
 			defer closeFDs(f)
 			// Requests are longer than the data frames: no segmentation.
-			_ = unix.SetsockoptInt(f.client, unix.IPPROTO_UDP, unix.UDP_SEGMENT, 0)
+			_ = udpio.SetGSO(f.client, 0)
 			file := os.NewFile(uintptr(f.client), "client")
 			pc, err := net.FilePacketConn(file)
 			f.client = -1

@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/postern/postern/internal/udpio"
 	"github.com/postern/postern/relay/proto"
 )
 
@@ -142,20 +143,15 @@ func runPeer(c *net.UDPConn, spec frameSpec, gso bool, ctr *counters) {
 	}
 	if gso {
 		var gerr error
-		_ = rc.Control(func(fd uintptr) { gerr = setGSO(int(fd), spec.size) })
+		_ = rc.Control(func(fd uintptr) { gerr = udpio.SetGSO(int(fd), spec.size) })
 		gso = gerr == nil
 	}
-	rb := newBatch(maxGSOSegments, spec.size+64)
-	echo := make([]byte, maxGSOSegments*spec.size)
-	var n int
-	var rerr error
-	readFn := func(fd uintptr) bool {
-		n, rerr = rb.recv(int(fd))
-		return !errors.Is(rerr, unix.EAGAIN)
-	}
+	rb := udpio.NewConnectedBatch(udpio.MaxGSOSegments, spec.size+64)
+	echo := make([]byte, udpio.MaxGSOSegments*spec.size)
+	readFn := func(fd uintptr) bool { return rb.Recv(fd) }
 	var out []byte
 	writeFn := func(fd uintptr) bool {
-		err := writeGSO(int(fd), out, spec.size)
+		err := udpio.WriteGSO(int(fd), out, spec.size)
 		if err != nil && !errors.Is(err, unix.EAGAIN) {
 			ctr.sendErrs.Add(1)
 		}
@@ -165,20 +161,20 @@ func runPeer(c *net.UDPConn, spec frameSpec, gso bool, ctr *counters) {
 		if err := rc.Read(readFn); err != nil {
 			return // closed
 		}
-		if rerr != nil || n == 0 {
+		n := rb.N
+		if rb.Err != nil || n == 0 {
 			continue
 		}
 		ctr.toPeer.Add(uint64(n))
 		same := gso
 		off := 0
 		for i := range n {
-			l := rb.msgLen(i)
-			if l != spec.size {
+			d := rb.Datagram(i)
+			if len(d) != spec.size {
 				same = false
 				break
 			}
-			copy(echo[off:], rb.bufs[i][:l])
-			off += l
+			off += copy(echo[off:], d)
 		}
 		if same {
 			out = echo[:off]
@@ -188,7 +184,7 @@ func runPeer(c *net.UDPConn, spec frameSpec, gso bool, ctr *counters) {
 			continue
 		}
 		for i := range n {
-			if out = rb.bufs[i][:rb.msgLen(i)]; len(out) > 0 {
+			if out = rb.Datagram(i); len(out) > 0 {
 				if err := rc.Write(writeFn); err != nil {
 					return
 				}

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/postern/postern/internal/udpio"
 )
 
 // udpWorker runs the UDP data path of some flows, clients and peers alike,
@@ -23,8 +25,8 @@ type udpWorker struct {
 	measuring *atomic.Bool
 
 	ep   *epoller
-	rb   *batch // receive buffers
-	sb   *batch // send buffers when GSO is off
+	rb   *udpio.Batch // receive buffers
+	sb   *udpio.Batch // send buffers when GSO is off
 	lens []int
 	echo []byte // a peer's echo, contiguous for GSO
 }
@@ -34,11 +36,11 @@ func newUDPWorker(flows []*flow, spec frameSpec, pace pacing, gso bool, epoch ti
 		flows: flows, spec: spec, pace: pace, gso: gso, epoch: epoch,
 		ctr: ctr, hist: newHistogram(), measuring: measuring,
 	}
-	segs := gsoSegments(spec.frameLen())
-	w.rb = newBatch(maxGSOSegments, spec.frameLen()+64)
-	w.sb = newBatch(segs, spec.frameLen())
+	segs := udpio.Segments(spec.frameLen())
+	w.rb = udpio.NewConnectedBatch(udpio.MaxGSOSegments, spec.frameLen()+64)
+	w.sb = udpio.NewConnectedBatch(segs, spec.frameLen())
 	w.lens = make([]int, segs)
-	w.echo = make([]byte, maxGSOSegments*spec.size)
+	w.echo = make([]byte, udpio.MaxGSOSegments*spec.size)
 	ep, err := newEpoller(256)
 	if err != nil {
 		return nil, err
@@ -141,14 +143,14 @@ func (w *udpWorker) send(f *flow, n int, now int64) {
 		}
 		var err error
 		if w.gso {
-			err = writeRaw(f.client, f.sendBuf[:k*fl])
+			err = udpio.Write(f.client, f.sendBuf[:k*fl])
 		} else {
 			for j := range k {
-				copy(w.sb.bufs[j], f.sendBuf[j*fl:(j+1)*fl])
+				copy(w.sb.Bufs[j], f.sendBuf[j*fl:(j+1)*fl])
 				w.lens[j] = fl
 			}
 			var sent int
-			sent, err = w.sb.send(f.client, w.lens[:k])
+			sent, err = w.sb.Send(f.client, w.lens[:k])
 			if err == nil && sent < k {
 				w.ctr.sendErrs.Add(uint64(k - sent))
 				k = sent
@@ -164,17 +166,26 @@ func (w *udpWorker) send(f *flow, n int, now int64) {
 	}
 }
 
+// recv reads what is waiting on fd into w.rb without waiting and returns
+// how many datagrams it read (0 also when the read failed).
+func (w *udpWorker) recv(fd int) int {
+	if !w.rb.Recv(uintptr(fd)) || w.rb.Err != nil {
+		return 0
+	}
+	return w.rb.N
+}
+
 // onClient reads what the relay forwarded to f's client.
 func (w *udpWorker) onClient(f *flow) {
-	n, err := w.rb.recv(f.client)
-	if err != nil || n == 0 {
+	n := w.recv(f.client)
+	if n == 0 {
 		return
 	}
 	now := w.now()
 	rec := w.measuring.Load()
 	got := 0
 	for i := range n {
-		p, ok := clientPayload(w.rb.bufs[i][:w.rb.msgLen(i)])
+		p, ok := clientPayload(w.rb.Datagram(i))
 		if !ok {
 			continue
 		}
@@ -194,36 +205,37 @@ func (w *udpWorker) onClient(f *flow) {
 // onPeer echoes what the relay forwarded to f's peer back to the relayed
 // address, in one GSO send when the datagrams are of one size.
 func (w *udpWorker) onPeer(f *flow) {
-	n, err := w.rb.recv(f.peer)
-	if err != nil || n == 0 {
+	n := w.recv(f.peer)
+	if n == 0 {
 		return
 	}
 	w.ctr.toPeer.Add(uint64(n))
-	size := w.rb.msgLen(0)
+	size := len(w.rb.Datagram(0))
 	same := w.gso && size > 0
 	off := 0
 	for i := range n {
-		l := w.rb.msgLen(i)
+		d := w.rb.Datagram(i)
+		l := len(d)
 		if l != size {
 			same = false
 		}
 		if same {
-			copy(w.echo[off:], w.rb.bufs[i][:l])
+			copy(w.echo[off:], d)
 			off += l
 		}
 	}
 	if same && size == w.spec.size {
-		if err := writeGSO(f.peer, w.echo[:off], size); err != nil {
+		if err := udpio.WriteGSO(f.peer, w.echo[:off], size); err != nil {
 			w.ctr.sendErrs.Add(uint64(n))
 		}
 		return
 	}
 	for i := range n {
-		l := w.rb.msgLen(i)
-		if l == 0 {
+		d := w.rb.Datagram(i)
+		if len(d) == 0 {
 			continue
 		}
-		if err := writeRaw(f.peer, w.rb.bufs[i][:l]); err != nil && !errors.Is(err, unix.EAGAIN) {
+		if err := udpio.Write(f.peer, d); err != nil && !errors.Is(err, unix.EAGAIN) {
 			w.ctr.sendErrs.Add(1)
 		}
 	}

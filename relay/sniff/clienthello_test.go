@@ -1,4 +1,4 @@
-package relay
+package sniff
 
 import (
 	"bufio"
@@ -85,24 +85,24 @@ func TestParseClientHello(t *testing.T) {
 				if size != 1<<14 {
 					b = refragment(t, hello, size)
 				}
-				h, need, err := parseClientHello(b)
+				h, need, err := ParseClientHello(b)
 				if err != nil || need != 0 {
 					t.Fatalf("fragments of %d: need %d, err %v", size, need, err)
 				}
-				if h.serverName != tt.wantSNI || !slices.Equal(h.alpn, tt.wantALPN) {
-					t.Errorf("fragments of %d: got SNI %q ALPN %q, want %q %q", size, h.serverName, h.alpn, tt.wantSNI, tt.wantALPN)
+				if h.ServerName != tt.wantSNI || !slices.Equal(h.ALPN, tt.wantALPN) {
+					t.Errorf("fragments of %d: got SNI %q ALPN %q, want %q %q", size, h.ServerName, h.ALPN, tt.wantSNI, tt.wantALPN)
 				}
 				// Every proper prefix asks for more, never for less than
 				// it has, and never fails.
 				for i := range len(b) {
-					_, need, err := parseClientHello(b[:i])
+					_, need, err := ParseClientHello(b[:i])
 					if err != nil || need <= i || need > len(b) {
 						t.Fatalf("fragments of %d, prefix %d of %d: need %d, err %v", size, i, len(b), need, err)
 					}
 				}
 				// peekClientHello leaves every byte in place.
-				br := bufio.NewReaderSize(bytes.NewReader(b), streamBufSize)
-				if _, err := peekClientHello(br); err != nil {
+				br := bufio.NewReaderSize(bytes.NewReader(b), HelloBufSize)
+				if _, err := PeekClientHello(br); err != nil {
 					t.Fatalf("peek: %v", err)
 				}
 				if br.Buffered() != len(b) {
@@ -121,18 +121,18 @@ func TestParseClientHelloRejects(t *testing.T) {
 		b    []byte
 		want error
 	}{
-		{"plain http", []byte("GET / HTTP/1.1\r\n\r\n"), errNotHandshake},
-		{"alert record", mutate(func(b []byte) []byte { b[0] = 0x15; return b }), errNotHandshake},
-		{"server hello", mutate(func(b []byte) []byte { b[5] = 2; return b }), errNotHello},
-		{"empty record", []byte{0x16, 3, 1, 0, 0}, errBadHello},
-		{"oversized record", []byte{0x16, 3, 1, 0xff, 0xff}, errBadHello},
-		{"hello too large", []byte{0x16, 3, 1, 0, 4, 1, 0x01, 0, 0}, errHelloTooBig},
-		{"short body", []byte{0x16, 3, 1, 0, 6, 1, 0, 0, 2, 3, 3}, errBadHello},
-		{"one byte per record", refragment(t, hello, 1), errHelloTooBig},
+		{"plain http", []byte("GET / HTTP/1.1\r\n\r\n"), ErrNotHandshake},
+		{"alert record", mutate(func(b []byte) []byte { b[0] = 0x15; return b }), ErrNotHandshake},
+		{"server hello", mutate(func(b []byte) []byte { b[5] = 2; return b }), ErrNotHello},
+		{"empty record", []byte{0x16, 3, 1, 0, 0}, ErrBadHello},
+		{"oversized record", []byte{0x16, 3, 1, 0xff, 0xff}, ErrBadHello},
+		{"hello too large", []byte{0x16, 3, 1, 0, 4, 1, 0x01, 0, 0}, ErrHelloTooBig},
+		{"short body", []byte{0x16, 3, 1, 0, 6, 1, 0, 0, 2, 3, 3}, ErrBadHello},
+		{"one byte per record", refragment(t, hello, 1), ErrHelloTooBig},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, need, err := parseClientHello(tt.b)
+			_, need, err := ParseClientHello(tt.b)
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("err = %v (need %d), want %v", err, need, tt.want)
 			}
@@ -141,37 +141,37 @@ func TestParseClientHelloRejects(t *testing.T) {
 }
 
 func TestRouteTLS(t *testing.T) {
-	hello := func(sni string, alpn ...string) clientHello { return clientHello{serverName: sni, alpn: alpn} }
-	shared := &webRouter{backend: true, turnHosts: []string{"turn.example.org"}, acmeHosts: []string{"turn.example.org"}}
-	anyName := &webRouter{backend: true}
-	alone := &webRouter{}
+	hello := func(sni string, alpn ...string) ClientHello { return ClientHello{ServerName: sni, ALPN: alpn} }
+	shared := &Router{Backend: true, TURNHosts: []string{"turn.example.org"}, ACMEHosts: []string{"turn.example.org"}}
+	anyName := &Router{Backend: true}
+	alone := &Router{}
 	tests := []struct {
 		name string
-		w    *webRouter
-		h    clientHello
-		want route
+		w    *Router
+		h    ClientHello
+		want Route
 	}{
-		{"turn host, no alpn", shared, hello("turn.example.org"), routeTURN},
-		{"no sni, no alpn", shared, hello(""), routeTURN},
-		{"turn host, stun.turn", shared, hello("turn.example.org", "stun.turn"), routeTURN},
-		{"turn host, browser", shared, hello("turn.example.org", "h2", "http/1.1"), routeBackend},
-		{"no sni, browser", shared, hello("", "http/1.1"), routeBackend},
-		{"web name, no alpn", shared, hello("www.example.org"), routeBackend},
-		{"web name, stun.turn", shared, hello("www.example.org", "stun.turn"), routeBackend},
-		{"web name, browser", shared, hello("www.example.org", "h2"), routeBackend},
-		{"our acme challenge", shared, hello("turn.example.org", "acme-tls/1"), routeTURN},
-		{"the site's acme challenge", shared, hello("www.example.org", "acme-tls/1"), routeBackend},
-		{"no turn hosts: any name is turn", anyName, hello("whatever.example"), routeTURN},
-		{"no turn hosts: browser", anyName, hello("whatever.example", "http/1.1"), routeBackend},
-		{"alpn mixing stun.turn", anyName, hello("x", "h2", "stun.turn"), routeTURN},
-		{"no backend: browser gets the page", alone, hello("x", "h2", "http/1.1"), routePage},
-		{"no backend: turn", alone, hello("x"), routeTURN},
-		{"no backend, other name: still turn", &webRouter{turnHosts: []string{"t"}}, hello("other"), routeTURN},
-		{"no backend, other name, browser", &webRouter{turnHosts: []string{"t"}}, hello("other", "http/1.1"), routePage},
+		{"turn host, no alpn", shared, hello("turn.example.org"), RouteTURN},
+		{"no sni, no alpn", shared, hello(""), RouteTURN},
+		{"turn host, stun.turn", shared, hello("turn.example.org", "stun.turn"), RouteTURN},
+		{"turn host, browser", shared, hello("turn.example.org", "h2", "http/1.1"), RouteBackend},
+		{"no sni, browser", shared, hello("", "http/1.1"), RouteBackend},
+		{"web name, no alpn", shared, hello("www.example.org"), RouteBackend},
+		{"web name, stun.turn", shared, hello("www.example.org", "stun.turn"), RouteBackend},
+		{"web name, browser", shared, hello("www.example.org", "h2"), RouteBackend},
+		{"our acme challenge", shared, hello("turn.example.org", "acme-tls/1"), RouteTURN},
+		{"the site's acme challenge", shared, hello("www.example.org", "acme-tls/1"), RouteBackend},
+		{"no turn hosts: any name is turn", anyName, hello("whatever.example"), RouteTURN},
+		{"no turn hosts: browser", anyName, hello("whatever.example", "http/1.1"), RouteBackend},
+		{"alpn mixing stun.turn", anyName, hello("x", "h2", "stun.turn"), RouteTURN},
+		{"no backend: browser gets the page", alone, hello("x", "h2", "http/1.1"), RoutePage},
+		{"no backend: turn", alone, hello("x"), RouteTURN},
+		{"no backend, other name: still turn", &Router{TURNHosts: []string{"t"}}, hello("other"), RouteTURN},
+		{"no backend, other name, browser", &Router{TURNHosts: []string{"t"}}, hello("other", "http/1.1"), RoutePage},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := tt.w.routeTLS(tt.h); got != tt.want {
+			if got := tt.w.TLS(tt.h); got != tt.want {
 				t.Errorf("route = %v, want %v", got, tt.want)
 			}
 		})
@@ -180,16 +180,16 @@ func TestRouteTLS(t *testing.T) {
 
 func TestIsHTTPStart(t *testing.T) {
 	for _, m := range []string{"GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE", "PRI"} {
-		if !isHTTPStart(m[0]) {
+		if !IsHTTPStart(m[0]) {
 			t.Errorf("%s not taken for HTTP", m)
 		}
 	}
 	for b := range byte(4) {
-		if isHTTPStart(b) {
+		if IsHTTPStart(b) {
 			t.Errorf("STUN first byte %d taken for HTTP", b)
 		}
 	}
-	if isHTTPStart(0x16) || isHTTPStart(strings.ToLower("g")[0]) {
+	if IsHTTPStart(0x16) || IsHTTPStart(strings.ToLower("g")[0]) {
 		t.Error("TLS or lower case taken for HTTP")
 	}
 }
@@ -201,7 +201,7 @@ func BenchmarkParseClientHello(b *testing.B) {
 	b.SetBytes(int64(len(hello)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, need, err := parseClientHello(hello); err != nil || need != 0 {
+		if _, need, err := ParseClientHello(hello); err != nil || need != 0 {
 			b.Fatal(need, err)
 		}
 	}

@@ -1,4 +1,4 @@
-package relay
+package udpio
 
 import (
 	"net"
@@ -8,6 +8,16 @@ import (
 
 	"github.com/postern/postern/internal/turntest"
 )
+
+// mustSocket is NewSocket for tests.
+func mustSocket(tb testing.TB, conn *net.UDPConn) Socket {
+	tb.Helper()
+	sock, err := NewSocket(conn)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return sock
+}
 
 // TestSenderFamilies: the raw sender reaches IPv4 receivers from an IPv4
 // socket and from a dual-stack IPv6 socket (what a listener on ":3478"
@@ -32,7 +42,7 @@ func TestSenderFamilies(t *testing.T) {
 		t.Cleanup(func() { _ = pc.Close() })
 		return pc.(*net.UDPConn)
 	}
-	s := newSender()
+	s := NewSender()
 	for _, tc := range []struct {
 		name string
 		from *net.UDPConn
@@ -47,7 +57,7 @@ func TestSenderFamilies(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			want := tc.name
-			if err := s.send(mustOut(t, tc.from), []byte(want), nil, tc.to); err != nil {
+			if err := s.Send(mustSocket(t, tc.from), []byte(want), nil, tc.to); err != nil {
 				t.Fatalf("send: %v", err)
 			}
 			buf := make([]byte, 256)
@@ -62,9 +72,9 @@ func TestSenderFamilies(t *testing.T) {
 		})
 	}
 	closed := listen("udp4", "127.0.0.1:0")
-	out := mustOut(t, closed)
+	out := mustSocket(t, closed)
 	_ = closed.Close()
-	if err := s.send(out, []byte("x"), nil, v4To); err == nil {
+	if err := s.Send(out, []byte("x"), nil, v4To); err == nil {
 		t.Error("send on a closed socket succeeded")
 	}
 }

@@ -1,4 +1,4 @@
-package relay
+package sniff
 
 import (
 	"bufio"
@@ -26,10 +26,12 @@ import (
 
 // TLS identifiers used in routing.
 const (
-	// alpnACME is the ALPN protocol of the TLS-ALPN-01 challenge (RFC 8737).
-	alpnACME = "acme-tls/1"
-	// alpnHTTP1 is HTTP/1.1's ALPN protocol ID (RFC 7301).
-	alpnHTTP1 = "http/1.1"
+	// ALPNACME is the ALPN protocol of the TLS-ALPN-01 challenge (RFC 8737).
+	ALPNACME = "acme-tls/1"
+	// ALPNHTTP1 is HTTP/1.1's ALPN protocol ID (RFC 7301).
+	ALPNHTTP1 = "http/1.1"
+	// ALPNTURN is the ALPN protocol ID for TURN over TLS (RFC 7443).
+	ALPNTURN = "stun.turn"
 )
 
 // TLS record and handshake constants (RFC 8446 §5.1, §4).
@@ -53,48 +55,53 @@ const (
 	sniHostName   = 0  // NameType host_name
 )
 
+// HelloBufSize is the buffer that holds the largest ClientHello
+// PeekClientHello inspects (in up to maxHelloRecords records).
+const HelloBufSize = handshakeHeaderLen + maxClientHello + maxHelloRecords*recordHeaderLen
+
+// Errors of ParseClientHello.
 var (
-	errNotHandshake = errors.New("relay: not a TLS handshake record")
-	errNotHello     = errors.New("relay: first handshake message is not a ClientHello")
-	errHelloTooBig  = errors.New("relay: ClientHello too large to inspect")
-	errBadHello     = errors.New("relay: malformed ClientHello")
+	ErrNotHandshake = errors.New("relay: not a TLS handshake record")
+	ErrNotHello     = errors.New("relay: first handshake message is not a ClientHello")
+	ErrHelloTooBig  = errors.New("relay: ClientHello too large to inspect")
+	ErrBadHello     = errors.New("relay: malformed ClientHello")
 )
 
-// clientHello is what routing needs from a TLS ClientHello.
-type clientHello struct {
-	serverName string   // SNI host name, lower case, no trailing dot; "" if absent
-	alpn       []string // ALPN protocols offered, in the client's order; nil if absent
+// ClientHello is what routing needs from a TLS ClientHello.
+type ClientHello struct {
+	ServerName string   // SNI host name, lower case, no trailing dot; "" if absent
+	ALPN       []string // ALPN protocols offered, in the client's order; nil if absent
 }
 
-// offers reports whether the client offered ALPN protocol p.
-func (h clientHello) offers(p string) bool { return slices.Contains(h.alpn, p) }
+// Offers reports whether the client offered ALPN protocol p.
+func (h ClientHello) Offers(p string) bool { return slices.Contains(h.ALPN, p) }
 
-// parseClientHello parses the ClientHello at the start of b, which holds
+// ParseClientHello parses the ClientHello at the start of b, which holds
 // TLS records as they arrived (the handshake message may span several
 // records). When b is too short it returns need > len(b): the number of
 // bytes to have before calling again. It never reads past the records it
 // needs and never trusts a length field it has not checked against b.
-func parseClientHello(b []byte) (h clientHello, need int, err error) {
+func ParseClientHello(b []byte) (h ClientHello, need int, err error) {
 	var msg []byte // the handshake message, reassembled
 	first, aliased := true, false
 	off := 0
 	for records := 1; ; records++ {
 		if records > maxHelloRecords {
-			return clientHello{}, 0, errHelloTooBig
+			return ClientHello{}, 0, ErrHelloTooBig
 		}
 		if len(b) < off+recordHeaderLen {
-			return clientHello{}, off + recordHeaderLen, nil
+			return ClientHello{}, off + recordHeaderLen, nil
 		}
 		if b[off] != recordTypeHandshake {
-			return clientHello{}, 0, errNotHandshake
+			return ClientHello{}, 0, ErrNotHandshake
 		}
 		n := int(b[off+3])<<8 | int(b[off+4])
 		if n == 0 || n > maxRecordPayload {
-			return clientHello{}, 0, errBadHello
+			return ClientHello{}, 0, ErrBadHello
 		}
 		end := off + recordHeaderLen + n
 		if len(b) < end {
-			return clientHello{}, end, nil
+			return ClientHello{}, end, nil
 		}
 		frag := b[off+recordHeaderLen : end]
 		switch {
@@ -102,7 +109,7 @@ func parseClientHello(b []byte) (h clientHello, need int, err error) {
 			msg = frag // the usual case: one record, no copy
 			first, aliased = false, true
 		case len(msg)+len(frag) > handshakeHeaderLen+maxClientHello:
-			return clientHello{}, 0, errHelloTooBig
+			return ClientHello{}, 0, ErrHelloTooBig
 		case aliased:
 			// Copy out of b before appending, never into it.
 			msg = append(append(make([]byte, 0, 2*(len(msg)+len(frag))), msg...), frag...)
@@ -115,11 +122,11 @@ func parseClientHello(b []byte) (h clientHello, need int, err error) {
 			continue
 		}
 		if msg[0] != handshakeClientHello {
-			return clientHello{}, 0, errNotHello
+			return ClientHello{}, 0, ErrNotHello
 		}
 		bodyLen := int(msg[1])<<16 | int(msg[2])<<8 | int(msg[3])
 		if bodyLen > maxClientHello {
-			return clientHello{}, 0, errHelloTooBig
+			return ClientHello{}, 0, ErrHelloTooBig
 		}
 		if len(msg) < handshakeHeaderLen+bodyLen {
 			continue
@@ -131,7 +138,7 @@ func parseClientHello(b []byte) (h clientHello, need int, err error) {
 
 // parseClientHelloBody parses a ClientHello message body (RFC 8446 §4.1.2,
 // which keeps the TLS 1.2 layout) and extracts SNI and ALPN.
-func parseClientHelloBody(body []byte) (clientHello, error) {
+func parseClientHelloBody(body []byte) (ClientHello, error) {
 	s := cryptobyte.String(body)
 	var version uint16
 	var random, sessionID, suites, compression cryptobyte.String
@@ -140,46 +147,46 @@ func parseClientHelloBody(body []byte) (clientHello, error) {
 		!s.ReadUint8LengthPrefixed(&sessionID) ||
 		!s.ReadUint16LengthPrefixed(&suites) ||
 		!s.ReadUint8LengthPrefixed(&compression) {
-		return clientHello{}, errBadHello
+		return ClientHello{}, ErrBadHello
 	}
-	var h clientHello
+	var h ClientHello
 	if s.Empty() {
 		return h, nil // no extensions at all (SSL 3.0-style hello)
 	}
 	var exts cryptobyte.String
 	if !s.ReadUint16LengthPrefixed(&exts) || !s.Empty() {
-		return clientHello{}, errBadHello
+		return ClientHello{}, ErrBadHello
 	}
 	seenSNI, seenALPN := false, false
 	for !exts.Empty() {
 		var typ uint16
 		var data cryptobyte.String
 		if !exts.ReadUint16(&typ) || !exts.ReadUint16LengthPrefixed(&data) {
-			return clientHello{}, errBadHello
+			return ClientHello{}, ErrBadHello
 		}
 		switch typ {
 		case extServerName:
 			// RFC 8446 §4.2: "There MUST NOT be more than one extension
 			// of the same type in a given extension block."
 			if seenSNI {
-				return clientHello{}, errBadHello
+				return ClientHello{}, ErrBadHello
 			}
 			seenSNI = true
 			name, err := parseSNI(data)
 			if err != nil {
-				return clientHello{}, err
+				return ClientHello{}, err
 			}
-			h.serverName = name
+			h.ServerName = name
 		case extALPN:
 			if seenALPN {
-				return clientHello{}, errBadHello
+				return ClientHello{}, ErrBadHello
 			}
 			seenALPN = true
 			protos, err := parseALPN(data)
 			if err != nil {
-				return clientHello{}, err
+				return ClientHello{}, err
 			}
-			h.alpn = protos
+			h.ALPN = protos
 		}
 	}
 	return h, nil
@@ -189,22 +196,22 @@ func parseClientHelloBody(body []byte) (clientHello, error) {
 func parseSNI(data cryptobyte.String) (string, error) {
 	var list cryptobyte.String
 	if !data.ReadUint16LengthPrefixed(&list) || !data.Empty() || list.Empty() {
-		return "", errBadHello
+		return "", ErrBadHello
 	}
 	name := ""
 	for !list.Empty() {
 		var typ uint8
 		var v cryptobyte.String
 		if !list.ReadUint8(&typ) || !list.ReadUint16LengthPrefixed(&v) {
-			return "", errBadHello
+			return "", ErrBadHello
 		}
 		if typ != sniHostName || name != "" {
 			continue // unknown name types are skipped; the first host_name wins
 		}
 		if len(v) == 0 {
-			return "", errBadHello
+			return "", ErrBadHello
 		}
-		name = normalizeHost(string(v))
+		name = NormalizeHost(string(v))
 	}
 	return name, nil
 }
@@ -213,39 +220,40 @@ func parseSNI(data cryptobyte.String) (string, error) {
 func parseALPN(data cryptobyte.String) ([]string, error) {
 	var list cryptobyte.String
 	if !data.ReadUint16LengthPrefixed(&list) || !data.Empty() || list.Empty() {
-		return nil, errBadHello
+		return nil, ErrBadHello
 	}
 	var protos []string
 	for !list.Empty() {
 		var p cryptobyte.String
 		// "Empty strings MUST NOT be included."
 		if !list.ReadUint8LengthPrefixed(&p) || len(p) == 0 {
-			return nil, errBadHello
+			return nil, ErrBadHello
 		}
 		protos = append(protos, string(p))
 	}
 	return protos, nil
 }
 
-// normalizeHost lower-cases a DNS name and drops a trailing dot, the form
+// NormalizeHost lower-cases a DNS name and drops a trailing dot, the form
 // SNI values and configured names are compared in.
-func normalizeHost(name string) string {
+func NormalizeHost(name string) string {
 	return strings.ToLower(strings.TrimSuffix(name, "."))
 }
 
-// peekClientHello reads, without consuming, the ClientHello at the start of
-// br. The caller bounds the wait with a read deadline.
-func peekClientHello(br *bufio.Reader) (clientHello, error) {
+// PeekClientHello reads, without consuming, the ClientHello at the start of
+// br. The caller bounds the wait with a read deadline. A ClientHello larger
+// than br's buffer is ErrHelloTooBig (Conn.Hello grows the buffer once).
+func PeekClientHello(br *bufio.Reader) (ClientHello, error) {
 	need := recordHeaderLen
 	for {
 		if need > br.Size() {
-			return clientHello{}, errHelloTooBig
+			return ClientHello{}, ErrHelloTooBig
 		}
 		b, err := br.Peek(need)
 		if err != nil {
-			return clientHello{}, err
+			return ClientHello{}, err
 		}
-		h, more, err := parseClientHello(b)
+		h, more, err := ParseClientHello(b)
 		if err != nil || more == 0 {
 			return h, err
 		}
@@ -253,78 +261,79 @@ func peekClientHello(br *bufio.Reader) (clientHello, error) {
 	}
 }
 
-// route is where a connection on a stream listener goes.
-type route uint8
+// Route is where a connection on a stream listener goes.
+type Route uint8
 
+// Routes.
 const (
-	routeTURN    route = iota // served here as TURN (over TLS: after our handshake)
-	routeBackend              // forwarded byte for byte to the web backend
-	routePage                 // no backend: answered with the built-in page
+	RouteTURN    Route = iota // served here as TURN (over TLS: after our handshake)
+	RouteBackend              // forwarded byte for byte to the web backend
+	RoutePage                 // no backend: answered with the built-in page
 )
 
-func (r route) String() string {
+func (r Route) String() string {
 	switch r {
-	case routeTURN:
+	case RouteTURN:
 		return "turn"
-	case routeBackend:
+	case RouteBackend:
 		return "web backend"
-	case routePage:
+	case RoutePage:
 		return "built-in page"
 	}
 	return "unknown"
 }
 
-// webRouter decides, from a ClientHello or the first byte of a plain
+// Router decides, from a ClientHello or the first byte of a plain
 // connection, whether it is TURN or belongs to the web site.
-type webRouter struct {
-	backend   bool     // a web backend is configured
-	turnHosts []string // normalized; empty: every name is a TURN name
-	acmeHosts []string // normalized names we answer TLS-ALPN-01 challenges for
+type Router struct {
+	Backend   bool     // a web backend is configured
+	TURNHosts []string // normalized (NormalizeHost); empty: every name is a TURN name
+	ACMEHosts []string // normalized names we answer TLS-ALPN-01 challenges for
 }
 
 // isTURNHost reports whether an SNI value names this TURN server. Clients
 // that send no SNI (TURN clients dialling an IP address) are TURN.
-func (w *webRouter) isTURNHost(sni string) bool {
-	return sni == "" || len(w.turnHosts) == 0 || slices.Contains(w.turnHosts, sni)
+func (w *Router) isTURNHost(sni string) bool {
+	return sni == "" || len(w.TURNHosts) == 0 || slices.Contains(w.TURNHosts, sni)
 }
 
-// web is where traffic for the web site goes: the backend, or the
+// Web is where traffic for the web site goes: the backend, or the
 // built-in page when there is none.
-func (w *webRouter) web() route {
-	if w.backend {
-		return routeBackend
+func (w *Router) Web() Route {
+	if w.Backend {
+		return RouteBackend
 	}
-	return routePage
+	return RoutePage
 }
 
-// routeTLS decides where a TLS connection goes from its ClientHello.
-func (w *webRouter) routeTLS(h clientHello) route {
+// TLS decides where a TLS connection goes from its ClientHello.
+func (w *Router) TLS(h ClientHello) Route {
 	// RFC 8737 §3: the CA connects with ALPN acme-tls/1 and the SNI of the
 	// name being validated. Ours are answered by our TLS stack; anyone
 	// else's belong to the web site, which may run its own ACME client.
-	if h.offers(alpnACME) {
-		if slices.Contains(w.acmeHosts, h.serverName) {
-			return routeTURN
+	if h.Offers(ALPNACME) {
+		if slices.Contains(w.ACMEHosts, h.ServerName) {
+			return RouteTURN
 		}
-		return w.web()
+		return w.Web()
 	}
 	// RFC 7443: TURN clients offer "stun.turn" or no ALPN at all. A client
 	// offering only other protocols (a browser: h2, http/1.1) is no TURN
 	// client, whatever name it asks for.
-	turnALPN := len(h.alpn) == 0 || h.offers(alpnTURN)
-	if turnALPN && w.isTURNHost(h.serverName) {
-		return routeTURN
+	turnALPN := len(h.ALPN) == 0 || h.Offers(ALPNTURN)
+	if turnALPN && w.isTURNHost(h.ServerName) {
+		return RouteTURN
 	}
-	if !w.backend && turnALPN {
+	if !w.Backend && turnALPN {
 		// Nowhere else to send a client that speaks no HTTP: serve it
 		// and let it judge our certificate.
-		return routeTURN
+		return RouteTURN
 	}
-	return w.web()
+	return w.Web()
 }
 
-// isHTTPStart reports whether a plain connection's first byte can begin an
+// IsHTTPStart reports whether a plain connection's first byte can begin an
 // HTTP/1 request line (every method is upper-case ASCII: GET, POST, HEAD,
 // PUT, OPTIONS, CONNECT, PRI for h2c...). A TURN client's first message is
 // STUN, whose first byte is 0-3 (RFC 7983).
-func isHTTPStart(b byte) bool { return b >= 'A' && b <= 'Z' }
+func IsHTTPStart(b byte) bool { return b >= 'A' && b <= 'Z' }

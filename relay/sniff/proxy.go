@@ -1,11 +1,10 @@
-package relay
+package sniff
 
 import (
 	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"slices"
 
@@ -18,18 +17,20 @@ import (
 // becomes the client of the 5-tuple: XOR-MAPPED-ADDRESS, nonces, per-IP
 // quotas and rate limits, and logs all use it.
 //
-// Only sources in Config.ProxyProtocolFrom may send a header: from anyone
+// Only trusted sources (relay's Config.ProxyProtocolFrom) may send a header: from anyone
 // else a header would let a client pose as any address, so such a
 // connection is closed. A trusted source may also connect without a header
 // (a balancer's health check, say) and is then taken as the client.
 
-var errUntrustedProxyHeader = errors.New("PROXY protocol header from a source not in proxy_protocol_from")
+// ErrUntrustedProxyHeader is a PROXY header from a source not trusted to
+// send one.
+var ErrUntrustedProxyHeader = errors.New("PROXY protocol header from a source not in proxy_protocol_from")
 
-// hasProxySignature reports whether br starts with a PROXY protocol v1 or
+// HasProxySignature reports whether br starts with a PROXY protocol v1 or
 // v2 signature. It peeks only as far as needed to tell, so the first byte
 // of a STUN or TLS client costs no wait; the caller bounds the wait with a
 // read deadline. A stream that ends (or times out) first has none.
-func hasProxySignature(br *bufio.Reader) bool {
+func HasProxySignature(br *bufio.Reader) bool {
 	first, err := br.Peek(1)
 	if err != nil {
 		return false
@@ -47,14 +48,13 @@ func hasProxySignature(br *bufio.Reader) bool {
 	return err == nil && bytes.Equal(b, sig)
 }
 
-// proxyClient returns the client address of connection c, reading a PROXY
-// protocol header from br when c comes from a trusted source. remote is c's
-// own peer address.
-func (s *Server) proxyClient(br *bufio.Reader, remote netip.AddrPort) (netip.AddrPort, error) {
-	trusted := slices.ContainsFunc(s.cfg.ProxyProtocolFrom, func(p netip.Prefix) bool { return p.Contains(remote.Addr()) })
-	if !trusted {
-		if hasProxySignature(br) {
-			return netip.AddrPort{}, fmt.Errorf("%w: add the load balancer's range to proxy_protocol_from (--proxy-protocol-from), or stop it sending PROXY headers", errUntrustedProxyHeader)
+// ProxyClient returns the client address of a connection, reading a PROXY
+// protocol header from br when the connection comes from a source in
+// trusted. remote is the connection's own peer address.
+func ProxyClient(br *bufio.Reader, remote netip.AddrPort, trusted []netip.Prefix) (netip.AddrPort, error) {
+	if !slices.ContainsFunc(trusted, func(p netip.Prefix) bool { return p.Contains(remote.Addr()) }) {
+		if HasProxySignature(br) {
+			return netip.AddrPort{}, fmt.Errorf("%w: add the load balancer's range to proxy_protocol_from (--proxy-protocol-from), or stop it sending PROXY headers", ErrUntrustedProxyHeader)
 		}
 		return remote, nil
 	}
@@ -78,14 +78,5 @@ func (s *Server) proxyClient(br *bufio.Reader, remote netip.AddrPort) (netip.Add
 	if !ap.Addr().IsValid() {
 		return netip.AddrPort{}, errors.New("PROXY protocol header: invalid source address")
 	}
-	return unmapAddrPort(ap), nil
-}
-
-// tcpAddrPort is the address of a TCP connection endpoint (IPv4-mapped
-// IPv6 unmapped).
-func tcpAddrPort(a net.Addr) netip.AddrPort {
-	if t, ok := a.(*net.TCPAddr); ok {
-		return unmapAddrPort(t.AddrPort())
-	}
-	return netip.AddrPort{}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
 }

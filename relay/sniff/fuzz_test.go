@@ -1,4 +1,4 @@
-package relay
+package sniff
 
 import (
 	"bytes"
@@ -59,7 +59,7 @@ func FuzzParseClientHello(f *testing.F) {
 	f.Add([]byte("GET / HTTP/1.1\r\n\r\n"))
 	f.Add([]byte{0x16, 3, 1, 0, 4, 1, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		h, need, err := parseClientHello(b)
+		h, need, err := ParseClientHello(b)
 		if need != 0 && (err != nil || need <= len(b)) {
 			t.Fatalf("need %d with %d bytes, err %v", need, len(b), err)
 		}
@@ -67,14 +67,14 @@ func FuzzParseClientHello(f *testing.F) {
 		if !ok {
 			return
 		}
-		if errors.Is(err, errHelloTooBig) {
+		if errors.Is(err, ErrHelloTooBig) {
 			return
 		}
 		if err != nil || need != 0 {
 			t.Fatalf("crypto/tls accepted a ClientHello we did not: need %d, err %v", need, err)
 		}
-		if h.serverName != normalizeHost(info.ServerName) || !slices.Equal(h.alpn, info.SupportedProtos) {
-			t.Fatalf("got SNI %q ALPN %q, crypto/tls %q %q", h.serverName, h.alpn, info.ServerName, info.SupportedProtos)
+		if h.ServerName != NormalizeHost(info.ServerName) || !slices.Equal(h.ALPN, info.SupportedProtos) {
+			t.Fatalf("got SNI %q ALPN %q, crypto/tls %q %q", h.ServerName, h.ALPN, info.ServerName, info.SupportedProtos)
 		}
 	})
 }

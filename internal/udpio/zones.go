@@ -1,4 +1,4 @@
-package relay
+package udpio
 
 import (
 	"maps"
@@ -12,7 +12,7 @@ import (
 // a lookup is answered without being cached.
 const maxZones = 256
 
-// zoneCache maps IPv6 scope IDs (interface indexes, as sockaddr_in6 carries
+// Zones maps IPv6 scope IDs (interface indexes, as sockaddr_in6 carries
 // them) to zone names (interface names, as netip.Addr carries them) and
 // back, for link-local addresses on the data plane: net.InterfaceByIndex
 // allocates and asks the kernel each time. Reads load an immutable map
@@ -20,15 +20,17 @@ const maxZones = 256
 // the map. An index without an interface (gone, or never there) is cached
 // as its decimal form, which the net package accepts as a zone, so that no
 // source address makes every packet look it up again. A renamed interface
-// keeps its old name here until the server restarts.
-type zoneCache struct {
+// keeps its old name here until the process restarts. The zero value is
+// empty and ready; a nil *Zones names nothing (every zone is "", every
+// index 0).
+type Zones struct {
 	names   atomic.Pointer[map[uint32]string]
 	indexes atomic.Pointer[map[string]uint32]
 	mu      sync.Mutex // serialises writers
 }
 
-// name returns the zone of scope ID idx ("" for 0). HOT once cached.
-func (z *zoneCache) name(idx uint32) string {
+// Name returns the zone of scope ID idx ("" for 0). HOT once cached.
+func (z *Zones) Name(idx uint32) string {
 	if idx == 0 || z == nil {
 		return ""
 	}
@@ -45,9 +47,9 @@ func (z *zoneCache) name(idx uint32) string {
 	return name
 }
 
-// index returns the scope ID of zone ("" and unknown names: 0). HOT once
+// Index returns the scope ID of zone ("" and unknown names: 0). HOT once
 // cached.
-func (z *zoneCache) index(zone string) uint32 {
+func (z *Zones) Index(zone string) uint32 {
 	if zone == "" || z == nil {
 		return 0
 	}
@@ -67,7 +69,7 @@ func (z *zoneCache) index(zone string) uint32 {
 }
 
 // store caches idx <-> name.
-func (z *zoneCache) store(idx uint32, name string) {
+func (z *Zones) store(idx uint32, name string) {
 	z.mu.Lock()
 	defer z.mu.Unlock()
 	names, indexes := z.names.Load(), z.indexes.Load()
