@@ -119,3 +119,102 @@ func TestFormats(t *testing.T) {
 		}
 	}
 }
+
+// TestDashboardRenderingsAgree feeds one snapshot to the script's tables
+// and figures (in node) and to the server's: the first paint and every
+// update must show the same text in the same cells.
+func TestDashboardRenderingsAgree(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node not found (apt-get install nodejs): the script's rendering is not compared with the server's")
+	}
+	now := time.Now()
+	d := Dashboard{
+		Time: now.UTC(), Version: "x", State: "ready", Draining: true, Allocations: 2, RelayPortsInUse: 2, RelayPortsCapacity: 100,
+		Transports: []TransportCount{{"udp", 1}, {"tls", 1}},
+		Listeners:  []ListenerRow{{Listener: "udp://[::]:3478", Port: 3478, Transport: "udp", Active: 1, Created: 9}},
+		ToPeer:     Traffic{Bytes: 12_345}, ToClient: Traffic{Bytes: 1},
+		Rate:                  Rate{Known: true, WindowSeconds: 2, ToPeerBitsPerSecond: 12_345.6, ToClientBitsPerSecond: 0},
+		TopUsersByAllocations: []UserUsage{{"alice", 2, 5000}}, TopUsersByBytes: []UserUsage{{"alice", 2, 5000}},
+		Sessions: []DashboardSession{{ID: 3, User: "alice", Transport: "tls", Listener: "tcp+tls://0.0.0.0:443",
+			Client: "[2001:db8::1]:5000", Relayed: "192.0.2.1:40000", AgeSeconds: 3700, Bytes: 5000}},
+		SessionsTotal: 60,
+		Drops:         []ReasonCount{{"policy", 3}},
+		AuthFailures:  []ReasonCount{},
+		RecentAuthFailures: []AuthFailure{{Time: now.UTC(), Client: "192.0.2.9:1", Transport: "udp", Reason: "expired",
+			Username: "<b>é</b>"}},
+		Certificates: []Certificate{newCertificate(certInfoAt(2), now), {Source: "acme", Names: []string{"a.example"}, Status: "pending"}},
+	}
+	in, err := json.Marshal(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prog := `const el = () => ({ addEventListener() {}, setAttribute() {}, textContent: '', className: '', dataset: {} });
+globalThis.document = { body: { dataset: { poll: '2000' } }, visibilityState: 'hidden', getElementById: el };
+globalThis.window = globalThis;
+require('vm').runInThisContext(require('fs').readFileSync('web/dashboard.js', 'utf8'));
+const f = window.posternDashboard, d = JSON.parse(process.argv[1]);
+console.log(JSON.stringify({ tables: f.tables(d), figures: f.figures(d) }));
+process.exit(0);`
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, node, "-e", prog, string(in)).CombinedOutput()
+	if err != nil {
+		t.Fatalf("node: %v\n%s", err, out)
+	}
+	var js struct {
+		Tables map[string]struct {
+			Caption *string `json:"caption"`
+			Rows    []struct {
+				ID    string `json:"id"`
+				Cells []struct {
+					Text string `json:"text"`
+					Cls  string `json:"cls"`
+				} `json:"cells"`
+			} `json:"rows"`
+		} `json:"tables"`
+		Figures map[string][2]string `json:"figures"`
+	}
+	if err := json.Unmarshal(out, &js); err != nil {
+		t.Fatalf("node printed %q: %v", out, err)
+	}
+	goTables := dashboardTables(d)
+	if len(js.Tables) != len(goTables) {
+		t.Errorf("script renders %d tables, server %d", len(js.Tables), len(goTables))
+	}
+	for _, gt := range goTables {
+		jt, ok := js.Tables[gt.ID]
+		if !ok {
+			t.Errorf("script does not render table %s", gt.ID)
+			continue
+		}
+		if jt.Caption != nil && *jt.Caption != gt.Caption {
+			t.Errorf("%s caption: server %q, script %q", gt.ID, gt.Caption, *jt.Caption)
+		}
+		if len(jt.Rows) != len(gt.Rows) {
+			t.Errorf("%s: server %d rows, script %d", gt.ID, len(gt.Rows), len(jt.Rows))
+			continue
+		}
+		for i, gr := range gt.Rows {
+			jr := jt.Rows[i]
+			if jr.ID != gr.ID || len(jr.Cells) != len(gr.Cells) {
+				t.Errorf("%s row %d: server id %q %d cells, script id %q %d cells", gt.ID, i, gr.ID, len(gr.Cells), jr.ID, len(jr.Cells))
+				continue
+			}
+			for j, gc := range gr.Cells {
+				if jc := jr.Cells[j]; jc.Text != gc.Text || jc.Cls != gc.Class {
+					t.Errorf("%s row %d cell %d: server %q (%q), script %q (%q)", gt.ID, i, j, gc.Text, gc.Class, jc.Text, jc.Cls)
+				}
+			}
+		}
+	}
+	goFigures := figures(d)
+	if len(js.Figures) != len(goFigures) {
+		t.Errorf("script renders %d figures, server %d", len(js.Figures), len(goFigures))
+	}
+	for _, gf := range goFigures {
+		if jf := js.Figures[gf.ID]; jf != [2]string{gf.Value, gf.Class} {
+			t.Errorf("figure %s: server %q (%q), script %q (%q)", gf.ID, gf.Value, gf.Class, jf[0], jf[1])
+		}
+	}
+}

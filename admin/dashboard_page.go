@@ -201,7 +201,7 @@ func figures(d Dashboard) []figure {
 	}
 	cert := "no TLS listener"
 	if len(d.Certificates) > 0 {
-		cert = certStatus(d.Certificates[0]) + ": " + certExpiry(d.Certificates[0])
+		cert = certStatus(d.Certificates[0]) + ": " + certExpiry(d.Certificates[0]) + ", " + d.Certificates[0].Source
 	}
 	drain := "no"
 	if d.Draining {
@@ -258,7 +258,7 @@ func setPageHeaders(w http.ResponseWriter, withScript bool) {
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
 	h.Set("Content-Security-Policy", "default-src 'none'; script-src "+script+"; style-src "+cspHash(dashboardCSS)+
-		"; connect-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+		"; connect-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "no-referrer")
@@ -301,6 +301,7 @@ const pageHTML = `{{define "head"}}<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="no-referrer">
+<link rel="icon" href="data:,">
 <title>{{.}}</title>
 {{end}}
 {{define "login"}}{{template "head" "Postern admin: sign in"}}<style>{{.Style}}</style>

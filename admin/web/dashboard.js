@@ -84,7 +84,7 @@
       'f-rate-client': [rate(d.rate.to_client_bits_per_second), ''],
       'f-relayed': [fmtBytes(d.to_peer.bytes + d.to_client.bytes), ''],
       'f-ports': [`${d.relay_ports_in_use} of ${d.relay_ports_capacity}`, ''],
-      'f-cert': [c0 ? `${certStatus(c0)}: ${certExpiry(c0)}` : 'no TLS listener', c0 ? `st-${c0.status}` : ''],
+      'f-cert': [c0 ? `${certStatus(c0)}: ${certExpiry(c0)}, ${c0.source}` : 'no TLS listener', c0 ? `st-${c0.status}` : ''],
     };
   };
 
@@ -164,6 +164,6 @@
   });
 
   // For tests: the formatters, to compare with the server's.
-  window.posternDashboard = { fmtBits, fmtBytes, fmtAge, fmtTime, door, certExpiry };
+  window.posternDashboard = { fmtBits, fmtBytes, fmtAge, fmtTime, door, certExpiry, tables, figures };
   update();
 })();
