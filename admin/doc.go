@@ -9,7 +9,11 @@
 //   - /api/sessions: the live allocations as JSON, and DELETE to end them
 //     by ID or by user (what `postern sessions` and `postern kick` use);
 //   - /api/drain: GET the drain state, POST to start draining, DELETE to
-//     stop (what `postern drain` uses).
+//     stop (what `postern drain` uses);
+//   - /: for a browser (Accept: text/html) the operator dashboard, a
+//     server-rendered page whose inline script refreshes it every 2 s from
+//     /api/dashboard (JSON); for anything else, and at /help, the
+//     plain-text index of endpoints.
 //
 // Client is the matching HTTP client for the command line.
 //
@@ -23,6 +27,12 @@
 // When Config.Token is set, /metrics and /api/ require the header
 // "Authorization: Bearer TOKEN" (compared in constant time); /healthz and
 // /readyz never do, so that probes need no secret, and they reveal only
-// the lifecycle state. The package holds no global state: every Server has
+// the lifecycle state. A browser cannot send that header for a page load,
+// so the dashboard takes the token once (/?token=TOKEN, or its sign-in
+// form posting to /) and gives back an HttpOnly, SameSite=Strict cookie
+// derived from the token (HMAC-SHA256), which opens / and /api/dashboard
+// only; the redirect that follows drops the token from the address bar.
+// The dashboard is read-only: it has no action a forged request could
+// trigger. Nothing logs a token. The package holds no global state: every Server has
 // its own Prometheus registry.
 package admin

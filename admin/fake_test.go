@@ -24,6 +24,22 @@ type fakeRelay struct {
 	sessions []relay.Session
 	draining bool
 	kicked   []uint64
+	// recentAuth and certs are what RecentAuthFailures and Certificates
+	// return.
+	recentAuth []relay.AuthFailureRecord
+	certs      []relay.CertificateInfo
+}
+
+func (f *fakeRelay) RecentAuthFailures() []relay.AuthFailureRecord {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.recentAuth
+}
+
+func (f *fakeRelay) Certificates() []relay.CertificateInfo {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.certs
 }
 
 func (f *fakeRelay) Stats() relay.Stats { return f.stats }

@@ -21,6 +21,12 @@ type Relay interface {
 	SetDraining(draining bool)
 	// Allocations is how many allocations are live.
 	Allocations() int
+	// RecentAuthFailures are the last failed authentications, newest
+	// first (a bounded ring, for the dashboard).
+	RecentAuthFailures() []relay.AuthFailureRecord
+	// Certificates are the TLS certificates served, soonest expiry first;
+	// none without TLS listeners.
+	Certificates() []relay.CertificateInfo
 }
 
 var _ Relay = (*relay.Server)(nil)

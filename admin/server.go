@@ -44,6 +44,7 @@ type Server struct {
 	http    *http.Server
 	ln      net.Listener
 	done    chan struct{} // closed when serving has ended
+	meter   rateMeter     // the dashboard's bit rate, shared by its viewers
 }
 
 // shutdownTimeout bounds how long in-flight admin requests may finish
@@ -74,7 +75,10 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, log: cfg.Logger, done: make(chan struct{})}
 
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /{$}", s.index)
+	mux.HandleFunc("GET /{$}", s.root)
+	mux.HandleFunc("POST /{$}", s.login)
+	mux.HandleFunc("GET /help", s.index)
+	mux.Handle("GET /api/dashboard", s.dashboardAuthorized(http.HandlerFunc(s.apiDashboard)))
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", s.authorized(promhttp.HandlerFor(reg, promhttp.HandlerOpts{
@@ -176,6 +180,10 @@ func (s *Server) authorized(h http.Handler) http.Handler {
 func (s *Server) index(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	_, _ = fmt.Fprint(w, "postern admin\n\n"+
+		"GET    /                        this index; in a browser (Accept: text/html) the dashboard\n"+
+		"GET    /?token=TOKEN            sign a browser in to the dashboard (a cookie), then redirect to /\n"+
+		"GET    /help                    this index\n"+
+		"GET    /api/dashboard           what the dashboard shows (JSON)\n"+
 		"GET    /metrics                 Prometheus metrics\n"+
 		"GET    /healthz                 liveness\n"+
 		"GET    /readyz                  readiness (503 while starting, draining or stopping)\n"+

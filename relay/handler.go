@@ -198,6 +198,7 @@ func (r *request) authenticate() (auth.Identity, bool) {
 	id, err := r.s.auth().Verify(r.req)
 	if err != nil {
 		r.s.stats.authFailed(err)
+		r.s.stats.rememberAuthFailure(time.Now(), r.ft, r.req, err)
 		r.logAuthFailure(err)
 		r.challenge(stun.CodeUnauthorized, "Unauthorized")
 		return auth.Identity{}, false

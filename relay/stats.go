@@ -6,9 +6,11 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/pion/stun/v4"
 
@@ -129,6 +131,10 @@ type stats struct {
 	tlsOK         atomic.Uint64
 	tlsFailed     atomic.Uint64
 
+	// recent keeps the last few authentication failures for the admin
+	// dashboard; it has its own lock, taken only on a failed auth.Verify.
+	recent authRing
+
 	mu sync.Mutex
 	// mu guards the following.
 	lastToPeer, lastToClient Traffic
@@ -165,6 +171,104 @@ func (s *stats) drop(r DropReason) { s.drops[r].Add(1) }
 
 // authFailed counts a failed auth.Verify.
 func (s *stats) authFailed(err error) { s.authFailures[authFailureOf(err)].Add(1) }
+
+// RecentAuthFailures is how many authentication failures the server
+// remembers for the admin dashboard (Server.RecentAuthFailures): enough to
+// see a misconfigured client or a password guesser at a glance, few enough
+// that a flood of bad credentials costs a fixed amount of memory.
+const RecentAuthFailures = 32
+
+// MaxRecentUsername bounds the USERNAME kept with a recent authentication
+// failure, in bytes: the attribute may hold up to 509 bytes of whatever
+// the client chose (RFC 8489 §14.3), and a dashboard needs only enough to
+// recognise it.
+const MaxRecentUsername = 64
+
+// AuthFailureRecord is one failed authentication, as the admin dashboard
+// shows it.
+type AuthFailureRecord struct {
+	Time   time.Time
+	Client netip.AddrPort
+	// Transport is the client's transport: "udp", "tcp" or "tls".
+	Transport string
+	// Reason is the AuthFailure label ("bad_integrity", ...).
+	Reason string
+	// Username is the USERNAME sent, cut to MaxRecentUsername bytes (at a
+	// UTF-8 boundary, invalid bytes replaced), or "(userhash)" when the
+	// client sent USERHASH instead (RFC 8489 §14.4). It is what the client
+	// claimed, not a verified identity: show it escaped.
+	Username string
+}
+
+// authRing is a fixed ring of the most recent authentication failures.
+type authRing struct {
+	mu   sync.Mutex
+	buf  [RecentAuthFailures]AuthFailureRecord
+	next int // where the next record goes
+	n    int // how many are held, up to len(buf)
+}
+
+// add remembers rec, forgetting the oldest when full.
+func (r *authRing) add(rec AuthFailureRecord) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.buf[r.next] = rec
+	r.next = (r.next + 1) % len(r.buf)
+	r.n = min(r.n+1, len(r.buf))
+}
+
+// list returns the records held, newest first.
+func (r *authRing) list() []AuthFailureRecord {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]AuthFailureRecord, 0, r.n)
+	for i := 1; i <= r.n; i++ {
+		out = append(out, r.buf[(r.next-i+len(r.buf))%len(r.buf)])
+	}
+	return out
+}
+
+// rememberAuthFailure records a failed auth.Verify of req from ft in the
+// ring of recent failures. It runs on the control plane only (request
+// handling), after the counters: the data plane never calls it.
+func (s *stats) rememberAuthFailure(now time.Time, ft allocations.FiveTuple, req *stun.Message, err error) {
+	name := "(userhash)"
+	if u, gerr := req.Get(stun.AttrUsername); gerr == nil {
+		name = cutUsername(u)
+	}
+	s.recent.add(AuthFailureRecord{Time: now, Client: ft.Client, Transport: ft.Transport.String(),
+		Reason: authFailureOf(err).String(), Username: name})
+}
+
+// cutUsername returns b as valid UTF-8 (invalid sequences replaced by
+// U+FFFD) in at most MaxRecentUsername bytes, cut at a rune boundary.
+func cutUsername(b []byte) string {
+	if len(b) > MaxRecentUsername {
+		b = b[:MaxRecentUsername]
+		// Drop a rune the bound cut in half rather than mark it invalid.
+		for i := len(b) - 1; i >= 0 && i >= len(b)-utf8.UTFMax; i-- {
+			if utf8.RuneStart(b[i]) {
+				if !utf8.FullRune(b[i:]) {
+					b = b[:i]
+				}
+				break
+			}
+		}
+	}
+	u := strings.ToValidUTF8(string(b), "\uFFFD")
+	if len(u) <= MaxRecentUsername {
+		return u
+	}
+	i := MaxRecentUsername
+	for i > 0 && !utf8.RuneStart(u[i]) {
+		i--
+	}
+	return u[:i]
+}
+
+// RecentAuthFailures returns the last authentication failures (at most
+// RecentAuthFailures of them), newest first.
+func (s *Server) RecentAuthFailures() []AuthFailureRecord { return s.stats.recent.list() }
 
 // request counts one STUN request of method m.
 func (s *stats) request(m stun.Method) { s.requests[methodIndex(m)].Add(1) }

@@ -330,7 +330,7 @@ func configFlags() []cli.Flag {
 			Usage: "accept `KEY` as Authorization: Bearer KEY on the credentials API (replaces the file's keys)"},
 
 		adminAddrFlag("admin HTTP listener (metrics, health, sessions API) at `ADDR` (HOST:PORT); \"\" or off disables it"),
-		adminTokenFlag("require the bearer `TOKEN` on /metrics and /api/ of the admin listener"),
+		adminTokenFlag("require the bearer `TOKEN` on /metrics, /api/ and the dashboard of the admin listener"),
 		pprofFlag(),
 	}, append(port443Flags(), hardeningFlags()...)...)
 }

@@ -23,6 +23,13 @@
 //     One more case, ice-servers-json, hands the JSON that `postern ice-servers` prints, as it is, to
 //     new RTCPeerConnection (Chromium must accept it) and must connect through one of its URLs.
 //
+// TestDashboardBrowser (dashboard_test.go, driven by dashboard.mjs with driver.mjs's flags) checks the admin
+// dashboard in the same Chromium: a relay and admin listener with a token run in-process; without the token the
+// page answers 401; /?token= signs the browser in (an HttpOnly cookie, token gone from the URL); a pion TURN
+// client's allocation appears in the live-allocations table without a reload and leaves it after the client
+// deletes it; the page logs no error (CSP included) and its pause button is the first Tab stop. It writes
+// dashboard.png to $POSTERN_INTEROP_OUT, or the test's temporary directory (docs/dashboard.png is one).
+//
 // Each case prints one line — PASS/FAIL/SKIP, name, transport, port, selected pair (browser), relayed addresses
 // (uclient) or mapped address (STUN), time — and the run ends with "N passed, N failed" alone on a line. A failing
 // case also prints the client's output and the tail of the server's log. When POSTERN_INTEROP_REPORT names a file

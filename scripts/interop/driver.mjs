@@ -10,13 +10,14 @@
 // Exit status: 0 when every case produced a line (whether it passed or not), 2 when the browser or a page could
 // not be driven at all. The Go side bounds the whole run with a timeout and kills the process group.
 
-import { readFileSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
 import { chromium } from 'playwright-core';
 
 // Flags, and why each is there. Playwright adds its own automation defaults (see chromiumSwitches in
 // playwright-core) before these. Chromium may keep only the last of a repeated switch, so --disable-features below
 // repeats the background-network features Playwright disables as well as adding ours.
-const FLAGS = [
+export const FLAGS = [
   // Headless, unsandboxed (CI runs as root, where the sandbox refuses to start), no GPU, no first-run UI.
   '--headless',
   '--no-sandbox',
@@ -103,4 +104,6 @@ async function runOnce(context, url, c) {
   return { consoleErrors, ...res };
 }
 
-main().catch((e) => fail(e.stack ?? String(e)));
+// Run only as a program: dashboard.mjs imports FLAGS from here.
+// (import.meta.url has symlinks resolved, argv[1] not.)
+if (process.argv[1] && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href) main().catch((e) => fail(e.stack ?? String(e)));
