@@ -14,6 +14,7 @@ import (
 	"github.com/pires/go-proxyproto"
 
 	"github.com/postern/postern/allocations"
+	"github.com/postern/postern/relay/proto"
 )
 
 // QUICConfig shares UDP listeners (typically port 443) with a QUIC server
@@ -195,14 +196,22 @@ func (q *quicRelay) reader(so *udpSocket) *quicReader {
 // that greases the bit, so they go to a flow that exists but open none.
 
 // channelData is the listener's branch for a first byte of 64-79 with QUIC
-// sharing on: it reports whether the datagram was QUIC (forwarded), else it
-// is the ChannelData of an allocation. HOT: allocates nothing.
-func (r *quicReader) channelData(ft allocations.FiveTuple, pkt []byte, now time.Time) bool {
-	if r.q.s.table.Get(ft) != nil {
-		return false
+// sharing on: the ChannelData of an allocation is relayed as
+// relayChannelDataAt does (one table lookup, as without QUIC), anything
+// else is QUIC from a client without an allocation. HOT: allocates nothing.
+func (r *quicReader) channelData(ft allocations.FiveTuple, pkt []byte, now time.Time, tx *txRun) {
+	s := r.q.s
+	a := s.table.Get(ft)
+	if a == nil {
+		r.forward(ft.Client, pkt, now, true)
+		return
 	}
-	r.forward(ft.Client, pkt, now, true)
-	return true
+	number, payload, err := proto.ParseChannelData(pkt)
+	if err != nil {
+		s.stats.drop(DropMalformed)
+		return
+	}
+	s.relayChannelDataOf(a, number, payload, now, tx)
 }
 
 // notSTUN is the listener's branch for a first byte of 0-3 with QUIC

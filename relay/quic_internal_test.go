@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -116,5 +117,82 @@ func TestQUICForwardAllocatesNothing(t *testing.T) {
 				t.Errorf("QUIC stats = %+v, want one flow", st)
 			}
 		})
+	}
+}
+
+// BenchmarkQUICRoundTrip sends 1200-byte datagrams to an echo backend and
+// waits for each to come back, directly and through the shared listener (a
+// flow: the listener forwards, the flow's goroutine answers): the
+// difference is what forwarding costs a datagram each way, in latency.
+func BenchmarkQUICRoundTrip(b *testing.B) {
+	backend := quietEcho(b)
+	s := startQUICServer(b, QUICConfig{Backend: backend.LocalAddr().String()})
+	for _, c := range []struct {
+		name string
+		to   *net.UDPAddr
+	}{
+		{"direct", backend.LocalAddr().(*net.UDPAddr)},
+		{"through_postern", s.Addrs()[0].Addr.(*net.UDPAddr)},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			client, err := net.DialUDP("udp4", nil, c.to)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer client.Close()
+			pkt := make([]byte, 1200)
+			pkt[0] = 0xc0
+			buf := make([]byte, 2048)
+			b.ReportAllocs()
+			b.SetBytes(int64(len(pkt)))
+			for b.Loop() {
+				if _, err := client.Write(pkt); err != nil {
+					b.Fatal(err)
+				}
+				_ = client.SetReadDeadline(time.Now().Add(2 * time.Second))
+				if _, err := client.Read(buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// TestQUICClientKey: MaxFlowsPerClient counts an IPv4 address, or an IPv6
+// /64 (zones ignored).
+func TestQUICClientKey(t *testing.T) {
+	for _, c := range []struct{ ip, want string }{
+		{"192.0.2.7", "192.0.2.7/32"},
+		{"2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"},
+		{"2001:db8:1:2:bbbb::9", "2001:db8:1:2::/64"},
+		{"fe80::1%eth0", "fe80::/64"},
+	} {
+		if got := clientKey(netip.MustParseAddr(c.ip)); got.String() != c.want {
+			t.Errorf("clientKey(%s) = %v, want %s", c.ip, got, c.want)
+		}
+	}
+}
+
+// TestQUICProxyHeader: the header names the client and the listener, UDP
+// over the client's family; a dual-stack listener's "::" is 0.0.0.0 to an
+// IPv4 client.
+func TestQUICProxyHeader(t *testing.T) {
+	for _, c := range []struct {
+		client, local string
+		want          []byte // family byte, then the addresses
+	}{
+		{"192.0.2.7:5000", "198.51.100.1:443", []byte{0x12, 0, 12, 192, 0, 2, 7, 198, 51, 100, 1, 0x13, 0x88, 0x01, 0xbb}},
+		{"192.0.2.7:5000", "[::]:443", []byte{0x12, 0, 12, 192, 0, 2, 7, 0, 0, 0, 0, 0x13, 0x88, 0x01, 0xbb}},
+		{"[2001:db8::7]:5000", "[::]:443", append(append(append([]byte{0x22, 0, 36},
+			netip.MustParseAddr("2001:db8::7").AsSlice()...), make([]byte, 16)...), 0x13, 0x88, 0x01, 0xbb)},
+	} {
+		h, err := quicProxyHeader(netip.MustParseAddrPort(c.client), netip.MustParseAddrPort(c.local))
+		if err != nil {
+			t.Fatalf("%s -> %s: %v", c.client, c.local, err)
+		}
+		sig := []byte("\r\n\r\n\x00\r\nQUIT\n\x21")
+		if !bytes.HasPrefix(h, sig) || !bytes.Equal(h[len(sig):], c.want) {
+			t.Errorf("%s -> %s: header % x, want signature, PROXY command, then % x", c.client, c.local, h, c.want)
+		}
 	}
 }

@@ -139,6 +139,11 @@ func New(cfg Config) (*Server, error) {
 	if cfg.DefaultFamily > FamilyKeep {
 		return nil, fmt.Errorf("relay: default address family %v: want ipv4, ipv6 or keep", cfg.DefaultFamily)
 	}
+	if cfg.QUIC.Backend != "" {
+		if err := ValidateBackend(cfg.QUIC.Backend); err != nil {
+			return nil, fmt.Errorf("relay: QUIC %w", err) // resolved by Start
+		}
+	}
 	relayCfg, err := configuredRelayIPs(&cfg)
 	if err != nil {
 		return nil, err

@@ -206,7 +206,8 @@ func (r *listenerReader) relay() {
 		case proto.KindChannelData:
 			// With QUIC sharing, 64-79 is also a QUIC short header:
 			// ChannelData only from a client with an allocation (quic.go).
-			if r.quic != nil && r.quic.channelData(ft, pkt, now) {
+			if r.quic != nil {
+				r.quic.channelData(ft, pkt, now, r.tx)
 				continue
 			}
 			s.relayChannelDataAt(ft, pkt, now, r.tx)
