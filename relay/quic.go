@@ -185,17 +185,22 @@ func (q *quicRelay) reader(so *udpSocket) *quicReader {
 	return r
 }
 
-// Demultiplexing (RFC 9443, which updates RFC 7983's table for QUIC): a
-// first byte of 0-3 is STUN, 64-79 a TURN ChannelData message, and QUIC
-// packets have the fixed bit set: long headers 192-255, short headers
-// 64-127, which overlap ChannelData. RFC 8656 §12 keeps channel numbers in
-// 0x4000-0x4FFF for this reason, and what tells the overlap apart is the
-// 5-tuple: a client with an allocation on this listener sends ChannelData,
-// any other sends QUIC. The rest of 128-191 (RTP/RTCP in RFC 7983, which
-// this server does not serve) are long headers too: Version Negotiation and
-// greased fixed bits (RFC 9287). Datagrams without the fixed bit (4-63,
-// STUN-range datagrams that are not STUN) can be QUIC only from an endpoint
-// that greases the bit, so they go to a flow that exists but open none.
+// Demultiplexing, per RFC 9443 (which updates RFC 7983's table for QUIC) as
+// the first byte allows it. STUN is 0-3 and TURN ChannelData 64-79 (RFC
+// 8656 §12: "0x4000 through 0x4FFF: These values are the allowed channel
+// numbers"). QUIC sets the fixed bit (RFC 9000 §17.2: "The next bit (0x40)
+// of byte 0 is set to 1, unless the packet is a Version Negotiation
+// packet"), and long headers the header form bit ("The most significant
+// bit (0x80) of byte 0 (the first byte) is set to 1 for long headers"):
+// long headers are 192-255, short headers 64-127, which overlap
+// ChannelData. What tells the overlap apart is the 5-tuple: a client with
+// an allocation on this listener sends ChannelData, any other QUIC. 128-191
+// (RTP/RTCP in RFC 7983, which this server does not serve) are long headers
+// too: Version Negotiation, or a greased fixed bit (RFC 9287). Datagrams
+// without the fixed bit (4-63, and STUN-range datagrams that are not STUN)
+// can be QUIC only from an endpoint that greases the bit, so they go to a
+// flow that exists but open none. (A backend that offers grease_quic_bit
+// lets clients send such packets; quic-go does not.)
 
 // channelData is the listener's branch for a first byte of 64-79 with QUIC
 // sharing on: the ChannelData of an allocation is relayed as
