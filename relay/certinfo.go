@@ -1,13 +1,13 @@
 package relay
 
 import (
-	"github.com/postern/postern/relay/sniff"
-
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"slices"
 	"time"
+
+	"github.com/postern/postern/relay/sniff"
 )
 
 // Certificate sources, as CertificateInfo.Source reports them.

@@ -255,6 +255,9 @@ type Config struct {
 	// Web shares the TLS listeners (port 443) with a web site: see
 	// WebConfig and the routing rules in the package documentation.
 	Web WebConfig
+	// QUIC shares the UDP listeners with a QUIC (HTTP/3) server: see
+	// QUICConfig and the package documentation.
+	QUIC QUICConfig
 	// ProxyProtocolFrom lists the sources (L4 load balancers) trusted to
 	// start TCP and TLS connections with a PROXY protocol v1 or v2 header
 	// naming the real client. A header from any other source closes the

@@ -44,6 +44,12 @@ func (s *Server) relayChannelDataAt(ft allocations.FiveTuple, pkt []byte, now ti
 		s.stats.drop(DropNoAllocation)
 		return
 	}
+	s.relayChannelDataOf(a, number, payload, now, tx)
+}
+
+// relayChannelDataOf is relayChannelDataAt once the allocation is found
+// (QUIC sharing looks it up first, quic.go).
+func (s *Server) relayChannelDataOf(a *allocations.Allocation, number uint16, payload []byte, now time.Time, tx *txRun) {
 	// RFC 8656 §12.6: only the channel binding is checked ("If the
 	// ChannelData message is received on a channel that is not bound to any
 	// peer, then the message is silently discarded"), and nothing is

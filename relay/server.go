@@ -59,6 +59,9 @@ type Server struct {
 	own atomic.Pointer[ownAddrs]
 	// acme manages the certificate when Config.ACME is set (acme.go).
 	acme atomic.Pointer[acmeManager]
+	// quic forwards what is not TURN on UDP listeners to Config.QUIC's
+	// backend (quic.go); nil when off. Set by Start before serving.
+	quic *quicRelay
 
 	requests chan udpRequest // UDP control-plane work for the worker pool
 	done     chan struct{}   // closed when the server has stopped
@@ -137,6 +140,11 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.DefaultFamily > FamilyKeep {
 		return nil, fmt.Errorf("relay: default address family %v: want ipv4, ipv6 or keep", cfg.DefaultFamily)
+	}
+	if cfg.QUIC.Backend != "" {
+		if err := ValidateBackend(cfg.QUIC.Backend); err != nil {
+			return nil, fmt.Errorf("relay: QUIC %w", err) // resolved by Start
+		}
 	}
 	relayCfg, err := configuredRelayIPs(&cfg)
 	if err != nil {
@@ -224,6 +232,9 @@ func (s *Server) Start(ctx context.Context) error {
 	if err := s.discoverExternal(ctx); err != nil {
 		return err
 	}
+	if s.quic, err = s.newQUICRelay(); err != nil {
+		return err
+	}
 
 	var udps []*udpListener
 	var streams []*streamListener
@@ -263,6 +274,12 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	if err := s.startACME(); err != nil {
 		return fail(err)
+	}
+	if s.quic != nil {
+		// After the listener sockets: no reader is left to open a flow.
+		s.mu.Lock()
+		s.closers = append(s.closers, s.quic.close)
+		s.mu.Unlock()
 	}
 
 	s.own.Store(s.buildOwnAddrs())

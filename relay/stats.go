@@ -34,10 +34,13 @@ const (
 	DropBandwidth                      // over the allocation's or user's bandwidth limit
 	DropConnLimit                      // a TCP/TLS connection over max_conns or max_conns_per_ip
 	DropOwnAddress                     // to one of the server's own addresses outside the relay ports (self.go)
+	// DropQUICFlowLimit: a datagram that would open a QUIC flow over
+	// QUICConfig.MaxFlows or MaxFlowsPerClient (quic.go).
+	DropQUICFlowLimit
 	numDropReasons
 )
 
-var dropNames = [numDropReasons]string{"no_allocation", "no_permission", "policy", "malformed", "too_large", "overload", "write_failed", "rate_limited", "bandwidth", "conn_limit", "own_address"}
+var dropNames = [numDropReasons]string{"no_allocation", "no_permission", "policy", "malformed", "too_large", "overload", "write_failed", "rate_limited", "bandwidth", "conn_limit", "own_address", "quic_flow_limit"}
 
 // String returns the reason as a metric label value.
 func (r DropReason) String() string {

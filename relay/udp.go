@@ -136,6 +136,9 @@ func (l *udpListener) serve() {
 func (so *udpSocket) serve() {
 	r := &listenerReader{so: so, b: newRxBatch(listenerBatch, 0), tx: newTxRun(so.l.s)}
 	r.b.Zones = so.l.s.zones
+	if q := so.l.s.quic; q != nil {
+		r.quic = q.reader(so)
+	}
 	so.l.s.readUntilClosed(so.out.conn, r, false, nil)
 }
 
@@ -177,6 +180,9 @@ type listenerReader struct {
 	b   *udpio.Batch
 	tx  *txRun
 	msg stun.Message // reused for Send indications
+	// quic forwards what is not TURN to the QUIC backend (quic.go); nil
+	// when QUIC sharing is off.
+	quic *quicReader
 }
 
 // Acquire, Release and Handle make a listenerReader a udpio.Reader.
@@ -196,8 +202,17 @@ func (r *listenerReader) relay() {
 		ft := allocations.FiveTuple{Client: from, Server: l.local, Transport: allocations.UDP}
 		switch proto.Classify(pkt[0]) {
 		case proto.KindChannelData:
+			// With QUIC sharing, 64-79 is also a QUIC short header:
+			// ChannelData only from a client with an allocation (quic.go).
+			if r.quic != nil {
+				r.quic.channelData(ft, pkt, now, r.tx)
+				continue
+			}
 			s.relayChannelDataAt(ft, pkt, now, r.tx)
 		case proto.KindSTUN:
+			if r.quic != nil && r.quic.notSTUN(ft.Client, pkt, now) {
+				continue
+			}
 			if isSendIndication(pkt) {
 				s.relaySend(ft, pkt, &r.msg, r.tx) // joins the run: the client's order is kept
 				continue
@@ -207,6 +222,10 @@ func (r *listenerReader) relay() {
 			case s.requests <- req:
 			default: // overloaded: drop, the client retransmits
 				s.stats.drop(DropOverload)
+			}
+		default:
+			if r.quic != nil {
+				r.quic.other(ft.Client, pkt, now)
 			}
 		}
 	}

@@ -201,7 +201,7 @@ func ReadLoop(conn *net.UDPConn, r Reader, probe bool) error {
 					eq.ReadErrors(fd)
 					continue
 				}
-				if isTransient(b.Err) {
+				if Transient(b.Err) {
 					continue
 				}
 				failed = b.Err
@@ -332,3 +332,27 @@ func gsoControl(oob []byte, size int) []byte {
 
 // gsoOOBSize is at least unix.CmsgSpace(2), the buffer gsoControl needs.
 const gsoOOBSize = 32
+
+// Fill makes b hold pkts, each from from, as if Recv had read them: for
+// tests and benchmarks of a Reader's Handle without a socket.
+func (b *Batch) Fill(pkts [][]byte, from netip.AddrPort) {
+	for i, p := range pkts {
+		copy(b.Bufs[i][b.Headroom:], p)
+		b.hdrs[i].len = uint32(len(p))
+		b.hdrs[i].hdr.Flags = 0
+		if b.names == nil {
+			continue
+		}
+		port := (*[2]byte)(unsafe.Pointer(&b.names[i].Port))
+		binary.BigEndian.PutUint16(port[:], from.Port())
+		if from.Addr().Is4() {
+			sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(&b.names[i]))
+			sa.Family = unix.AF_INET
+			sa.Addr = from.Addr().As4()
+		} else {
+			b.names[i].Family = unix.AF_INET6
+			b.names[i].Addr = from.Addr().As16()
+		}
+	}
+	b.N = len(pkts)
+}

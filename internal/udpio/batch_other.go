@@ -63,7 +63,7 @@ func ReadLoop(conn *net.UDPConn, r Reader, _ bool) error {
 	for {
 		n, from, err := conn.ReadFromUDPAddrPort(b.Bufs[0][b.Headroom : b.Headroom+b.size])
 		if err != nil {
-			if isTransient(err) {
+			if Transient(err) {
 				continue
 			}
 			return err

@@ -138,9 +138,9 @@ func GSOUnsupported(err error) bool {
 	return errors.Is(err, syscall.EIO) || errors.Is(err, syscall.ENOPROTOOPT) || errors.Is(err, syscall.EOPNOTSUPP)
 }
 
-// isTransient tells a socket error that reports an earlier send's ICMP
+// Transient tells a socket error that reports an earlier send's ICMP
 // error (the socket is still fine) from a broken socket.
-func isTransient(err error) bool {
+func Transient(err error) bool {
 	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) ||
 		errors.Is(err, syscall.ENETUNREACH) || errors.Is(err, syscall.EINTR) || errors.Is(err, syscall.EMSGSIZE)
 }
