@@ -16,6 +16,7 @@ import (
 	"github.com/urfave/cli/v3"
 
 	"github.com/postern/postern/auth"
+	"github.com/postern/postern/internal/certwatch"
 	"github.com/postern/postern/relay"
 )
 
@@ -186,7 +187,7 @@ func serve(ctx context.Context, s settings, log *slog.Logger, stdout io.Writer, 
 	lv.attach(srv, s)
 	if s.tlsCert != "" {
 		go func() {
-			if err := watchCertFiles(ctx, s.tlsCert, s.tlsKey, lv.certChanged, log); err != nil {
+			if err := certwatch.Watch(ctx, lv.certChanged, log, s.tlsCert, s.tlsKey); err != nil {
 				log.Warn("certificate renewals will need a SIGHUP", "err", err)
 			}
 		}()
