@@ -14,8 +14,8 @@
 // packages together; the domain logic lives in them: package probe is the
 // probe client, package iceapi derives the iceServers URLs and serves the
 // credentials API, package auth mints and checks credentials, package
-// internal/certwatch watches certificate files. A TOML file (Config, read strictly: unknown keys are
-// errors) is read first, then command-line flags override it, then the
+// internal/certwatch watches certificate files. A TOML file (Config, read
+// strictly: unknown keys are errors) is read first, then command-line flags override it, then the
 // result is validated into settings and handed to relay.New. Validation
 // errors name both the TOML key and the flag and say how to fix the value.
 // SIGHUP makes serve read and validate the configuration again and swap in
