@@ -26,6 +26,8 @@
 // default-route address), and a listener on every address is also listed
 // with the host's global IPv6 address. RESTConfiguration fills in a TURN
 // REST API credential (package auth) for a MintFunc built on one secret.
+// Server is the API's own listener, with the timeouts of a tiny API and the
+// relay's certificate for HTTPS.
 //
 // Invariants:
 //

@@ -118,7 +118,7 @@ func serve(ctx context.Context, s settings, log *slog.Logger, stdout io.Writer, 
 	if err != nil {
 		return err
 	}
-	defer api.close()
+	defer api.Close()
 
 	acme, err := s.port443.acmeConfig()
 	if err != nil {
@@ -150,7 +150,7 @@ func serve(ctx context.Context, s settings, log *slog.Logger, stdout io.Writer, 
 	if err != nil {
 		return fmt.Errorf("relay: %w", err)
 	}
-	api.useCertificates(srv.GetCertificate)
+	api.UseCertificates(srv.GetCertificate)
 	// The admin listener comes up first, so /readyz can say "starting".
 	adminAddr, stopAdmin, err := startAdmin(ctx, s.admin, srv, log)
 	if err != nil {
@@ -192,7 +192,7 @@ func serve(ctx context.Context, s settings, log *slog.Logger, stdout io.Writer, 
 			}
 		}()
 	}
-	apiDone := api.serve(ctx, lv)
+	apiDone := api.Serve(ctx, lv)
 	lv.run(ctx, reloads)
 	<-apiDone
 
