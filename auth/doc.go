@@ -1,8 +1,9 @@
 // Package auth decides who may use the relay and where it may send: it
 // verifies STUN long-term credentials (RFC 8489 §9.2) for static users, for
 // stored key hashes and for TURN REST API ephemeral credentials with several
-// shared secrets, issues and checks stateless nonces, loads user files, and
-// holds the peer address policy that keeps clients from relaying into private
+// shared secrets, issues and checks stateless nonces, loads user files (and
+// writes their NAME:0x<key> lines, UsersFileLine), and holds the peer address
+// policy that keeps clients from relaying into private
 // or special-purpose networks.
 //
 // Invariants:

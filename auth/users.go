@@ -145,3 +145,31 @@ func LoadUsersFile(path string) (users map[string]string, keys map[string][]byte
 	}
 	return users, keys, nil
 }
+
+// UsersFileLine returns the users-file line that stores user's long-term key
+// instead of the password: NAME:0x<hex of MD5(NAME:realm:PASSWORD)>, as
+// `turnadmin -k` prints it and LoadUsersFile reads it. Check the name with
+// CheckUsersFileName first: not every name survives a line.
+func UsersFileLine(user, realm, password string) string {
+	return user + ":0x" + hex.EncodeToString(LongTermKey(user, realm, password))
+}
+
+// CheckUsersFileName reports why name would not read back from a users-file
+// line (LoadUsersFile), or nil: it must be non-empty, hold no ':' (the line
+// splits at the first one), no surrounding blanks (they are trimmed), no
+// control characters (one line), and not start with '#' (a comment).
+func CheckUsersFileName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("a user name cannot be empty")
+	case strings.Contains(name, ":"):
+		return errors.New("a user name cannot contain ':' (the users file splits at the first one)")
+	case strings.TrimSpace(name) != name:
+		return errors.New("a user name cannot start or end with a blank (the users file trims them)")
+	case name[0] == '#':
+		return errors.New("a user name cannot start with '#' (the users file reads it as a comment)")
+	case strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+		return errors.New("a user name cannot contain control characters")
+	}
+	return nil
+}

@@ -13,9 +13,21 @@
 //
 //	{"iceServers":[{"urls":["stun:...","turn:...?transport=udp",...],"username":"1767312000:alice","credential":"..."}]}
 //
-// The body is optional; both fields are optional. The package does not mint
-// credentials itself: a Handler is built from a MintFunc, so the caller
-// decides which secret signs them and which URLs are listed.
+// The body is optional; both fields are optional. The Handler does not mint
+// credentials itself: it is built from a MintFunc, so the caller decides
+// which secret signs them and which URLs are listed.
+//
+// The package also derives those URLs, so that every place that hands out
+// iceServers (the credentials API, `postern ice-servers`, the printout of a
+// server started without credentials) lists the same ones: BoundURLs for
+// the listeners a running relay has bound, SpecURLs for configured ones.
+// The host in each URL is a configured name, else the address HostPolicy
+// picks (external address, relay address, the listener's own, the host's
+// default-route address), and a listener on every address is also listed
+// with the host's global IPv6 address. RESTConfiguration fills in a TURN
+// REST API credential (package auth) for a MintFunc built on one secret.
+// Server is the API's own listener, with the timeouts of a tiny API and the
+// relay's certificate for HTTPS.
 //
 // Invariants:
 //
@@ -32,6 +44,14 @@
 //     stricter server still works.
 //   - A Handler is immutable after New and safe for concurrent use; to change
 //     keys or CORS origins, build a new one and swap it.
+//   - URLs are listed without duplicates, UDP first, then TCP, then TLS
+//     (clients try them in order: UDP is the cheapest, TLS the likeliest to
+//     pass a firewall); IPv6 hosts are bracketed (RFC 3986). A listener on
+//     port 0 cannot be listed before it is bound. No IPv6 URL names a ULA,
+//     link-local or loopback address: other networks cannot reach it.
+//   - Errors name settings by what they are, never by a command-line flag:
+//     the caller (cmd/postern) words the fix; NoAddressError marks the one
+//     the operator fixes with external_ip.
 //
 // CORS (the Fetch standard) is off unless Config.AllowOrigins is set. CORS
 // only tells browsers which pages may read the response; it is not access

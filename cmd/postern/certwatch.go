@@ -1,69 +1,13 @@
 package main
 
 import (
-	"context"
 	"crypto/tls"
 	"fmt"
-	"log/slog"
-	"path/filepath"
 	"time"
-
-	"github.com/fsnotify/fsnotify"
 )
 
-// certQuiet is how long the certificate files must stay unchanged before
-// they are read: a renewal writes the chain and the key one after the other.
-const certQuiet = 500 * time.Millisecond
-
-// watchCertFiles watches the directories of cert and key and sends on
-// changed (without blocking) once either file has changed and then been
-// quiet for certQuiet. It watches directories, not files, because certbot
-// and most renewal tools replace files or re-point symlinks rather than
-// writing in place. It returns when ctx is done.
-func watchCertFiles(ctx context.Context, cert, key string, changed chan<- struct{}, log *slog.Logger) error {
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		return fmt.Errorf("watch certificate files: %w", err)
-	}
-	defer w.Close()
-	names := map[string]bool{}
-	for _, f := range []string{cert, key} {
-		abs, err := filepath.Abs(f)
-		if err != nil {
-			return fmt.Errorf("watch %s: %w", f, err)
-		}
-		names[abs] = true
-		if err := w.Add(filepath.Dir(abs)); err != nil {
-			return fmt.Errorf("watch %s: %w", filepath.Dir(abs), err)
-		}
-	}
-	quiet := time.NewTimer(time.Hour)
-	quiet.Stop()
-	defer quiet.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case ev, ok := <-w.Events:
-			if !ok {
-				return nil
-			}
-			if abs, _ := filepath.Abs(ev.Name); names[abs] {
-				quiet.Reset(certQuiet)
-			}
-		case err, ok := <-w.Errors:
-			if !ok {
-				return nil
-			}
-			log.Warn("watching the certificate files", "err", err)
-		case <-quiet.C:
-			select {
-			case changed <- struct{}{}:
-			default: // a reload is already pending
-			}
-		}
-	}
-}
+// Certificate files given with tls.cert and tls.key are watched
+// (certwatch.Watch, started by serve) and read again after a renewal.
 
 // reloadCertificate reads the configured certificate files again and puts
 // them in force for new TLS handshakes; on error the old one stays.

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -277,27 +276,17 @@ func credentialHashAction(_ context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(root.Writer, "%s:0x%s\n", user, hex.EncodeToString(auth.LongTermKey(user, realm, password)))
+	_, err = fmt.Fprintln(root.Writer, auth.UsersFileLine(user, realm, password))
 	return err
 }
 
 // checkUsersFileName reports whether name survives a users-file line
-// (auth.LoadUsersFile): non-empty, no ':', no surrounding blanks (they are
-// trimmed), not starting with '#' (a comment), one line.
+// (auth.CheckUsersFileName), naming the flag when it is missing.
 func checkUsersFileName(name string) error {
-	switch {
-	case name == "":
+	if name == "" {
 		return fmt.Errorf("give the user name with --%s NAME", flagUser)
-	case strings.Contains(name, ":"):
-		return errors.New("a user name cannot contain ':' (the users file splits at the first one)")
-	case strings.TrimSpace(name) != name:
-		return errors.New("a user name cannot start or end with a blank (the users file trims them)")
-	case name[0] == '#':
-		return errors.New("a user name cannot start with '#' (the users file reads it as a comment)")
-	case strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }):
-		return errors.New("a user name cannot contain control characters")
 	}
-	return nil
+	return auth.CheckUsersFileName(name)
 }
 
 // readPassword reads the password: on a terminal, twice without echo (the

@@ -7,10 +7,15 @@
 //	postern check-config FILE
 //	postern sessions [--user NAME] [--json] [--admin ADDR] [--config FILE]
 //	postern kick ID... | --user NAME [--admin ADDR] [--config FILE]
+//	postern drain [--undo] [--admin ADDR] [--config FILE]
+//	postern probe HOST [--user NAME --password P | --secret S] [--proxy URL] [--json]
 //
 // The command only turns configuration into typed values and wires the
-// packages together: a TOML file (Config, read strictly: unknown keys are
-// errors) is read first, then command-line flags override it, then the
+// packages together; the domain logic lives in them: package probe is the
+// probe client, package iceapi derives the iceServers URLs and serves the
+// credentials API, package auth mints and checks credentials, package
+// internal/certwatch watches certificate files. A TOML file (Config, read
+// strictly: unknown keys are errors) is read first, then command-line flags override it, then the
 // result is validated into settings and handed to relay.New. Validation
 // errors name both the TOML key and the flag and say how to fix the value.
 // SIGHUP makes serve read and validate the configuration again and swap in

@@ -3,17 +3,33 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"strings"
 	"time"
 
 	"github.com/urfave/cli/v3"
 
-	"github.com/postern/postern/auth"
+	"github.com/postern/postern/iceapi"
 	"github.com/postern/postern/relay"
 )
+
+// iceServers is the JSON a WebRTC application passes to RTCPeerConnection:
+// {"iceServers":[{"urls":[...],"username":"...","credential":"..."}]}
+// (W3C WebRTC 1.0, RTCConfiguration and RTCIceServer). The credentials API
+// serves the same type.
+type iceServers = iceapi.Configuration
+
+// iceServer is one RTCIceServer. Browsers ignore the credentials for stun:
+// URLs, so one entry carries every URL of the server.
+type iceServer = iceapi.ICEServer
+
+// restCredentialTTL is how long the credential printed at start stays valid.
+const restCredentialTTL = 24 * time.Hour
+
+// restCredentialUser is the USER part of the printed EXPIRY:USER username.
+const restCredentialUser = "postern"
 
 // iceServersCommand returns "ice-servers": print the iceServers JSON that
 // RTCPeerConnection takes, with a fresh credential.
@@ -84,17 +100,17 @@ func iceServersAction(_ context.Context, cmd *cli.Command) error {
 		return fmt.Errorf("give --%s NAME, the DNS name or address clients dial, or --%s FILE to derive it from the server's configuration", flagHost, flagConfig)
 	}
 
-	var policy hostPolicy
+	var policy iceapi.HostPolicy
 	if name == "" {
 		// From the configuration, as the running server advertises it.
-		if policy.external, err = m.config.Relay.ExternalIP.advertisedHost(); err != nil {
+		if policy.External, err = m.config.Relay.ExternalIP.advertisedHost(); err != nil {
 			return fmt.Errorf("config %s: %w", cmd.String(flagConfig), err)
 		}
-		if policy.relay, policy.relay6, err = parseRelayIPs(m.config.Relay.IP); err != nil {
+		if policy.Relay, policy.Relay6, err = parseRelayIPs(m.config.Relay.IP); err != nil {
 			return fmt.Errorf("config %s: %w", cmd.String(flagConfig), err)
 		}
 		told := false
-		policy.primary = func() (netip.Addr, error) {
+		policy.Primary = func() (netip.Addr, error) {
 			ip, err := relay.PrimaryIP()
 			if err == nil && !told {
 				told = true
@@ -103,11 +119,11 @@ func iceServersAction(_ context.Context, cmd *cli.Command) error {
 			return ip, err
 		}
 	}
-	eps, err := specEndpoints(specs, name, policy)
+	urls, err := iceapi.SpecURLs(specs, name, policy)
 	if err != nil {
-		return err
+		return withExternalIPHint(err)
 	}
-	b, err := mintICEServers(iceURLs(eps), m.secret, m.user, m.ttl, time.Now())
+	b, err := mintICEServers(urls, m.secret, m.user, m.ttl, time.Now())
 	if err != nil {
 		return err
 	}
@@ -128,8 +144,7 @@ func mintICEServers(urls []string, secret, user string, ttl time.Duration, now t
 // mintConfiguration is the RTCConfiguration for urls with a fresh REST
 // credential for user, valid for ttl from now.
 func mintConfiguration(urls []string, secret, user string, ttl time.Duration, now time.Time) iceServers {
-	username, password := auth.MintREST(secret, user, ttl, now)
-	return iceServers{ICEServers: []iceServer{{URLs: urls, Username: username, Credential: password}}}
+	return iceapi.RESTConfiguration(urls, secret, user, ttl, now)
 }
 
 // parsePortSpecs parses --ports values: SCHEME:PORT (udp:3478) or a listen
@@ -156,69 +171,33 @@ func parsePortSpecs(values []string) ([]relay.ListenSpec, error) {
 	return specs, nil
 }
 
-// specEndpoints maps configured (not yet bound) listeners to the endpoints
-// clients dial: name when given, else the host p picks for the listener's
-// address. A port of 0 has no meaning before the server binds it.
-func specEndpoints(specs []relay.ListenSpec, name string, p hostPolicy) ([]endpoint, error) {
-	eps := make([]endpoint, 0, len(specs))
-	for _, spec := range specs {
-		host, port, err := net.SplitHostPort(spec.Addr)
-		if err != nil {
-			return nil, fmt.Errorf("listener %s: %w", spec, err)
-		}
-		ap, err := netip.ParseAddrPort(net.JoinHostPort("0.0.0.0", port))
-		if err != nil || ap.Port() == 0 {
-			return nil, fmt.Errorf("listener %s: port %s: the kernel picks port 0 when the server starts, so it cannot be listed: name the port", spec, port)
-		}
-		if name != "" {
-			eps = append(eps, endpoint{kind: spec.Kind, addr: ap, name: name})
-			continue
-		}
-		var bound netip.Addr
-		switch {
-		case host == "localhost":
-			bound = netip.AddrFrom4([4]byte{127, 0, 0, 1})
-		case host != "":
-			if bound, err = netip.ParseAddr(host); err != nil {
-				return nil, fmt.Errorf("listener %s: %w", spec, err)
-			}
-		}
-		ip, err := p.host(bound)
-		if err != nil {
-			return nil, err
-		}
-		eps = append(eps, endpoint{kind: spec.Kind, addr: netip.AddrPortFrom(ip, ap.Port())})
-		if ip6, ok := p.host6(bound, ip, host == ""); ok {
-			eps = append(eps, endpoint{kind: spec.Kind, addr: netip.AddrPortFrom(ip6, ap.Port())})
-		}
-	}
-	return eps, nil
-}
-
 // advertisedURLs returns the URLs of the bound listeners as clients dial
-// them: with ice_servers.host when set, else with the address hostPolicy
-// picks (the start-up printout and the credentials API use this).
+// them: with ice_servers.host when set (else the ACME certificate's domain),
+// else with the address iceapi.HostPolicy picks (the start-up printout and
+// the credentials API use this).
 func advertisedURLs(bound []relay.BoundListener, s settings) ([]string, error) {
 	host := s.ice.host
 	if host == "" && s.port443.acme {
 		// turns: URLs must name what the ACME certificate is for.
 		host = s.port443.domains[0]
 	}
-	if host == "" {
-		eps, err := endpoints(bound, hostPolicy{external: s.externalIP, relay: s.relayIP, relay6: s.relayIP6,
-			primary: relay.PrimaryIP, primary6: relay.PrimaryIP6})
-		if err != nil {
-			return nil, err
-		}
-		return iceURLs(eps), nil
+	urls, err := iceapi.BoundURLs(bound, host, iceapi.HostPolicy{External: s.externalIP, Relay: s.relayIP, Relay6: s.relayIP6,
+		Primary: relay.PrimaryIP, Primary6: relay.PrimaryIP6})
+	if err != nil {
+		return nil, withExternalIPHint(err)
 	}
-	eps := make([]endpoint, 0, len(bound))
-	for _, b := range bound {
-		ap, err := addrPort(b.Addr)
-		if err != nil {
-			return nil, fmt.Errorf("%v listener: %w", b.Kind, err)
-		}
-		eps = append(eps, endpoint{kind: b.Kind, addr: ap, name: host})
+	return urls, nil
+}
+
+// withExternalIPHint adds to an iceapi.NoAddressError the flag that fixes
+// it.
+func withExternalIPHint(err error) error {
+	var noAddr *iceapi.NoAddressError
+	switch {
+	case !errors.As(err, &noAddr):
+		return err
+	case noAddr.Err == nil:
+		return fmt.Errorf("%w: set --%s", err, flagExternalIP)
 	}
-	return iceURLs(eps), nil
+	return fmt.Errorf("%w (set --%s)", err, flagExternalIP)
 }

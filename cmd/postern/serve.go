@@ -16,6 +16,7 @@ import (
 	"github.com/urfave/cli/v3"
 
 	"github.com/postern/postern/auth"
+	"github.com/postern/postern/internal/certwatch"
 	"github.com/postern/postern/relay"
 )
 
@@ -117,7 +118,7 @@ func serve(ctx context.Context, s settings, log *slog.Logger, stdout io.Writer, 
 	if err != nil {
 		return err
 	}
-	defer api.close()
+	defer api.Close()
 
 	acme, err := s.port443.acmeConfig()
 	if err != nil {
@@ -149,7 +150,7 @@ func serve(ctx context.Context, s settings, log *slog.Logger, stdout io.Writer, 
 	if err != nil {
 		return fmt.Errorf("relay: %w", err)
 	}
-	api.useCertificates(srv.GetCertificate)
+	api.UseCertificates(srv.GetCertificate)
 	// The admin listener comes up first, so /readyz can say "starting".
 	adminAddr, stopAdmin, err := startAdmin(ctx, s.admin, srv, log)
 	if err != nil {
@@ -186,12 +187,12 @@ func serve(ctx context.Context, s settings, log *slog.Logger, stdout io.Writer, 
 	lv.attach(srv, s)
 	if s.tlsCert != "" {
 		go func() {
-			if err := watchCertFiles(ctx, s.tlsCert, s.tlsKey, lv.certChanged, log); err != nil {
+			if err := certwatch.Watch(ctx, lv.certChanged, log, s.tlsCert, s.tlsKey); err != nil {
 				log.Warn("certificate renewals will need a SIGHUP", "err", err)
 			}
 		}()
 	}
-	apiDone := api.serve(ctx, lv)
+	apiDone := api.Serve(ctx, lv)
 	lv.run(ctx, reloads)
 	<-apiDone
 

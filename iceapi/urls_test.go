@@ -1,4 +1,4 @@
-package main
+package iceapi
 
 import (
 	"crypto/hmac"
@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -81,8 +82,8 @@ func TestICEURLs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := iceURLs(tt.eps); !reflect.DeepEqual(got, tt.want) {
-				t.Errorf("iceURLs:\n got %q\nwant %q", got, tt.want)
+			if got := urls(tt.eps); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("urls:\n got %q\nwant %q", got, tt.want)
 			}
 		})
 	}
@@ -94,19 +95,19 @@ func TestHostPolicy(t *testing.T) {
 	a := netip.MustParseAddr
 	tests := []struct {
 		name    string
-		p       hostPolicy
+		p       HostPolicy
 		bound   netip.Addr
 		want    netip.Addr
 		wantErr bool
 	}{
-		{"external wins", hostPolicy{external: a("203.0.113.1"), relay: a("192.0.2.5"), primary: primary}, a("127.0.0.1"), a("203.0.113.1"), false},
-		{"then relay ip", hostPolicy{relay: a("192.0.2.5"), primary: primary}, a("127.0.0.1"), a("192.0.2.5"), false},
-		{"then a specific listener", hostPolicy{primary: primary}, a("127.0.0.1"), a("127.0.0.1"), false},
-		{"mapped listener unmapped", hostPolicy{primary: primary}, a("::ffff:127.0.0.1"), a("127.0.0.1"), false},
-		{"unspecified v4 asks primary", hostPolicy{primary: primary}, a("0.0.0.0"), a("192.0.2.99"), false},
-		{"unspecified v6 asks primary", hostPolicy{primary: primary}, a("::"), a("192.0.2.99"), false},
-		{"primary fails", hostPolicy{primary: failing}, a("::"), netip.Addr{}, true},
-		{"no primary", hostPolicy{}, a("0.0.0.0"), netip.Addr{}, true},
+		{"external wins", HostPolicy{External: a("203.0.113.1"), Relay: a("192.0.2.5"), Primary: primary}, a("127.0.0.1"), a("203.0.113.1"), false},
+		{"then relay ip", HostPolicy{Relay: a("192.0.2.5"), Primary: primary}, a("127.0.0.1"), a("192.0.2.5"), false},
+		{"then a specific listener", HostPolicy{Primary: primary}, a("127.0.0.1"), a("127.0.0.1"), false},
+		{"mapped listener unmapped", HostPolicy{Primary: primary}, a("::ffff:127.0.0.1"), a("127.0.0.1"), false},
+		{"unspecified v4 asks primary", HostPolicy{Primary: primary}, a("0.0.0.0"), a("192.0.2.99"), false},
+		{"unspecified v6 asks primary", HostPolicy{Primary: primary}, a("::"), a("192.0.2.99"), false},
+		{"primary fails", HostPolicy{Primary: failing}, a("::"), netip.Addr{}, true},
+		{"no primary", HostPolicy{}, a("0.0.0.0"), netip.Addr{}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -114,8 +115,9 @@ func TestHostPolicy(t *testing.T) {
 			if (err != nil) != tt.wantErr || got != tt.want {
 				t.Fatalf("host(%v) = %v, %v; want %v, error %v", tt.bound, got, err, tt.want, tt.wantErr)
 			}
-			if err != nil && !strings.Contains(err.Error(), "--external-ip") {
-				t.Errorf("error %q does not point at --external-ip", err)
+			var noAddr *NoAddressError
+			if err != nil && (!errors.As(err, &noAddr) || !strings.Contains(err.Error(), "listener on")) {
+				t.Errorf("error %q is not a NoAddressError naming the listener", err)
 			}
 		})
 	}
@@ -126,7 +128,7 @@ func TestEndpoints(t *testing.T) {
 		{Kind: relay.UDP, Addr: &net.UDPAddr{IP: net.IPv6unspecified, Port: 3478}},
 		{Kind: relay.TCPTLS, Addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 443}},
 	}
-	p := hostPolicy{primary: func() (netip.Addr, error) { return netip.MustParseAddr("192.0.2.7"), nil }}
+	p := HostPolicy{Primary: func() (netip.Addr, error) { return netip.MustParseAddr("192.0.2.7"), nil }}
 	got, err := endpoints(bound, p)
 	if err != nil {
 		t.Fatal(err)
@@ -141,10 +143,11 @@ func TestEndpoints(t *testing.T) {
 	}
 }
 
-func TestNewICEServersJSON(t *testing.T) {
+func TestRESTConfigurationJSON(t *testing.T) {
+	const restCredentialUser = "postern"
 	now := time.Unix(1_700_000_000, 0)
-	urls := []string{"stun:192.0.2.1:3478", "turn:192.0.2.1:3478?transport=udp"}
-	b, err := mintICEServers(urls, "s3cret", restCredentialUser, 24*time.Hour, now)
+	list := []string{"stun:192.0.2.1:3478", "turn:192.0.2.1:3478?transport=udp"}
+	b, err := json.Marshal(RESTConfiguration(list, "s3cret", restCredentialUser, 24*time.Hour, now))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,5 +184,71 @@ func TestNewICEServersJSON(t *testing.T) {
 	mac.Write([]byte(username))
 	if want := base64.StdEncoding.EncodeToString(mac.Sum(nil)); credential != want {
 		t.Errorf("credential = %q, want %q", credential, want)
+	}
+}
+
+// TestICEServersIPv6: a listener on every address is also listed with the
+// host's global IPv6 address (turn:[2001:db8::1]:3478?transport=udp), for
+// clients on IPv6-only networks; not for a listener on one IPv4 address,
+// not with a ULA or link-local address, and an IPv6 relay address wins
+// over the primary one.
+func TestICEServersIPv6(t *testing.T) {
+	udpAll := relay.BoundListener{Kind: relay.UDP, Addr: &net.UDPAddr{IP: net.IPv6unspecified, Port: 3478}}
+	tcp4 := relay.BoundListener{Kind: relay.TCP, Addr: &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 3478}}
+	primary := func(s string) func() (netip.Addr, error) {
+		return func() (netip.Addr, error) { return netip.MustParseAddr(s), nil }
+	}
+	for _, tc := range []struct {
+		name   string
+		policy HostPolicy
+		want   []string
+		absent []string
+	}{
+		{
+			name:   "global primary IPv6",
+			policy: HostPolicy{Primary: primary("192.0.2.1"), Primary6: primary("2001:db8::1")},
+			want:   []string{"turn:192.0.2.1:3478?transport=udp", "turn:[2001:db8::1]:3478?transport=udp", "stun:[2001:db8::1]:3478", "turn:192.0.2.1:3478?transport=tcp"},
+			absent: []string{"turn:[2001:db8::1]:3478?transport=tcp"},
+		},
+		{
+			name:   "ULA is not listed",
+			policy: HostPolicy{Primary: primary("192.0.2.1"), Primary6: primary("fd00::2")},
+			absent: []string{"turn:[fd00::2]:3478?transport=udp"},
+		},
+		{
+			name:   "IPv6 relay address",
+			policy: HostPolicy{Relay: netip.MustParseAddr("192.0.2.9"), Relay6: netip.MustParseAddr("2001:db8::9"), Primary6: primary("2001:db8::1")},
+			want:   []string{"turn:192.0.2.9:3478?transport=udp", "turn:[2001:db8::9]:3478?transport=udp"},
+			absent: []string{"turn:[2001:db8::1]:3478?transport=udp"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			eps, err := endpoints([]relay.BoundListener{udpAll, tcp4}, tc.policy)
+			if err != nil {
+				t.Fatal(err)
+			}
+			list := urls(eps)
+			for _, u := range tc.want {
+				if !slices.Contains(list, u) {
+					t.Errorf("%q missing from %q", u, list)
+				}
+			}
+			for _, u := range tc.absent {
+				if slices.Contains(list, u) {
+					t.Errorf("%q listed in %q", u, list)
+				}
+			}
+		})
+	}
+	// From the configuration (postern ice-servers): a listener written
+	// without a host is on every address of both families.
+	eps, err := specEndpoints([]relay.ListenSpec{{Kind: relay.UDP, Addr: ":3478"}, {Kind: relay.UDP, Addr: "0.0.0.0:3479"}}, "",
+		HostPolicy{Primary: primary("192.0.2.1"), Primary6: primary("2001:db8::1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	list := urls(eps)
+	if !slices.Contains(list, "turn:[2001:db8::1]:3478?transport=udp") || slices.Contains(list, "turn:[2001:db8::1]:3479?transport=udp") {
+		t.Errorf("from specs: %q, want the IPv6 URL for :3478 only", list)
 	}
 }
