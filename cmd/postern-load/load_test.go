@@ -296,6 +296,8 @@ func TestTable(t *testing.T) {
 		{Label: "postern", Scenario: "u", Mode: "relay", Transport: "udp", Allocations: 1, Size: 100, RelayedPPS: 200e3, ServerCPUPerMpkt: 4, ServerUtil: 0.99},
 		{Label: "postern", Scenario: "u", Mode: "relay", Transport: "udp", Allocations: 1, Size: 100, RelayedPPS: 220e3, ServerCPUPerMpkt: 4, ServerUtil: 0.97},
 		{Label: "coturn", Scenario: "u", Mode: "relay", Transport: "udp", Allocations: 1, Size: 100, RelayedPPS: 100e3, ServerCPUPerMpkt: 8, ServerUtil: 1},
+		{Label: "postern", Scenario: "m", Mode: "relay", Transport: "udp", Allocations: 1000, Size: 1200, OfferedPPS: 50e3, RTTp50: 80, RTTp99: 900, RTTp999: 3000, ServerCPUPerMpkt: 4, ServerUtil: 0.4},
+		{Label: "coturn", Scenario: "m", Mode: "relay", Transport: "udp", Allocations: 1000, Size: 1200, OfferedPPS: 50e3, RTTp50: 90, RTTp99: 1000, RTTp999: 4000, ServerCPUPerMpkt: 8, ServerUtil: 0.8, Loss: 0.00125},
 		{Label: "postern", Scenario: "i", Mode: "idle", Allocations: 10000, ServerRSSKiB: 40 << 10, RSSPerAllocB: 3000},
 		{Label: "coturn", Scenario: "i", Mode: "idle", Allocations: 10000, ServerRSSKiB: 80 << 10, RSSPerAllocB: 6000},
 	}
@@ -318,6 +320,10 @@ func TestTable(t *testing.T) {
 		"| UDP ChannelData 100 B, 1 alloc, flat out | relayed pkt/s (higher is better) | 210 k ±5% | 100 k | **2.10** |",
 		"relayed pkt per server CPU-second (higher is better) | 250 k ±0% | 125 k | **2.00** |",
 		"| | server CPU busy | 98% | 100% | |",
+		"| UDP ChannelData 1200 B, 1000 alloc, 50.0 k pkt/s | RTT p50 (µs) (lower is better) | 80 | 90 | **0.89** |",
+		"| RTT p99.9 (µs) (lower is better) | 3000 | 4000 | **0.75** |",
+		"| server CPU-s per million relayed pkt (lower is better) | 4.00 | 8.00 | **0.50** |",
+		"| round-trip loss (%) (lower is better) | 0 | 0.125 | – |",
 		"| 10000 idle UDP allocations | server RSS (MiB) (lower is better) | 40.0 | 80.0 | **0.50** |",
 	} {
 		if !strings.Contains(got, want) {

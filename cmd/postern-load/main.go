@@ -129,7 +129,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&cfg.insecure, "insecure", false, "TLS: do not verify the server certificate (self-signed test servers)")
 	fs.StringVar(&cfg.serverName, "servername", "", "TLS: server name to verify (default: the host of -server)")
 	fs.StringVar(&peerIP, "peer-ip", "127.0.0.2", "address the peers bind (the server must allow relaying to it; not the server's own address, where Postern relays only to relay ports)")
-	fs.IntVar(&cfg.sources, "sources", 254, "setup and idle modes against a loopback server: spread new clients over this many source addresses 127.0.1.1, 127.0.1.2, ... (as a real server sees many client addresses; a 5-tuple reused within seconds can meet the server's memory of the last allocation)")
+	fs.IntVar(&cfg.sources, "sources", 254, "against a loopback server: spread new clients over this many source addresses 127.0.1.1, 127.0.1.2, ... (as a real server sees many client addresses; a 5-tuple reused within seconds can meet the server's memory of the last allocation)")
 	fs.StringVar(&pid, "pid", "", "server process id: report its CPU seconds (per million packets) and memory from /proc")
 	fs.BoolVar(&cfg.json, "json", false, "print the result as one JSON object")
 	fs.StringVar(&cfg.label, "label", "", "server label copied into the result (e.g. postern, coturn)")
@@ -188,8 +188,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	return cfg, nil
 }
 
-// source returns the source address of the n-th new client in setup and
-// idle modes: one of cfg.sources addresses in 127.0.1.0/24 when the server
+// source returns the source address of the n-th new client: one of cfg.sources addresses in 127.0.1.0/24 when the server
 // is on IPv4 loopback, else the zero Addr (the kernel chooses).
 func (c *config) source(n uint64) netip.Addr {
 	host, _, err := net.SplitHostPort(c.server)

@@ -70,7 +70,11 @@ func setupFlows(ctx context.Context, cfg *config) ([]*setupFlow, error) {
 }
 
 func setupOne(cfg *config, i int) (*setupFlow, error) {
-	conn, err := dialCtrl(cfg.transport, cfg.server, cfg.tlsConfig(), cfg.timeout, netip.Addr{})
+	// Spread over source addresses as setup and idle modes do: thousands of
+	// allocations back to back reuse ephemeral ports, and a reused 5-tuple
+	// can meet the server's memory of the last run's allocation (coturn
+	// answers 437).
+	conn, err := dialCtrl(cfg.transport, cfg.server, cfg.tlsConfig(), cfg.timeout, cfg.source(uint64(i)))
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s over %s: %w", cfg.server, cfg.transport, err)
 	}

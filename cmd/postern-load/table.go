@@ -75,6 +75,7 @@ type metric struct {
 	unit   func(float64) string
 	value  func(*result) float64
 	higher bool // higher is better
+	zeroOK bool // 0 is a measured value (loss), not a missing one
 }
 
 func metricsFor(r *result) []metric {
@@ -83,30 +84,38 @@ func metricsFor(r *result) []metric {
 			return math.NaN()
 		}
 		return 1e6 / r.ServerCPUPerMpkt
-	}, true}
+	}, true, false}
 	switch r.Mode {
 	case "relay":
 		if r.OfferedPPS > 0 {
 			return []metric{
-				{"RTT p50 (µs)", plain, func(r *result) float64 { return r.RTTp50 }, false},
-				{"RTT p99 (µs)", plain, func(r *result) float64 { return r.RTTp99 }, false},
-				{"RTT p99.9 (µs)", plain, func(r *result) float64 { return r.RTTp999 }, false},
+				{"RTT p50 (µs)", plain, func(r *result) float64 { return r.RTTp50 }, false, false},
+				{"RTT p99 (µs)", plain, func(r *result) float64 { return r.RTTp99 }, false, false},
+				{"RTT p99.9 (µs)", plain, func(r *result) float64 { return r.RTTp999 }, false, false},
 				pktPerCPU,
+				// The figure a fleet at media rates is sized by, as the issue states it.
+				{"server CPU-s per million relayed pkt", trimFloat, func(r *result) float64 {
+					if r.ServerCPUPerMpkt <= 0 {
+						return math.NaN()
+					}
+					return r.ServerCPUPerMpkt
+				}, false, false},
+				{"round-trip loss (%)", lossPct, func(r *result) float64 { return 100 * r.Loss }, false, true},
 			}
 		}
 		return []metric{
-			{"relayed pkt/s", si, func(r *result) float64 { return r.RelayedPPS }, true},
+			{"relayed pkt/s", si, func(r *result) float64 { return r.RelayedPPS }, true, false},
 			pktPerCPU,
 		}
 	case "setup":
 		return []metric{
-			{"Allocate/s", si, func(r *result) float64 { return r.AllocsPerSec }, true},
-			{"Allocate p99 latency (µs)", plain, func(r *result) float64 { return r.RTTp99 }, false},
+			{"Allocate/s", si, func(r *result) float64 { return r.AllocsPerSec }, true, false},
+			{"Allocate p99 latency (µs)", plain, func(r *result) float64 { return r.RTTp99 }, false, false},
 		}
 	case "idle":
 		return []metric{
-			{"server RSS (MiB)", mib, func(r *result) float64 { return float64(r.ServerRSSKiB) }, false},
-			{"RSS growth per allocation (bytes)", plain, func(r *result) float64 { return r.RSSPerAllocB }, false},
+			{"server RSS (MiB)", mib, func(r *result) float64 { return float64(r.ServerRSSKiB) }, false, false},
+			{"RSS growth per allocation (bytes)", plain, func(r *result) float64 { return r.RSSPerAllocB }, false, false},
 		}
 	}
 	return nil
@@ -162,8 +171,8 @@ func writeTable(w io.Writer, results []result, a, b, aName, bName string) {
 		first := rs[0]
 		title := describe(first)
 		for _, m := range metricsFor(first) {
-			av, aSpread := summarize(as, m.value)
-			bv, bSpread := summarize(bs, m.value)
+			av, aSpread := summarizeOpt(as, m.value, m.zeroOK)
+			bv, bSpread := summarizeOpt(bs, m.value, m.zeroOK)
 			ratio := "–"
 			if av > 0 && bv > 0 {
 				ratio = fmt.Sprintf("%.2f", av/bv)
@@ -180,7 +189,7 @@ func writeTable(w io.Writer, results []result, a, b, aName, bName string) {
 				dir = "lower is better"
 			}
 			fmt.Fprintf(w, "| %s | %s (%s) | %s | %s | %s |\n", title, m.name, dir,
-				cell(av, aSpread, len(as), m.unit), cell(bv, bSpread, len(bs), m.unit), ratio)
+				cellOpt(av, aSpread, len(as), m.unit, m.zeroOK && len(as) > 0), cellOpt(bv, bSpread, len(bs), m.unit, m.zeroOK && len(bs) > 0), ratio)
 			title = ""
 		}
 		// Server CPU use, to tell a saturated server from a slow generator.
@@ -197,9 +206,14 @@ func writeTable(w io.Writer, results []result, a, b, aName, bName string) {
 // summarize returns the median of value over rs and the spread: half the
 // range relative to the median. NaN values are skipped.
 func summarize(rs []*result, value func(*result) float64) (median, spread float64) {
+	return summarizeOpt(rs, value, false)
+}
+
+// summarizeOpt is summarize that keeps zero values when zeroOK.
+func summarizeOpt(rs []*result, value func(*result) float64, zeroOK bool) (median, spread float64) {
 	var vs []float64
 	for _, r := range rs {
-		if v := value(r); !math.IsNaN(v) && v > 0 {
+		if v := value(r); !math.IsNaN(v) && (v > 0 || zeroOK && v == 0) {
 			vs = append(vs, v)
 		}
 	}
@@ -219,6 +233,14 @@ func summarize(rs []*result, value func(*result) float64) (median, spread float6
 }
 
 func cell(v, spread float64, n int, unit func(float64) string) string {
+	return cellOpt(v, spread, n, unit, false)
+}
+
+// cellOpt is cell that prints a zero value when zeroOK.
+func cellOpt(v, spread float64, n int, unit func(float64) string, zeroOK bool) string {
+	if v == 0 && zeroOK {
+		return unit(0)
+	}
 	if v == 0 {
 		return "–"
 	}
@@ -248,6 +270,14 @@ func trimFloat(v float64) string {
 		return fmt.Sprintf("%.1f", v)
 	}
 	return fmt.Sprintf("%.2f", v)
+}
+
+// lossPct formats a loss percentage: 0 exactly, else three decimals.
+func lossPct(v float64) string {
+	if v == 0 {
+		return "0"
+	}
+	return fmt.Sprintf("%.3f", v)
 }
 
 func plain(v float64) string { return fmt.Sprintf("%.0f", v) }
