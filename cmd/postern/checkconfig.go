@@ -15,6 +15,8 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/urfave/cli/v3"
+
+	"github.com/postern/postern/config"
 )
 
 // certExpiryWarning is how close to its expiry a certificate makes
@@ -102,6 +104,15 @@ func checkConfig(path string) configReport {
 	for _, msg := range unknownKeys(md.Undecoded()) {
 		key, _, _ := strings.Cut(msg, " ")
 		r.problems = append(r.problems, at(keyLine(lines, strings.Split(key, ".")), "unknown key "+msg))
+	}
+
+	// The settings declared in package config (a wrong type is reported
+	// like a bad value, and that key left at its default).
+	var doc map[string]any
+	if _, err := toml.Decode(text, &doc); err == nil {
+		if c.Declared, err = config.FromTOML(config.Settings(), doc); err != nil {
+			r.problems = append(r.problems, at(messageLine(lines, err.Error()), err.Error()))
+		}
 	}
 
 	// settings stops at the first bad value: clear the key it names and
@@ -220,7 +231,7 @@ func leadingKey(msg string) string {
 	if k == "" || !strings.HasPrefix(msg, k) {
 		return ""
 	}
-	if _, ok := schemaField(strings.Split(k, ".")); !ok {
+	if _, ok := schemaField(strings.Split(k, ".")); !ok && !config.Declared(config.Settings(), strings.Split(k, ".")) {
 		return ""
 	}
 	return k
@@ -244,6 +255,10 @@ func schemaField(key []string) (reflect.Type, bool) {
 
 // clearKey sets the field of c at key to its zero value (the default).
 func clearKey(c *Config, key []string) bool {
+	if config.Declared(config.Settings(), key) {
+		delete(c.Declared, strings.Join(key, "."))
+		return true
+	}
 	v := reflect.ValueOf(c).Elem()
 	for _, name := range key {
 		if v.Kind() != reflect.Struct {
