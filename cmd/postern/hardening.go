@@ -22,10 +22,10 @@ import (
 // can share one NAT address. The UDP answer limits are relay's defaults,
 // whose comment gives the arithmetic (a 09:00 meeting behind one NAT).
 const (
-	defaultUnauthRate    = relay.DefaultUnauthenticatedRate
-	defaultUnauthBurst   = relay.DefaultUnauthenticatedBurst
-	defaultBindingRate   = relay.DefaultBindingRate
-	defaultBindingBurst  = relay.DefaultBindingBurst
+	defaultUnauthRate   = relay.DefaultUnauthenticatedRate
+	defaultUnauthBurst  = relay.DefaultUnauthenticatedBurst
+	defaultBindingRate  = relay.DefaultBindingRate
+	defaultBindingBurst = relay.DefaultBindingBurst
 	// defaultMaxConns is sized to memory: an idle TCP connection costs the
 	// server about 14 KiB (a 4 KiB buffer, the socket, an 8 KiB goroutine
 	// stack), an idle TLS one about 35 KiB (TLS state, a 16 KiB stack),
