@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"regexp"
 	"strconv"
 	"time"
 
@@ -76,7 +77,11 @@ func Flags(decls []Setting) []cli.Flag {
 	for _, d := range decls {
 		usage := d.Usage
 		if d.Placeholder != "" {
-			usage = "`" + d.Placeholder + "`: " + usage
+			// urfave/cli takes the first `quoted` word as the value's name.
+			re := regexp.MustCompile(`\b` + regexp.QuoteMeta(d.Placeholder) + `\b`)
+			if loc := re.FindStringIndex(usage); loc != nil {
+				usage = usage[:loc[0]] + "`" + d.Placeholder + "`" + usage[loc[1]:]
+			}
 		}
 		switch d.Kind {
 		case String:

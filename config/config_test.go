@@ -19,7 +19,7 @@ import (
 func knob() []Setting {
 	return []Setting{{
 		Key: "web.quic_knob", Flag: "web-quic-knob", Kind: Int, Default: 7,
-		Placeholder: "N", Usage: "a knob", Category: CategoryWeb, Restart: true,
+		Placeholder: "N", Usage: "at most N knobs", Category: CategoryWeb, Restart: true,
 		Check: flowCap,
 		Set:   func(c *relay.Config, v any) { c.QUIC.MaxFlows = v.(int) },
 	}}
@@ -51,7 +51,7 @@ func TestOneDeclarationReachesEverything(t *testing.T) {
 
 	// Flag, with its default in --help.
 	f := Flags(decls)[0].(*cli.IntFlag)
-	if f.Name != "web-quic-knob" || f.Value != 7 || f.Category != CategoryWeb {
+	if f.Name != "web-quic-knob" || f.Value != 7 || f.Category != CategoryWeb || f.Usage != "at most `N` knobs" {
 		t.Errorf("flag = %+v", f)
 	}
 	if v := parse(t, decls, "--web-quic-knob", "9"); v["web.quic_knob"] != 9 {
@@ -103,7 +103,7 @@ func TestOneDeclarationReachesEverything(t *testing.T) {
 	if p := checkDocs(decls, "", ""); len(p) != 2 {
 		t.Errorf("undocumented declaration: %q, want a README and an example problem", p)
 	}
-	readme := "| `--web-quic-knob N` | `[web] quic_knob` | `7` | a knob |\n"
+	readme := "| `--web-quic-knob N` | `[web] quic_knob` | `7` | at most N knobs |\n"
 	example := "[web]\n# quic_knob = 7\n"
 	if p := checkDocs(decls, readme, example); len(p) != 0 {
 		t.Errorf("documented declaration: %q", p)
