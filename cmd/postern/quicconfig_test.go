@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -87,5 +88,44 @@ func TestRestartOnlyQUIC(t *testing.T) {
 	takeReloadable(&kept, loaded)
 	if kept.declared != nil {
 		t.Errorf("reload took restart-only values: %v", kept.declared)
+	}
+}
+
+// TestServeQUICBackend: --web-quic-backend reaches the running relay: a
+// QUIC Initial-like datagram sent to the UDP listener arrives at the
+// backend, and the backend's answer comes back to the client.
+func TestServeQUICBackend(t *testing.T) {
+	backend, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer backend.Close()
+	r := startServe(t, "--listen", "udp://127.0.0.1:0", "--secret", "s", "--log-format", "json",
+		"--web-quic-backend", backend.LocalAddr().String())
+	r.waitFor(t, "the listening log", func() bool { return strings.Contains(r.stderr.String(), `"msg":"postern serving"`) })
+	addr := listenerAddr(t, r.stderr.String(), "udp")
+
+	client, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	initial := make([]byte, 1200) // RFC 9000 §14.1: Initial datagrams are at least 1200 bytes
+	initial[0] = 0xc0             // long header, QUIC bit (RFC 9000 §17.2)
+	if _, err := client.Write(initial); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 2048)
+	_ = backend.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, from, err := backend.ReadFrom(buf)
+	if err != nil || n != len(initial) || buf[0] != 0xc0 {
+		t.Fatalf("backend read %d bytes, %v; stderr:\n%s", n, err, r.stderr)
+	}
+	if _, err := backend.WriteTo([]byte{0xc0, 1, 2, 3}, from); err != nil {
+		t.Fatal(err)
+	}
+	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := client.Read(buf); err != nil || n != 4 {
+		t.Fatalf("client read %d bytes, %v", n, err)
 	}
 }
