@@ -13,15 +13,35 @@ import (
 	"github.com/postern/postern/relay"
 )
 
+// Duration is a time.Duration written in TOML as a string such as "10m" or
+// "1h30m". A bare number is rejected instead of being read as nanoseconds,
+// which is what "max_lifetime = 3600" would otherwise silently mean.
+type Duration time.Duration
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("%q is not a duration: write a quoted string such as \"10m\" or \"1h30m\"", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText formats d as a Go duration string.
+func (d Duration) MarshalText() ([]byte, error) {
+	return []byte(time.Duration(d).String()), nil
+}
+
 // Kind is the type of a setting's value, in TOML and on the command line.
 type Kind int
 
 // Kinds of settings. Values holds a string, bool, time.Duration or int.
 const (
-	String Kind = iota
-	Bool
-	Duration
-	Int
+	KindString Kind = iota
+	KindBool
+	KindDuration
+	KindInt
 )
 
 // Setting declares one setting: everything the flag, the TOML decoder,
@@ -84,13 +104,13 @@ func Flags(decls []Setting) []cli.Flag {
 			}
 		}
 		switch d.Kind {
-		case String:
+		case KindString:
 			out = append(out, &cli.StringFlag{Name: d.Flag, Category: d.Category, Usage: usage, Value: d.Default.(string), DefaultText: d.DefaultText})
-		case Bool:
+		case KindBool:
 			out = append(out, &cli.BoolFlag{Name: d.Flag, Category: d.Category, Usage: usage, Value: d.Default.(bool), DefaultText: d.DefaultText})
-		case Duration:
+		case KindDuration:
 			out = append(out, &cli.DurationFlag{Name: d.Flag, Category: d.Category, Usage: usage, Value: d.Default.(time.Duration), DefaultText: d.DefaultText})
-		case Int:
+		case KindInt:
 			out = append(out, &cli.IntFlag{Name: d.Flag, Category: d.Category, Usage: usage, Value: d.Default.(int), DefaultText: d.DefaultText})
 		}
 	}
@@ -121,29 +141,29 @@ func fromTOML(d Setting, raw any) (any, error) {
 		return fmt.Errorf("%s: %v is not %s", d.Key, raw, want)
 	}
 	switch d.Kind {
-	case String:
+	case KindString:
 		s, ok := raw.(string)
 		if !ok {
 			return nil, bad("a string")
 		}
 		return s, nil
-	case Bool:
+	case KindBool:
 		b, ok := raw.(bool)
 		if !ok {
 			return nil, bad("true or false")
 		}
 		return b, nil
-	case Duration:
+	case KindDuration:
 		s, ok := raw.(string)
 		if !ok {
-			return nil, bad(`a duration: write a quoted string such as "10m" or "1h30m"`)
+			s = fmt.Sprint(raw)
 		}
-		x, err := time.ParseDuration(s)
-		if err != nil {
-			return nil, bad(`a duration: write a quoted string such as "10m" or "1h30m"`)
+		var x Duration
+		if err := x.UnmarshalText([]byte(s)); err != nil {
+			return nil, fmt.Errorf("%s: %w", d.Key, err)
 		}
-		return x, nil
-	case Int:
+		return time.Duration(x), nil
+	case KindInt:
 		n, ok := raw.(int64)
 		if !ok {
 			return nil, bad("an integer")
@@ -213,13 +233,13 @@ func FromFlags(decls []Setting, cmd *cli.Command, v Values) {
 			continue
 		}
 		switch d.Kind {
-		case String:
+		case KindString:
 			v[d.Key] = cmd.String(d.Flag)
-		case Bool:
+		case KindBool:
 			v[d.Key] = cmd.Bool(d.Flag)
-		case Duration:
+		case KindDuration:
 			v[d.Key] = cmd.Duration(d.Flag)
-		case Int:
+		case KindInt:
 			v[d.Key] = cmd.Int(d.Flag)
 		}
 	}

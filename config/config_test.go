@@ -18,7 +18,7 @@ import (
 // test asks for its README row and example line.
 func knob() []Setting {
 	return []Setting{{
-		Key: "web.quic_knob", Flag: "web-quic-knob", Kind: Int, Default: 7,
+		Key: "web.quic_knob", Flag: "web-quic-knob", Kind: KindInt, Default: 7,
 		Placeholder: "N", Usage: "at most N knobs", Category: CategoryWeb, Restart: true,
 		Check: flowCap,
 		Set:   func(c *relay.Config, v any) { c.QUIC.MaxFlows = v.(int) },

@@ -21,9 +21,9 @@ func docDefault(d Setting) string {
 // tomlDefault is how config.toml.example writes d's default.
 func tomlDefault(d Setting) string {
 	switch d.Kind {
-	case String:
+	case KindString:
 		return fmt.Sprintf("%q", d.Default)
-	case Duration:
+	case KindDuration:
 		return fmt.Sprintf("%q", d.Default.(time.Duration).String())
 	}
 	return fmt.Sprint(d.Default)

@@ -8,7 +8,6 @@ import (
 	"reflect"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/BurntSushi/toml"
 	"github.com/urfave/cli/v3"
@@ -146,25 +145,9 @@ type TLSConfig struct {
 	ACMECARoot  string   `toml:"acme_ca_root"`
 }
 
-// Duration is a time.Duration written in TOML as a string such as "10m" or
-// "1h30m". A bare number is rejected instead of being read as nanoseconds,
-// which is what "max_lifetime = 3600" would otherwise silently mean.
-type Duration time.Duration
-
-// UnmarshalText parses a Go duration string.
-func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
-	if err != nil {
-		return fmt.Errorf("%q is not a duration: write a quoted string such as \"10m\" or \"1h30m\"", b)
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// MarshalText formats d as a Go duration string.
-func (d Duration) MarshalText() ([]byte, error) {
-	return []byte(time.Duration(d).String()), nil
-}
+// Duration is a time.Duration written in TOML as a string such as "10m"
+// (config.Duration).
+type Duration = config.Duration
 
 // ErrUnknownKey is returned (wrapped) by Load for keys the schema lacks.
 var ErrUnknownKey = errors.New("unknown key")
