@@ -15,6 +15,8 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/urfave/cli/v3"
+
+	"github.com/postern/postern/config"
 )
 
 // certExpiryWarning is how close to its expiry a certificate makes
@@ -82,7 +84,7 @@ func checkConfig(path string) configReport {
 		return r
 	}
 	text := string(data)
-	lines := keyLines(text)
+	lines := config.KeyLines(text)
 	at := func(line int, msg string) string {
 		if line > 0 {
 			return fmt.Sprintf("%s:%d: %s", path, line, msg)
@@ -101,7 +103,16 @@ func checkConfig(path string) configReport {
 	// checked, as it decoded.
 	for _, msg := range unknownKeys(md.Undecoded()) {
 		key, _, _ := strings.Cut(msg, " ")
-		r.problems = append(r.problems, at(keyLine(lines, strings.Split(key, ".")), "unknown key "+msg))
+		r.problems = append(r.problems, at(config.KeyLine(lines, strings.Split(key, ".")), "unknown key "+msg))
+	}
+
+	// The settings declared in package config (a wrong type is reported
+	// like a bad value, and that key left at its default).
+	var doc map[string]any
+	if _, err := toml.Decode(text, &doc); err == nil {
+		if c.Declared, err = config.FromTOML(config.Settings(), doc); err != nil {
+			r.problems = append(r.problems, at(messageLine(lines, err.Error()), err.Error()))
+		}
 	}
 
 	// settings stops at the first bad value: clear the key it names and
@@ -131,7 +142,7 @@ func checkConfig(path string) configReport {
 		host, _ := parseICEHost(c.ICEServers.Host)
 		warns, err := checkCertificate(c.TLS.Cert, c.TLS.Key, host)
 		if err != nil {
-			r.problems = append(r.problems, at(keyLine(lines, []string{"tls", "cert"}), err.Error()))
+			r.problems = append(r.problems, at(config.KeyLine(lines, []string{"tls", "cert"}), err.Error()))
 		}
 		r.warnings = append(r.warnings, warns...)
 	}
@@ -220,7 +231,7 @@ func leadingKey(msg string) string {
 	if k == "" || !strings.HasPrefix(msg, k) {
 		return ""
 	}
-	if _, ok := schemaField(strings.Split(k, ".")); !ok {
+	if _, ok := schemaField(strings.Split(k, ".")); !ok && !config.Declared(config.Settings(), strings.Split(k, ".")) {
 		return ""
 	}
 	return k
@@ -244,6 +255,10 @@ func schemaField(key []string) (reflect.Type, bool) {
 
 // clearKey sets the field of c at key to its zero value (the default).
 func clearKey(c *Config, key []string) bool {
+	if config.Declared(config.Settings(), key) {
+		delete(c.Declared, strings.Join(key, "."))
+		return true
+	}
 	v := reflect.ValueOf(c).Elem()
 	for _, name := range key {
 		if v.Kind() != reflect.Struct {
@@ -272,81 +287,6 @@ func messageLine(lines map[string]int, msg string) int {
 
 // keyMention matches what may be a configuration key in a message.
 var keyMention = regexp.MustCompile(`\b[a-z]+(?:_[a-z]+)*(?:\.[a-z]+(?:_[a-z]+)*)?\b`)
-
-// keyLine returns the line where key, or the nearest table above it, is
-// defined, or 0.
-func keyLine(lines map[string]int, key []string) int {
-	for n := len(key); n > 0; n-- {
-		if l := lines[strings.Join(key[:n], ".")]; l > 0 {
-			return l
-		}
-	}
-	return 0
-}
-
-// TOML keys: bare, "basic" or 'literal', dotted.
-const keyPart = `(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*')`
-
-var (
-	keyValueLine = regexp.MustCompile(`^\s*(` + keyPart + `(?:\s*\.\s*` + keyPart + `)*)\s*=`)
-	tableLine    = regexp.MustCompile(`^\s*\[\[?\s*(` + keyPart + `(?:\s*\.\s*` + keyPart + `)*)\s*\]\]?\s*(?:#.*)?$`)
-	keyPartRE    = regexp.MustCompile(keyPart)
-)
-
-// keyLines maps each key and table of a TOML document that decoded without
-// error to the line (from 1) where it is first defined, keys written
-// dotted ("relay.ports"). It is a line scanner, not a parser: it skips the
-// insides of multi-line strings and does not descend into inline tables,
-// which is enough to point at a line.
-func keyLines(text string) map[string]int {
-	out := make(map[string]int)
-	var table []string
-	inString := "" // the delimiter of the multi-line string being skipped
-	for i, line := range strings.Split(text, "\n") {
-		n := i + 1
-		if inString != "" {
-			if strings.Count(line, inString)%2 == 1 {
-				inString = ""
-			}
-			continue
-		}
-		if m := tableLine.FindStringSubmatch(line); m != nil {
-			table = splitKey(m[1])
-			record(out, table, n)
-		} else if m := keyValueLine.FindStringSubmatch(line); m != nil {
-			record(out, append(append([]string(nil), table...), splitKey(m[1])...), n)
-		}
-		for _, delim := range []string{`"""`, `'''`} {
-			if strings.Count(line, delim)%2 == 1 {
-				inString = delim
-				break
-			}
-		}
-	}
-	return out
-}
-
-func record(out map[string]int, key []string, line int) {
-	k := strings.Join(key, ".")
-	if _, ok := out[k]; !ok {
-		out[k] = line
-	}
-}
-
-// splitKey splits a dotted TOML key and unquotes its parts.
-func splitKey(k string) []string {
-	parts := keyPartRE.FindAllString(k, -1)
-	for i, p := range parts {
-		if strings.HasPrefix(p, `"`) {
-			if u, err := strconv.Unquote(p); err == nil {
-				parts[i] = u
-			}
-		} else if strings.HasPrefix(p, "'") {
-			parts[i] = strings.Trim(p, "'")
-		}
-	}
-	return parts
-}
 
 // permissionWarnings warns when a file holding secrets is readable by
 // others.

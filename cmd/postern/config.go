@@ -8,10 +8,11 @@ import (
 	"reflect"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/BurntSushi/toml"
 	"github.com/urfave/cli/v3"
+
+	"github.com/postern/postern/config"
 )
 
 // Config is the schema of the TOML configuration file; config.toml.example
@@ -44,6 +45,11 @@ type Config struct {
 	// Admin is the admin HTTP listener: metrics, health, sessions
 	// (opsconfig.go).
 	Admin AdminConfig `toml:"admin"`
+
+	// Declared holds the settings declared in package config (config.Settings),
+	// read from the file by Load and overridden by flags; nil or a missing
+	// key: the default.
+	Declared config.Values `toml:"-"`
 }
 
 // LogConfig is the [log] table.
@@ -139,25 +145,9 @@ type TLSConfig struct {
 	ACMECARoot  string   `toml:"acme_ca_root"`
 }
 
-// Duration is a time.Duration written in TOML as a string such as "10m" or
-// "1h30m". A bare number is rejected instead of being read as nanoseconds,
-// which is what "max_lifetime = 3600" would otherwise silently mean.
-type Duration time.Duration
-
-// UnmarshalText parses a Go duration string.
-func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
-	if err != nil {
-		return fmt.Errorf("%q is not a duration: write a quoted string such as \"10m\" or \"1h30m\"", b)
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// MarshalText formats d as a Go duration string.
-func (d Duration) MarshalText() ([]byte, error) {
-	return []byte(time.Duration(d).String()), nil
-}
+// Duration is a time.Duration written in TOML as a string such as "10m"
+// (config.Duration).
+type Duration = config.Duration
 
 // ErrUnknownKey is returned (wrapped) by Load for keys the schema lacks.
 var ErrUnknownKey = errors.New("unknown key")
@@ -176,7 +166,20 @@ func Load(path string) (Config, error) {
 	if bad := unknownKeys(md.Undecoded()); len(bad) > 0 {
 		return Config{}, fmt.Errorf("config %s: %w %s", path, ErrUnknownKey, strings.Join(bad, "; "))
 	}
+	if c.Declared, err = decodeDeclared(path); err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
 	return c, nil
+}
+
+// decodeDeclared reads the settings declared in package config from the
+// TOML file at path (which has decoded once already).
+func decodeDeclared(path string) (config.Values, error) {
+	var doc map[string]any
+	if _, err := toml.DecodeFile(path, &doc); err != nil {
+		return nil, err
+	}
+	return config.FromTOML(config.Settings(), doc)
 }
 
 // unknownKeys describes each undecoded key with the keys valid in its table.
@@ -185,6 +188,9 @@ func unknownKeys(undecoded []toml.Key) []string {
 	var out []string
 	var reported []toml.Key
 	for _, k := range undecoded {
+		if config.Declared(config.Settings(), k) {
+			continue
+		}
 		if slices.ContainsFunc(reported, func(p toml.Key) bool { return isPrefix(p, k) }) {
 			continue
 		}
@@ -219,8 +225,11 @@ func validKeys(path toml.Key) (table string, keys []string) {
 		t = f.Type
 	}
 	for f := range t.Fields() {
-		keys = append(keys, f.Tag.Get("toml"))
+		if tag := f.Tag.Get("toml"); tag != "-" {
+			keys = append(keys, tag)
+		}
 	}
+	keys = append(keys, config.KeysIn(config.Settings(), path.String())...)
 	return path.String(), keys
 }
 
@@ -332,7 +341,7 @@ func configFlags() []cli.Flag {
 		adminAddrFlag("admin HTTP listener (metrics, health, sessions API) at `ADDR` (HOST:PORT); \"\" or off disables it"),
 		adminTokenFlag("require the bearer `TOKEN` on /metrics, /api/ and the dashboard of the admin listener"),
 		pprofFlag(),
-	}, append(port443Flags(), hardeningFlags()...)...)
+	}, append(append(port443Flags(), config.Flags(config.Settings())...), hardeningFlags()...)...)
 }
 
 // applyFlags overrides c with the flags given on the command line. A
@@ -373,6 +382,10 @@ func (c *Config) applyFlags(cmd *cli.Command) error {
 
 	c.applyPort443Flags(cmd)
 	c.applyHardeningFlags(cmd)
+	if c.Declared == nil {
+		c.Declared = config.Values{}
+	}
+	config.FromFlags(config.Settings(), cmd, c.Declared)
 	return nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/postern/postern/auth"
+	"github.com/postern/postern/config"
 	"github.com/postern/postern/iceapi"
 	"github.com/postern/postern/relay"
 )
@@ -302,6 +303,7 @@ func takeReloadable(dst *settings, src settings) {
 	dst.allowPeers, dst.denyPeers = src.allowPeers, src.denyPeers
 	dst.tlsCert, dst.tlsKey = src.tlsCert, src.tlsKey
 	dst.ice = src.ice
+	dst.declared = config.TakeReloadable(config.Settings(), dst.declared, src.declared)
 	if src.api.listen == dst.api.listen {
 		dst.api = src.api
 	}
@@ -336,8 +338,11 @@ func restartOnly(running, loaded settings) []string {
 		{"log.format", func(d *settings) { d.logFormat = running.logFormat }},
 		{"credentials_api", func(d *settings) { d.api = running.api }},
 	}
-	var keys []string
+	// The settings declared in package config say themselves whether
+	// they need a restart.
+	keys := config.RestartChanged(config.Settings(), running.declared, loaded.declared)
 	rest := loaded
+	rest.declared = running.declared
 	for _, f := range fields {
 		before := rest
 		f.take(&rest)

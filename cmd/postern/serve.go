@@ -16,6 +16,7 @@ import (
 	"github.com/urfave/cli/v3"
 
 	"github.com/postern/postern/auth"
+	"github.com/postern/postern/config"
 	"github.com/postern/postern/internal/certwatch"
 	"github.com/postern/postern/relay"
 )
@@ -146,6 +147,7 @@ func serve(ctx context.Context, s settings, log *slog.Logger, stdout io.Writer, 
 		Logger:             log,
 	}
 	s.hard.apply(&relayConfig)
+	config.Apply(config.Settings(), s.declared, &relayConfig)
 	srv, err := relay.New(relayConfig)
 	if err != nil {
 		return fmt.Errorf("relay: %w", err)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/postern/postern/allocations"
 	"github.com/postern/postern/auth"
+	"github.com/postern/postern/config"
 	"github.com/postern/postern/relay"
 )
 
@@ -72,6 +73,8 @@ type settings struct {
 	port443 port443Settings // [web], proxy_protocol_from, ACME in [tls]
 
 	hard hardeningSettings // abuse limits in [limits], and [drain]
+
+	declared config.Values // the settings of config.Settings, defaults filled in
 }
 
 // settings validates c and fills in defaults. Errors name the TOML key and
@@ -174,6 +177,9 @@ func (c Config) settings() (settings, error) {
 		return settings{}, err
 	}
 	if err := s.loadICE(c); err != nil {
+		return settings{}, err
+	}
+	if s.declared, err = config.Resolve(config.Settings(), c.Declared); err != nil {
 		return settings{}, err
 	}
 	return s, nil

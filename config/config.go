@@ -1,0 +1,352 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/urfave/cli/v3"
+
+	"github.com/postern/postern/relay"
+)
+
+// Duration is a time.Duration written in TOML as a string such as "10m" or
+// "1h30m". A bare number is rejected instead of being read as nanoseconds,
+// which is what "max_lifetime = 3600" would otherwise silently mean.
+type Duration time.Duration
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("%q is not a duration: write a quoted string such as \"10m\" or \"1h30m\"", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText formats d as a Go duration string.
+func (d Duration) MarshalText() ([]byte, error) {
+	return []byte(time.Duration(d).String()), nil
+}
+
+// Kind is the type of a setting's value, in TOML and on the command line.
+type Kind int
+
+// Kinds of settings. Values holds a string, bool, time.Duration or int.
+const (
+	KindString Kind = iota
+	KindBool
+	KindDuration
+	KindInt
+)
+
+// Setting declares one setting: everything the flag, the TOML decoder,
+// check-config, reload and the docs test know about it comes from here.
+type Setting struct {
+	// Key is the TOML path, "table.key" ("web.quic_backend").
+	Key string
+	// Flag is the command-line flag name, without dashes.
+	Flag string
+	// Kind is the type of the value.
+	Kind Kind
+	// Default is the value in force when neither the file nor a flag sets
+	// one (a string, bool, time.Duration or int, matching Kind).
+	Default any
+	// DefaultText is how the default is written in --help and the README
+	// when it is not the value itself ("off"); empty: the value.
+	DefaultText string
+	// Placeholder is the flag's value name in --help ("HOST:PORT").
+	Placeholder string
+	// Usage is the flag's help text.
+	Usage string
+	// Category groups the flag in --help.
+	Category string
+	// Restart is true when a SIGHUP reload cannot change the setting: a
+	// reload that changes it warns and keeps the running value.
+	Restart bool
+	// Requires names a setting that must be set (differ from its default)
+	// when this one differs from its default; empty: none.
+	Requires string
+	// Check validates a value (the default is never checked); its error
+	// is wrapped with the key and the flag.
+	Check func(v any) error
+	// Set puts the value into the relay's configuration.
+	Set func(c *relay.Config, v any)
+}
+
+// Values maps declared keys to their values; a missing key (or a nil
+// Values) stands for the default. Resolve keeps only values that differ
+// from their default, so that the defaults are always the nil Values.
+type Values map[string]any
+
+// get returns the value of d in v, or its default.
+func (v Values) get(d Setting) any {
+	if x, ok := v[d.Key]; ok {
+		return x
+	}
+	return d.Default
+}
+
+// Flags returns fresh urfave/cli flags for decls.
+func Flags(decls []Setting) []cli.Flag {
+	out := make([]cli.Flag, 0, len(decls))
+	for _, d := range decls {
+		usage := d.Usage
+		if d.Placeholder != "" {
+			// urfave/cli takes the first `quoted` word as the value's name.
+			re := regexp.MustCompile(`\b` + regexp.QuoteMeta(d.Placeholder) + `\b`)
+			if loc := re.FindStringIndex(usage); loc != nil {
+				usage = usage[:loc[0]] + "`" + d.Placeholder + "`" + usage[loc[1]:]
+			}
+		}
+		switch d.Kind {
+		case KindString:
+			out = append(out, &cli.StringFlag{Name: d.Flag, Category: d.Category, Usage: usage, Value: d.Default.(string), DefaultText: d.DefaultText})
+		case KindBool:
+			out = append(out, &cli.BoolFlag{Name: d.Flag, Category: d.Category, Usage: usage, Value: d.Default.(bool), DefaultText: d.DefaultText})
+		case KindDuration:
+			out = append(out, &cli.DurationFlag{Name: d.Flag, Category: d.Category, Usage: usage, Value: d.Default.(time.Duration), DefaultText: d.DefaultText})
+		case KindInt:
+			out = append(out, &cli.IntFlag{Name: d.Flag, Category: d.Category, Usage: usage, Value: d.Default.(int), DefaultText: d.DefaultText})
+		}
+	}
+	return out
+}
+
+// FromTOML reads the declared keys out of a decoded TOML document (as
+// toml.Decode into map[string]any gives it). Values of the wrong type are
+// errors naming the key.
+func FromTOML(decls []Setting, doc map[string]any) (Values, error) {
+	v := Values{}
+	for _, d := range decls {
+		raw, ok := lookup(doc, d.Key)
+		if !ok {
+			continue
+		}
+		x, err := fromTOML(d, raw)
+		if err != nil {
+			return nil, err
+		}
+		v[d.Key] = x
+	}
+	return v, nil
+}
+
+func fromTOML(d Setting, raw any) (any, error) {
+	bad := func(want string) error {
+		return fmt.Errorf("%s: %v is not %s", d.Key, raw, want)
+	}
+	switch d.Kind {
+	case KindString:
+		s, ok := raw.(string)
+		if !ok {
+			return nil, bad("a string")
+		}
+		return s, nil
+	case KindBool:
+		b, ok := raw.(bool)
+		if !ok {
+			return nil, bad("true or false")
+		}
+		return b, nil
+	case KindDuration:
+		s, ok := raw.(string)
+		if !ok {
+			s = fmt.Sprint(raw)
+		}
+		var x Duration
+		if err := x.UnmarshalText([]byte(s)); err != nil {
+			return nil, fmt.Errorf("%s: %w", d.Key, err)
+		}
+		return time.Duration(x), nil
+	case KindInt:
+		n, ok := raw.(int64)
+		if !ok {
+			return nil, bad("an integer")
+		}
+		return int(n), nil
+	}
+	return nil, fmt.Errorf("%s: unknown kind %d", d.Key, d.Kind)
+}
+
+// lookup finds the dotted key in a decoded TOML document.
+func lookup(doc map[string]any, key string) (any, bool) {
+	table, name, ok := cut(key)
+	if !ok {
+		v, ok := doc[key]
+		return v, ok
+	}
+	t, ok := doc[table].(map[string]any)
+	if !ok {
+		return nil, false
+	}
+	v, ok := t[name]
+	return v, ok
+}
+
+// cut splits "table.key" into its table and key.
+func cut(key string) (table, name string, ok bool) {
+	for i := len(key) - 1; i >= 0; i-- {
+		if key[i] == '.' {
+			return key[:i], key[i+1:], true
+		}
+	}
+	return "", key, false
+}
+
+// find returns the declaration of key.
+func find(decls []Setting, key string) (Setting, bool) {
+	for _, d := range decls {
+		if d.Key == key {
+			return d, true
+		}
+	}
+	return Setting{}, false
+}
+
+// Declared reports whether key (a TOML path) is declared in decls.
+func Declared(decls []Setting, key toml.Key) bool {
+	_, ok := find(decls, key.String())
+	return ok
+}
+
+// KeysIn returns the names of the declared keys of table ("web").
+func KeysIn(decls []Setting, table string) []string {
+	var out []string
+	for _, d := range decls {
+		if t, name, _ := cut(d.Key); t == table {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// FromFlags overrides v with the declared flags given on the command line:
+// a flag wins over the file.
+func FromFlags(decls []Setting, cmd *cli.Command, v Values) {
+	for _, d := range decls {
+		if !cmd.IsSet(d.Flag) {
+			continue
+		}
+		switch d.Kind {
+		case KindString:
+			v[d.Key] = cmd.String(d.Flag)
+		case KindBool:
+			v[d.Key] = cmd.Bool(d.Flag)
+		case KindDuration:
+			v[d.Key] = cmd.Duration(d.Flag)
+		case KindInt:
+			v[d.Key] = cmd.Int(d.Flag)
+		}
+	}
+}
+
+// Resolve validates the values given and fills in the defaults of the rest.
+// Errors name the key and the flag.
+func Resolve(decls []Setting, given Values) (Values, error) {
+	var out Values
+	for _, d := range decls {
+		x, ok := given[d.Key]
+		if !ok || x == d.Default {
+			continue
+		}
+		if d.Check != nil {
+			if err := d.Check(x); err != nil {
+				return nil, fmt.Errorf("%s (--%s): %w", d.Key, d.Flag, err)
+			}
+		}
+		if out == nil {
+			out = Values{}
+		}
+		out[d.Key] = x
+	}
+	for _, d := range decls {
+		if d.Requires == "" || out.get(d) == d.Default {
+			continue
+		}
+		if r, ok := find(decls, d.Requires); ok && out.get(r) == r.Default {
+			return nil, fmt.Errorf("%s (--%s) is set but %s (--%s) is not: set both or neither", d.Key, d.Flag, r.Key, r.Flag)
+		}
+	}
+	return out, nil
+}
+
+// Apply puts resolved values into the relay's configuration.
+func Apply(decls []Setting, v Values, c *relay.Config) {
+	for _, d := range decls {
+		if d.Set != nil {
+			d.Set(c, v.get(d))
+		}
+	}
+}
+
+// RestartChanged names the restart-only settings whose loaded value
+// differs from the running one, in declaration order.
+func RestartChanged(decls []Setting, running, loaded Values) []string {
+	var out []string
+	for _, d := range decls {
+		if d.Restart && running.get(d) != loaded.get(d) {
+			out = append(out, d.Key)
+		}
+	}
+	return out
+}
+
+// TakeReloadable copies into a fresh copy of running the values of loaded
+// that a reload may change.
+func TakeReloadable(decls []Setting, running, loaded Values) Values {
+	var out Values
+	for _, d := range decls {
+		x := running.get(d)
+		if !d.Restart {
+			x = loaded.get(d)
+		}
+		if x == d.Default {
+			continue
+		}
+		if out == nil {
+			out = Values{}
+		}
+		out[d.Key] = x
+	}
+	return out
+}
+
+// hostPort checks a HOST:PORT value.
+func hostPort(v any) error {
+	s := v.(string)
+	if s == "" {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("%q: write HOST:PORT, e.g. 127.0.0.1:8443", s)
+	}
+	if host == "" {
+		return fmt.Errorf("%q: name the host, e.g. 127.0.0.1:8443", s)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("%q: the port must be 1-65535", s)
+	}
+	return nil
+}
+
+// positiveDuration checks a duration that must be above zero.
+func positiveDuration(v any) error {
+	if d := v.(time.Duration); d <= 0 {
+		return fmt.Errorf("%v: write a positive duration such as \"2m\"", d)
+	}
+	return nil
+}
+
+// flowCap checks a cap where negative means no cap and zero is ambiguous.
+func flowCap(v any) error {
+	if v.(int) == 0 {
+		return fmt.Errorf("0: write a positive count, or a negative one for no cap")
+	}
+	return nil
+}

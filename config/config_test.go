@@ -1,0 +1,176 @@
+package config
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/urfave/cli/v3"
+
+	"github.com/postern/postern/relay"
+)
+
+// knob is a throwaway declaration: one entry, and it has a flag, a TOML
+// key, validation, a restart rule, a place in relay.Config, and the docs
+// test asks for its README row and example line.
+func knob() []Setting {
+	return []Setting{{
+		Key: "web.quic_knob", Flag: "web-quic-knob", Kind: KindInt, Default: 7,
+		Placeholder: "N", Usage: "at most N knobs", Category: CategoryWeb, Restart: true,
+		Check: flowCap,
+		Set:   func(c *relay.Config, v any) { c.QUIC.MaxFlows = v.(int) },
+	}}
+}
+
+// parse runs a command with flags from decls and returns FromFlags' values.
+func parse(t *testing.T, decls []Setting, args ...string) Values {
+	t.Helper()
+	v := Values{}
+	cmd := &cli.Command{Name: "x", Flags: Flags(decls),
+		Action: func(_ context.Context, cmd *cli.Command) error { FromFlags(decls, cmd, v); return nil }}
+	if err := cmd.Run(context.Background(), append([]string{"x"}, args...)); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func decode(t *testing.T, decls []Setting, text string) (Values, error) {
+	t.Helper()
+	var doc map[string]any
+	if _, err := toml.Decode(text, &doc); err != nil {
+		t.Fatal(err)
+	}
+	return FromTOML(decls, doc)
+}
+
+func TestOneDeclarationReachesEverything(t *testing.T) {
+	decls := knob()
+
+	// Flag, with its default in --help.
+	f := Flags(decls)[0].(*cli.IntFlag)
+	if f.Name != "web-quic-knob" || f.Value != 7 || f.Category != CategoryWeb || f.Usage != "at most `N` knobs" {
+		t.Errorf("flag = %+v", f)
+	}
+	if v := parse(t, decls, "--web-quic-knob", "9"); v["web.quic_knob"] != 9 {
+		t.Errorf("flag value = %v", v)
+	}
+	if v := parse(t, decls); len(v) != 0 {
+		t.Errorf("no flag: %v, want nothing (the file's value stays)", v)
+	}
+
+	// TOML, strict about the type.
+	v, err := decode(t, decls, "[web]\nquic_knob = 5\n")
+	if err != nil || v["web.quic_knob"] != 5 {
+		t.Errorf("TOML = %v, %v", v, err)
+	}
+	if _, err := decode(t, decls, "[web]\nquic_knob = \"5\"\n"); err == nil || !strings.Contains(err.Error(), "web.quic_knob") {
+		t.Errorf("TOML string for an int: %v", err)
+	}
+	if !Declared(decls, toml.Key{"web", "quic_knob"}) || !slices.Equal(KeysIn(decls, "web"), []string{"quic_knob"}) {
+		t.Error("the key is not known to the strict decoder's key lists")
+	}
+
+	// Validation (what check-config reports), then the relay's config.
+	if _, err := Resolve(decls, Values{"web.quic_knob": 0}); err == nil || !strings.HasPrefix(err.Error(), "web.quic_knob (--web-quic-knob): ") {
+		t.Errorf("Resolve(0) = %v", err)
+	}
+	r, err := Resolve(decls, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c relay.Config
+	Apply(decls, r, &c)
+	if c.QUIC.MaxFlows != 5 {
+		t.Errorf("relay.Config.QUIC.MaxFlows = %d", c.QUIC.MaxFlows)
+	}
+	Apply(decls, nil, &c)
+	if c.QUIC.MaxFlows != 7 {
+		t.Errorf("default: relay.Config.QUIC.MaxFlows = %d", c.QUIC.MaxFlows)
+	}
+
+	// Reload: restart-only, so a change is named and the running value kept.
+	if got := RestartChanged(decls, nil, r); !slices.Equal(got, []string{"web.quic_knob"}) {
+		t.Errorf("RestartChanged = %v", got)
+	}
+	if got := TakeReloadable(decls, nil, r); got != nil {
+		t.Errorf("TakeReloadable took a restart-only value: %v", got)
+	}
+
+	// Docs: missing until README and the example have it.
+	if p := checkDocs(decls, "", ""); len(p) != 2 {
+		t.Errorf("undocumented declaration: %q, want a README and an example problem", p)
+	}
+	readme := "| `--web-quic-knob N` | `[web] quic_knob` | `7` | at most N knobs |\n"
+	example := "[web]\n# quic_knob = 7\n"
+	if p := checkDocs(decls, readme, example); len(p) != 0 {
+		t.Errorf("documented declaration: %q", p)
+	}
+	if p := checkDocs(nil, readme, example); len(p) != 2 {
+		t.Errorf("documented, not declared: %q, want 2 problems", p)
+	}
+}
+
+func TestReloadableDeclaration(t *testing.T) {
+	decls := knob()
+	decls[0].Restart = false
+	loaded := Values{"web.quic_knob": 5}
+	if got := RestartChanged(decls, nil, loaded); len(got) != 0 {
+		t.Errorf("RestartChanged = %v", got)
+	}
+	if got := TakeReloadable(decls, nil, loaded); got["web.quic_knob"] != 5 {
+		t.Errorf("TakeReloadable = %v", got)
+	}
+}
+
+func TestQUICSettings(t *testing.T) {
+	decls := Settings()
+	var c relay.Config
+	Apply(decls, nil, &c)
+	want := relay.QUICConfig{IdleTimeout: 2 * time.Minute, MaxFlows: 4096, MaxFlowsPerClient: 256}
+	if c.QUIC != want {
+		t.Errorf("defaults: %+v, want %+v", c.QUIC, want)
+	}
+
+	v, err := decode(t, decls, `[web]
+quic_backend = "127.0.0.1:8443"
+quic_backend_proxy_protocol = true
+quic_idle_timeout = "90s"
+quic_max_flows = -1
+quic_max_flows_per_client = 8
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Resolve(decls, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	Apply(decls, r, &c)
+	want = relay.QUICConfig{Backend: "127.0.0.1:8443", BackendProxyProtocol: true, IdleTimeout: 90 * time.Second, MaxFlows: -1, MaxFlowsPerClient: 8}
+	if c.QUIC != want {
+		t.Errorf("set: %+v, want %+v", c.QUIC, want)
+	}
+
+	for _, tc := range []struct {
+		v    Values
+		want string
+	}{
+		{Values{"web.quic_backend": "8443"}, "web.quic_backend (--web-quic-backend): \"8443\": write HOST:PORT"},
+		{Values{"web.quic_backend": ":8443"}, "name the host"},
+		{Values{"web.quic_backend": "127.0.0.1:0"}, "1-65535"},
+		{Values{"web.quic_backend_proxy_protocol": true}, "web.quic_backend_proxy_protocol (--web-quic-backend-proxy-protocol) is set but web.quic_backend (--web-quic-backend) is not"},
+		{Values{"web.quic_idle_timeout": time.Duration(0)}, "web.quic_idle_timeout (--web-quic-idle-timeout): 0s: write a positive duration"},
+		{Values{"web.quic_max_flows": 0}, "web.quic_max_flows (--web-quic-max-flows): 0: write a positive count"},
+		{Values{"web.quic_max_flows_per_client": 0}, "web.quic_max_flows_per_client"},
+	} {
+		if _, err := Resolve(decls, tc.v); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Resolve(%v) = %v, want %q", tc.v, err, tc.want)
+		}
+	}
+	if _, err := decode(t, decls, "[web]\nquic_idle_timeout = 120\n"); err == nil || !strings.Contains(err.Error(), `"10m"`) {
+		t.Errorf("bare number duration: %v", err)
+	}
+}
