@@ -296,3 +296,16 @@ func (h *Handler) allow(addr netip.Addr) bool {
 	s.last = now
 	return s.lim.AllowN(now, 1)
 }
+
+// Mount returns a handler that answers PagePath and CredentialsPath with h
+// and everything else with next: the credentials API listener serves the
+// self-test page on /test beside its own endpoint.
+func Mount(h *Handler, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == PagePath || r.URL.Path == CredentialsPath {
+			h.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}

@@ -229,3 +229,16 @@ func TestCredentialRelays(t *testing.T) {
 		t.Fatal("an expired self-test credential allocated")
 	}
 }
+
+func TestMount(t *testing.T) {
+	h := newHandler(t, selftest.Config{})
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTeapot) })
+	m := selftest.Mount(h, next)
+	for path, want := range map[string]int{selftest.PagePath: 200, "/v1/ice-servers": http.StatusTeapot, "/": http.StatusTeapot, "/test/x": http.StatusTeapot} {
+		rec := httptest.NewRecorder()
+		m.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		if rec.Code != want {
+			t.Errorf("%s: %d, want %d", path, rec.Code, want)
+		}
+	}
+}
