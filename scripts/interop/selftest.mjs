@@ -5,7 +5,8 @@
 // CONFIG: { url, executablePath, userDataDir, extraFlags, screenshot, timeoutMs }
 //
 // It opens the page with the suite's flags (driver.mjs: FLAGS), waits for the verdict, takes a screenshot and
-// prints one JSON line: { verdict, rows: [{door, stun, turn, ms}], report, caption, live, headers, consoleErrors }.
+// prints one JSON line: { verdict, rows: [{door, stun, turn, ms}], report, caption, live, headers, consoleErrors,
+// focused }.
 // Exit status: 0 when the page was read (whatever it says), 2 when the browser could not be driven.
 
 import { readFileSync } from 'node:fs';
@@ -33,6 +34,9 @@ async function main() {
       const c = [...tr.children].map((x) => x.textContent);
       return { door: c[0], stun: c[2], turn: c[3], ms: c[4] };
     }));
+    // Keyboard: the first Tab reaches the re-run button.
+    await page.keyboard.press('Tab');
+    const focused = await page.evaluate(() => document.activeElement?.id ?? '');
     if (config.screenshot) await page.screenshot({ path: config.screenshot, fullPage: true });
     process.stdout.write(JSON.stringify({
       verdict: await page.textContent('#verdict'),
@@ -40,7 +44,7 @@ async function main() {
       caption: await page.textContent('#doors caption'),
       headers: await page.$$eval('#doors thead th[scope=col]', (t) => t.length),
       report: await page.inputValue('#report'),
-      rows, consoleErrors,
+      rows, consoleErrors, focused,
     }) + '\n');
   } finally {
     await context.close();

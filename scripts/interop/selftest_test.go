@@ -87,10 +87,10 @@ func TestSelfTestPage(t *testing.T) {
 		t.Fatalf("driver: %v\n%s", err, out)
 	}
 	var got struct {
-		Verdict, Live, Caption, Report string
-		Headers                        int
-		Rows                           []struct{ Door, Stun, Turn, Ms string }
-		ConsoleErrors                  []string
+		Verdict, Live, Caption, Report, Focused string
+		Headers                                 int
+		Rows                                    []struct{ Door, Stun, Turn, Ms string }
+		ConsoleErrors                           []string
 	}
 	if err := json.Unmarshal(out, &got); err != nil {
 		t.Fatalf("driver output %q: %v", out, err)
@@ -114,6 +114,9 @@ func TestSelfTestPage(t *testing.T) {
 	}
 	if got.Live != "polite" || got.Caption == "" || got.Headers != 5 || !strings.Contains(got.Report, "Verdict: "+probe.WordCallsWork) {
 		t.Errorf("accessibility/report: aria-live %q, caption %q, %d column headers, report %q", got.Live, got.Caption, got.Headers, got.Report)
+	}
+	if got.Focused != "run" || len(got.ConsoleErrors) != 0 {
+		t.Errorf("first Tab on %q, console errors %v; want the run button and none (a CSP violation or script error shows here)", got.Focused, got.ConsoleErrors)
 	}
 	if st, err := os.Stat(shot); err != nil || st.Size() == 0 {
 		t.Errorf("no screenshot at %s: %v", shot, err)
