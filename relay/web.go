@@ -44,6 +44,11 @@ type WebConfig struct {
 	// never lock TURN clients out (DefaultWebMaxConns when zero; negative:
 	// no cap).
 	MaxConns int
+	// Page, when set, answers the HTTP/1 requests of visitors that are not
+	// TURN when there is no Backend, instead of the short built-in text:
+	// the self-test page (package selftest). One request per connection;
+	// its answer is bounded to 256 KiB.
+	Page http.Handler
 }
 
 // Defaults of WebConfig.
@@ -222,6 +227,14 @@ func (s *Server) servePage(conn net.Conn, r io.Reader, client netip.AddrPort) {
 		s.log.Debug("built-in page: unreadable request", "client", client.String(), "err", err)
 		return
 	}
+	if s.cfg.Web.Page != nil {
+		if err := s.servePageHandler(conn, req, client); err != nil {
+			s.log.Debug("built-in page: write", "client", client.String(), "err", err)
+			return
+		}
+		s.lingerPage(conn, r)
+		return
+	}
 	_ = req.Body.Close()
 	body := pageBody
 	if req.Method == http.MethodHead {
@@ -236,6 +249,12 @@ func (s *Server) servePage(conn net.Conn, r io.Reader, client netip.AddrPort) {
 		s.log.Debug("built-in page: write", "client", client.String(), "err", err)
 		return
 	}
+	s.lingerPage(conn, r)
+}
+
+// lingerPage half-closes conn after a page and drains what the client
+// still sends.
+func (s *Server) lingerPage(conn net.Conn, r io.Reader) {
 	// A TLS close_notify (or a TCP FIN) tells the client the response is
 	// complete before the connection goes away.
 	var cw interface{ CloseWrite() error }
