@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"regexp"
@@ -68,9 +69,18 @@ type Setting struct {
 	// Restart is true when a SIGHUP reload cannot change the setting: a
 	// reload that changes it warns and keeps the running value.
 	Restart bool
+	// DocDefault is how README's flag table writes the default when it
+	// differs from DefaultText; empty: DefaultText (or the value).
+	DocDefault string
 	// Requires names a setting that must be set (differ from its default)
 	// when this one differs from its default; empty: none.
 	Requires string
+	// RequiresFix ends the error of a missing Requires, saying what to
+	// do; empty: "set both or neither".
+	RequiresFix string
+	// ZeroIsDefault makes a zero value (0, "0s") stand for the default, as
+	// the older settings' schema has always read it.
+	ZeroIsDefault bool
 	// Check validates a value (the default is never checked); its error
 	// is wrapped with the key and the flag.
 	Check func(v any) error
@@ -251,11 +261,18 @@ func Resolve(decls []Setting, given Values) (Values, error) {
 	var out Values
 	for _, d := range decls {
 		x, ok := given[d.Key]
+		if d.ZeroIsDefault && ok && isZero(x) {
+			x = d.Default
+		}
 		if !ok || x == d.Default {
 			continue
 		}
 		if d.Check != nil {
 			if err := d.Check(x); err != nil {
+				var v valueError
+				if errors.As(err, &v) {
+					return nil, fmt.Errorf("%s (--%s) %w", d.Key, d.Flag, err)
+				}
 				return nil, fmt.Errorf("%s (--%s): %w", d.Key, d.Flag, err)
 			}
 		}
@@ -269,10 +286,41 @@ func Resolve(decls []Setting, given Values) (Values, error) {
 			continue
 		}
 		if r, ok := find(decls, d.Requires); ok && out.get(r) == r.Default {
-			return nil, fmt.Errorf("%s (--%s) is set but %s (--%s) is not: set both or neither", d.Key, d.Flag, r.Key, r.Flag)
+			fix := d.RequiresFix
+			if fix == "" {
+				fix = "set both or neither"
+			}
+			return nil, fmt.Errorf("%s (--%s) is set but %s (--%s) is not: %s", d.Key, d.Flag, r.Key, r.Flag, fix)
 		}
 	}
 	return out, nil
+}
+
+// isZero reports whether x is the zero value of its kind.
+func isZero(x any) bool {
+	switch x := x.(type) {
+	case int:
+		return x == 0
+	case time.Duration:
+		return x == 0
+	case string:
+		return x == ""
+	case bool:
+		return !x
+	}
+	return false
+}
+
+// valueError is a Check error that starts with the value ("-1s: write
+// ..."): Resolve writes it after the flag without a colon, as the older
+// settings' messages are ("web.idle_timeout (--web-idle-timeout) -1s: ...").
+type valueError struct{ msg string }
+
+func (e valueError) Error() string { return e.msg }
+
+// valueErrorf formats a valueError.
+func valueErrorf(format string, args ...any) error {
+	return valueError{fmt.Sprintf(format, args...)}
 }
 
 // Apply puts resolved values into the relay's configuration.

@@ -15,6 +15,50 @@ const CategoryWeb = "Sharing port 443"
 func Settings() []Setting {
 	return []Setting{
 		{
+			Key: "web.backend", Flag: "web-backend", Kind: KindString, Default: "",
+			DefaultText: "none: browsers get a short built-in page", DocDefault: "none (built-in page)",
+			Placeholder: "HOST:PORT", Category: CategoryWeb, Restart: true,
+			Usage: "forward TLS and HTTP connections that are not TURN to the web site at HOST:PORT (TLS passed through, not terminated)",
+			Check: func(v any) error { return relay.ValidateBackend(v.(string)) },
+			Set:   func(c *relay.Config, v any) { c.Web.Backend = v.(string) },
+		},
+		{
+			Key: "web.backend_proxy_protocol", Flag: "web-backend-proxy-protocol", Kind: KindBool, Default: false,
+			DocDefault: "off", Category: CategoryWeb, Restart: true,
+			Requires: "web.backend", RequiresFix: "name the web site or drop the option",
+			Usage: "start each forwarded connection with a PROXY protocol v2 header naming the client",
+			Set:   func(c *relay.Config, v any) { c.Web.BackendProxyProtocol = v.(bool) },
+		},
+		{
+			Key: "web.idle_timeout", Flag: "web-idle-timeout", Kind: KindDuration, Default: relay.DefaultWebIdleTimeout,
+			Placeholder: "D", Category: CategoryWeb, Restart: true, ZeroIsDefault: true,
+			Usage: "close a connection forwarded to --web-backend when no byte has passed either way for D",
+			Check: func(v any) error {
+				if d := v.(time.Duration); d < 0 {
+					return valueErrorf("%v: write a positive duration such as %q", d, relay.DefaultWebIdleTimeout.String())
+				}
+				return nil
+			},
+			Set: func(c *relay.Config, v any) { c.Web.IdleTimeout = v.(time.Duration) },
+		},
+		{
+			Key: "web.max_conns", Flag: "web-max-conns", Kind: KindInt, Default: relay.DefaultWebMaxConns,
+			Placeholder: "N", Category: CategoryWeb, Restart: true,
+			Usage: "at most N connections forwarded to --web-backend, apart from --max-conns; 0 = no cap",
+			Check: func(v any) error {
+				if n := v.(int); n < 0 {
+					return valueErrorf("%d: write 0 for no cap or a positive count", n)
+				}
+				return nil
+			},
+			Set: func(c *relay.Config, v any) {
+				c.Web.MaxConns = v.(int)
+				if c.Web.MaxConns == 0 {
+					c.Web.MaxConns = -1 // relay: negative is no cap
+				}
+			},
+		},
+		{
 			Key: "web.quic_backend", Flag: "web-quic-backend", Kind: KindString, Default: "",
 			DefaultText: "off", Placeholder: "HOST:PORT", Category: CategoryWeb, Restart: true,
 			Usage: "forward UDP datagrams that are not STUN or TURN (QUIC, HTTP/3) to the QUIC server at HOST:PORT",

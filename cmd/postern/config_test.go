@@ -186,7 +186,8 @@ key = "k.pem"
 		stunServers:       defaultSTUNServers(),
 		admin:             adminSettings{listen: defaultAdminListen},
 		api:               apiSettings{maxTTL: defaultAPIMaxTTL},
-		port443:           port443Settings{web: relay.WebConfig{IdleTimeout: relay.DefaultWebIdleTimeout, MaxConns: relay.DefaultWebMaxConns}},
+		// [web] idle_timeout and max_conns are declared in package config
+		// (their defaults are the nil Values); TestPort443Settings checks them.
 		hard: hardeningSettings{
 			ipQuota: 2, userBandwidth: 125000,
 			unauthRate: 0, unauthBurst: defaultUnauthBurst, // 0 written: no limit
