@@ -37,12 +37,14 @@ func (d Duration) MarshalText() ([]byte, error) {
 // Kind is the type of a setting's value, in TOML and on the command line.
 type Kind int
 
-// Kinds of settings. Values holds a string, bool, time.Duration or int.
+// Kinds of settings. Values holds a string, bool, time.Duration, int or
+// float64.
 const (
 	KindString Kind = iota
 	KindBool
 	KindDuration
 	KindInt
+	KindFloat
 )
 
 // Setting declares one setting: everything the flag, the TOML decoder,
@@ -122,6 +124,8 @@ func Flags(decls []Setting) []cli.Flag {
 			out = append(out, &cli.DurationFlag{Name: d.Flag, Category: d.Category, Usage: usage, Value: d.Default.(time.Duration), DefaultText: d.DefaultText})
 		case KindInt:
 			out = append(out, &cli.IntFlag{Name: d.Flag, Category: d.Category, Usage: usage, Value: d.Default.(int), DefaultText: d.DefaultText})
+		case KindFloat:
+			out = append(out, &cli.FloatFlag{Name: d.Flag, Category: d.Category, Usage: usage, Value: d.Default.(float64), DefaultText: d.DefaultText})
 		}
 	}
 	return out
@@ -147,8 +151,9 @@ func FromTOML(decls []Setting, doc map[string]any) (Values, error) {
 }
 
 func fromTOML(d Setting, raw any) (any, error) {
+	// The words of cmd/postern's check-config for the older keys.
 	bad := func(want string) error {
-		return fmt.Errorf("%s: %v is not %s", d.Key, raw, want)
+		return fmt.Errorf("%s: %v is not %s: wrong type: write %s", d.Key, raw, want, TypeHint(d.Kind))
 	}
 	switch d.Kind {
 	case KindString:
@@ -179,8 +184,40 @@ func fromTOML(d Setting, raw any) (any, error) {
 			return nil, bad("an integer")
 		}
 		return int(n), nil
+	case KindFloat:
+		switch n := raw.(type) {
+		case float64:
+			return n, nil
+		case int64:
+			return float64(n), nil
+		}
+		return nil, bad("a number")
 	}
 	return nil, fmt.Errorf("%s: unknown kind %d", d.Key, d.Kind)
+}
+
+// TypeHint describes what a setting of kind k takes in TOML, with an
+// example (as check-config explains a wrong type).
+func TypeHint(k Kind) string {
+	switch k {
+	case KindString:
+		return "a quoted string"
+	case KindBool:
+		return "true or false, without quotes"
+	case KindDuration:
+		return `a quoted duration such as "10m" or "1h30m"`
+	case KindInt:
+		return "a whole number without quotes"
+	case KindFloat:
+		return "a number without quotes, such as 10 or 2.5"
+	}
+	return ""
+}
+
+// KindOf returns the kind of the declared key.
+func KindOf(decls []Setting, key string) (Kind, bool) {
+	d, ok := find(decls, key)
+	return d.Kind, ok
 }
 
 // lookup finds the dotted key in a decoded TOML document.
@@ -251,6 +288,8 @@ func FromFlags(decls []Setting, cmd *cli.Command, v Values) {
 			v[d.Key] = cmd.Duration(d.Flag)
 		case KindInt:
 			v[d.Key] = cmd.Int(d.Flag)
+		case KindFloat:
+			v[d.Key] = cmd.Float(d.Flag)
 		}
 	}
 }
@@ -307,8 +346,20 @@ func isZero(x any) bool {
 		return x == ""
 	case bool:
 		return !x
+	case float64:
+		return x == 0
 	}
 	return false
+}
+
+// Get returns the value of the declared key in v, or its default; nil
+// when key is not declared.
+func Get(decls []Setting, v Values, key string) any {
+	d, ok := find(decls, key)
+	if !ok {
+		return nil
+	}
+	return v.get(d)
 }
 
 // valueError is a Check error that starts with the value ("-1s: write

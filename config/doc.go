@@ -14,8 +14,9 @@
 //     declaration with its default, and document no undeclared key of a
 //     declared family (TestDocsMatchDeclarations).
 //
-// Migration: the [web] table (but turn_hosts, a list) is declared here so
-// far; the other settings are still cmd/postern's Config struct, which
+// Migration: the [web] table (but turn_hosts, a list), the abuse limits of
+// [limits] (not user_quota and the lifetimes yet) and [drain] are declared
+// here so far; the other settings are still cmd/postern's Config struct, which
 // hands the declared ones over through Config.Declared.
 //
 // How to add a setting:

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"net/netip"
 	"time"
 
 	"github.com/postern/postern/relay"
@@ -13,6 +14,11 @@ const CategoryWeb = "Sharing port 443"
 // Settings are the declared settings, in the order of --help, the README
 // table and config.toml.example.
 func Settings() []Setting {
+	return append(webSettings(), limitsSettings()...)
+}
+
+// webSettings are the [web] table's settings but turn_hosts.
+func webSettings() []Setting {
 	return []Setting{
 		{
 			Key: "web.backend", Flag: "web-backend", Kind: KindString, Default: "",
@@ -95,5 +101,150 @@ func Settings() []Setting {
 			Check: flowCap,
 			Set:   func(c *relay.Config, v any) { c.QUIC.MaxFlowsPerClient = v.(int) },
 		},
+	}
+}
+
+// CategoryLimits and CategoryDrain are the --help categories of [limits]
+// and [drain] (the names cmd/postern gives its other flags there).
+const (
+	CategoryLimits = "Limits"
+	CategoryDrain  = "Draining"
+)
+
+// DefaultMaxConns is limits.max_conns's default, sized to memory: an idle
+// TCP connection costs the server about 14 KiB (a 4 KiB buffer, the socket,
+// an 8 KiB goroutine stack), an idle TLS one about 35 KiB (TLS state, a
+// 16 KiB stack), and one that has not allocated at most about 52 KiB (TLS
+// records of 16 KiB); so 10 000 connections hold about 140-350 MiB idle, at
+// most about 510 MiB before they authenticate (README, "Security and abuse
+// limits"). Raise it on a larger host.
+const DefaultMaxConns = 10000
+
+// Per-address limits are generous: many users can share one NAT address.
+const (
+	// DefaultMaxConnsPerIP is limits.max_conns_per_ip's default.
+	DefaultMaxConnsPerIP = 256
+	// DefaultDrainTimeout is drain.timeout's default.
+	DefaultDrainTimeout = 10 * time.Minute
+)
+
+// limitsSettings are the abuse limits of [limits] and the [drain] table.
+// The UDP answer limits' defaults are relay's, whose comment gives the
+// arithmetic (a 09:00 meeting behind one NAT). All need a restart.
+func limitsSettings() []Setting {
+	unlimited := func(key, flag, placeholder, usage string, set func(c *relay.Config, n int)) Setting {
+		return Setting{
+			Key: key, Flag: flag, Kind: KindInt, Default: 0, DefaultText: "0, unlimited", DocDefault: "`0` (unlimited)",
+			Placeholder: placeholder, Category: CategoryLimits, Restart: true, Usage: usage,
+			Check: nonNegative("write 0 for unlimited or a positive number"),
+			Set:   func(c *relay.Config, v any) { set(c, v.(int)) },
+		}
+	}
+	rate := func(key, flag string, def float64, usage string, set func(c *relay.Config, r float64)) Setting {
+		return Setting{
+			Key: key, Flag: flag, Kind: KindFloat, Default: def,
+			Placeholder: "R", Category: CategoryLimits, Restart: true, Usage: usage,
+			Check: func(v any) error {
+				if r := v.(float64); r < 0 {
+					return valueErrorf("%v: write 0 for no limit or answers per second such as %v", r, def)
+				}
+				return nil
+			},
+			Set: func(c *relay.Config, v any) { set(c, v.(float64)) },
+		}
+	}
+	burst := func(key, flag string, def int, usage string, set func(c *relay.Config, n int)) Setting {
+		return Setting{
+			Key: key, Flag: flag, Kind: KindInt, Default: def, ZeroIsDefault: true,
+			Placeholder: "N", Category: CategoryLimits, Restart: true, Usage: usage,
+			Check: nonNegative("write 0 for unlimited or a positive number"),
+			Set:   func(c *relay.Config, v any) { set(c, v.(int)) },
+		}
+	}
+	connCap := func(key, flag string, def int, usage string, set func(c *relay.Config, n int)) Setting {
+		return Setting{
+			Key: key, Flag: flag, Kind: KindInt, Default: def,
+			Placeholder: "N", Category: CategoryLimits, Restart: true, Usage: usage,
+			Check: nonNegative("write 0 for no cap or a positive count"),
+			Set:   func(c *relay.Config, v any) { set(c, v.(int)) },
+		}
+	}
+	timeout := func(key, flag string, def time.Duration, category, usage string, set func(c *relay.Config, d time.Duration)) Setting {
+		return Setting{
+			Key: key, Flag: flag, Kind: KindDuration, Default: def, ZeroIsDefault: true,
+			Placeholder: "D", Category: category, Restart: true, Usage: usage,
+			Check: func(v any) error {
+				if d := v.(time.Duration); d < 0 {
+					return valueErrorf("%v: write a positive duration such as %q", d, def.String())
+				}
+				return nil
+			},
+			Set: func(c *relay.Config, v any) {
+				if set != nil {
+					set(c, v.(time.Duration))
+				}
+			},
+		}
+	}
+	return []Setting{
+		unlimited("limits.ip_quota", "ip-quota", "N", "at most N allocations per client IP address across all listeners",
+			func(c *relay.Config, n int) { c.IPQuota = n }),
+		unlimited("limits.total_quota", "total-quota", "N", "at most N allocations in all (508 Insufficient Capacity beyond)",
+			func(c *relay.Config, n int) { c.TotalQuota = n }),
+		unlimited("limits.allocation_bandwidth", "allocation-bandwidth", "BYTES", "relay at most BYTES per second each way per allocation; excess is dropped",
+			func(c *relay.Config, n int) { c.AllocationBandwidth = int64(n) }),
+		unlimited("limits.user_bandwidth", "user-bandwidth", "BYTES", "relay at most BYTES per second each way for all of one user's allocations",
+			func(c *relay.Config, n int) { c.UserBandwidth = int64(n) }),
+		rate("limits.unauthenticated_rate", "unauthenticated-rate", relay.DefaultUnauthenticatedRate,
+			"UDP answers per second R to one address's (IPv6: /64's) unauthenticated requests (401, 438, 400, 420); 0 = no limit",
+			func(c *relay.Config, r float64) { c.UnauthenticatedRate = r }),
+		burst("limits.unauthenticated_burst", "unauthenticated-burst", relay.DefaultUnauthenticatedBurst, "burst N of --unauthenticated-rate (0: the default)",
+			func(c *relay.Config, n int) { c.UnauthenticatedBurst = n }),
+		rate("limits.binding_rate", "binding-rate", relay.DefaultBindingRate,
+			"UDP Binding answers per second R to one address (IPv6: /64); 0 = no limit",
+			func(c *relay.Config, r float64) { c.BindingRate = r }),
+		burst("limits.binding_burst", "binding-burst", relay.DefaultBindingBurst, "burst N of --binding-rate (0: the default)",
+			func(c *relay.Config, n int) { c.BindingBurst = n }),
+		connCap("limits.max_conns", "max-conns", DefaultMaxConns, "at most N TCP/TLS client connections in all; 0 = no cap",
+			func(c *relay.Config, n int) { c.MaxConns = n }),
+		connCap("limits.max_conns_per_ip", "max-conns-per-ip", DefaultMaxConnsPerIP, "at most N TCP/TLS connections per source address; 0 = no cap",
+			func(c *relay.Config, n int) { c.MaxConnsPerIP = n }),
+		timeout("limits.handshake_timeout", "handshake-timeout", relay.DefaultHandshakeTimeout, CategoryLimits,
+			"close TCP/TLS connections whose first byte, PROXY header or TLS handshake takes longer than D",
+			func(c *relay.Config, d time.Duration) { c.HandshakeTimeout = d }),
+		timeout("limits.idle_timeout", "idle-timeout", relay.DefaultIdleTimeout, CategoryLimits,
+			"close TCP/TLS connections that have had no allocation for D (not yet, or since a Refresh with lifetime 0)",
+			func(c *relay.Config, d time.Duration) { c.IdleTimeout = d }),
+		{
+			Key: "drain.alternate_server", Flag: "alternate-server", Kind: KindString, Default: "",
+			DefaultText: "none: 508", DocDefault: "none (508)", Placeholder: "IP:PORT", Category: CategoryDrain, Restart: true,
+			Usage: "while draining, send allocating clients to IP:PORT (300 Try Alternate)",
+			Check: func(v any) error {
+				if _, err := netip.ParseAddrPort(v.(string)); err != nil {
+					return valueErrorf("%q: write IP:PORT, e.g. 203.0.113.8:3478 or [2001:db8::8]:3478", v)
+				}
+				return nil
+			},
+			Set: func(c *relay.Config, v any) {
+				c.AlternateServer = netip.AddrPort{}
+				if s := v.(string); s != "" {
+					c.AlternateServer = netip.MustParseAddrPort(s) // checked
+				}
+			},
+		},
+		// drain.timeout is read by the command's drain sequence
+		// (Get(Settings(), v, "drain.timeout")), not by the relay.
+		timeout("drain.timeout", "drain-timeout", DefaultDrainTimeout, CategoryDrain,
+			"after a drain, SIGTERM waits up to D for the last allocation to end", nil),
+	}
+}
+
+// nonNegative checks a count where 0 has a meaning of its own (fix says which).
+func nonNegative(fix string) func(v any) error {
+	return func(v any) error {
+		if n := v.(int); n < 0 {
+			return valueErrorf("%d: %s", n, fix)
+		}
+		return nil
 	}
 }

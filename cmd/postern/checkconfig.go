@@ -196,6 +196,9 @@ func tomlProblem(err error) (int, string) {
 
 // expectedType describes what the schema takes at key, with an example.
 func expectedType(key []string) string {
+	if k, ok := config.KindOf(config.Settings(), strings.Join(key, ".")); ok {
+		return config.TypeHint(k)
+	}
 	t, ok := schemaField(key)
 	if !ok {
 		return ""

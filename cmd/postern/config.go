@@ -109,20 +109,7 @@ type LimitsConfig struct {
 	MaxLifetime Duration `toml:"max_lifetime"`
 	// DefaultLifetime is given to allocations that ask for less.
 	DefaultLifetime Duration `toml:"default_lifetime"`
-
-	// Abuse limits (hardening.go).
-	IPQuota              int      `toml:"ip_quota"`
-	TotalQuota           int      `toml:"total_quota"`
-	AllocationBandwidth  int64    `toml:"allocation_bandwidth"`
-	UserBandwidth        int64    `toml:"user_bandwidth"`
-	UnauthenticatedRate  *float64 `toml:"unauthenticated_rate"` // nil: default; 0: no limit
-	UnauthenticatedBurst int      `toml:"unauthenticated_burst"`
-	BindingRate          *float64 `toml:"binding_rate"` // nil: default; 0: no limit
-	BindingBurst         int      `toml:"binding_burst"`
-	MaxConns             *int     `toml:"max_conns"`        // nil: default; 0: no cap
-	MaxConnsPerIP        *int     `toml:"max_conns_per_ip"` // nil: default; 0: no cap
-	HandshakeTimeout     Duration `toml:"handshake_timeout"`
-	IdleTimeout          Duration `toml:"idle_timeout"`
+	// The abuse limits are declared in package config (config.Settings).
 }
 
 // TLSConfig is the [tls] table: the certificate of tls:// and tcp+tls://
@@ -341,7 +328,7 @@ func configFlags() []cli.Flag {
 		adminAddrFlag("admin HTTP listener (metrics, health, sessions API) at `ADDR` (HOST:PORT); \"\" or off disables it"),
 		adminTokenFlag("require the bearer `TOKEN` on /metrics, /api/ and the dashboard of the admin listener"),
 		pprofFlag(),
-	}, append(append(port443Flags(), config.Flags(config.Settings())...), hardeningFlags()...)...)
+	}, append(port443Flags(), config.Flags(config.Settings())...)...)
 }
 
 // applyFlags overrides c with the flags given on the command line. A
@@ -381,7 +368,6 @@ func (c *Config) applyFlags(cmd *cli.Command) error {
 	override(cmd, flagAPIKey, &c.CredentialsAPI.APIKeys, cmd.StringSlice)
 
 	c.applyPort443Flags(cmd)
-	c.applyHardeningFlags(cmd)
 	if c.Declared == nil {
 		c.Declared = config.Values{}
 	}

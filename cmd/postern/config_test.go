@@ -17,6 +17,7 @@ import (
 	"github.com/urfave/cli/v3"
 
 	"github.com/postern/postern/allocations"
+	"github.com/postern/postern/config"
 	"github.com/postern/postern/relay"
 )
 
@@ -188,14 +189,14 @@ key = "k.pem"
 		api:               apiSettings{maxTTL: defaultAPIMaxTTL},
 		// [web] idle_timeout and max_conns are declared in package config
 		// (their defaults are the nil Values); TestPort443Settings checks them.
-		hard: hardeningSettings{
-			ipQuota: 2, userBandwidth: 125000,
-			unauthRate: 0, unauthBurst: defaultUnauthBurst, // 0 written: no limit
-			bindingRate: defaultBindingRate, bindingBurst: defaultBindingBurst,
-			maxConns: defaultMaxConns, maxConnsPerIP: 0, // 0 written: no cap
-			handshakeTimeout: relay.DefaultHandshakeTimeout, idleTimeout: time.Minute,
-			alternateServer: netip.MustParseAddrPort("192.0.2.8:3478"),
-			drainTimeout:    defaultDrainTimeout,
+		// The abuse limits and [drain] are declared in package config: only
+		// the values that differ from their default are kept.
+		declared: config.Values{
+			"limits.ip_quota": 2, "limits.user_bandwidth": 125000,
+			"limits.unauthenticated_rate": 0.0, // 0 written: no limit
+			"limits.max_conns_per_ip":     0,   // 0 written: no cap
+			"limits.idle_timeout":         time.Minute,
+			"drain.alternate_server":      "192.0.2.8:3478",
 		},
 	}
 	if !reflect.DeepEqual(s, want) {

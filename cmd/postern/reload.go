@@ -332,7 +332,6 @@ func restartOnly(running, loaded settings) []string {
 		{"limits.user_quota", func(d *settings) { d.userQuota = running.userQuota }},
 		{"limits.max_lifetime", func(d *settings) { d.maxLifetime = running.maxLifetime }},
 		{"limits.default_lifetime", func(d *settings) { d.defaultLifetime = running.defaultLifetime }},
-		{"limits (abuse limits) and [drain]", func(d *settings) { d.hard = running.hard }},
 		{"[web], proxy_protocol_from and tls.acme*", func(d *settings) { d.port443 = running.port443 }},
 		{"log.level", func(d *settings) { d.logLevel = running.logLevel }},
 		{"log.format", func(d *settings) { d.logFormat = running.logFormat }},

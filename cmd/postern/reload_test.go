@@ -16,6 +16,7 @@ import (
 	"github.com/pion/logging"
 	"github.com/pion/turn/v5"
 
+	"github.com/postern/postern/config"
 	"github.com/postern/postern/internal/turntest"
 )
 
@@ -456,7 +457,8 @@ func TestRestartOnlyNamesEachKey(t *testing.T) {
 		want   string
 	}{
 		{func(s *settings) { s.admin.listen = "127.0.0.1:9999" }, "admin"},
-		{func(s *settings) { s.hard.ipQuota = 3 }, "limits (abuse limits) and [drain]"},
+		{func(s *settings) { s.declared = config.Values{"limits.ip_quota": 3} }, "limits.ip_quota"},
+		{func(s *settings) { s.declared = config.Values{"drain.timeout": time.Second} }, "drain.timeout"},
 		{func(s *settings) { s.port443.acme = true }, "[web], proxy_protocol_from and tls.acme*"},
 		{func(s *settings) { s.stunServers = []string{"192.0.2.1:3478"} }, "relay.stun_servers"},
 		{func(s *settings) { s.externalAuto = true }, "relay.external_ip"},

@@ -146,7 +146,6 @@ func serve(ctx context.Context, s settings, log *slog.Logger, stdout io.Writer, 
 		Software:           software(),
 		Logger:             log,
 	}
-	s.hard.apply(&relayConfig)
 	config.Apply(config.Settings(), s.declared, &relayConfig)
 	srv, err := relay.New(relayConfig)
 	if err != nil {
@@ -159,7 +158,7 @@ func serve(ctx context.Context, s settings, log *slog.Logger, stdout io.Writer, 
 		return err
 	}
 	defer stopAdmin()
-	if err := srv.Start(drainContext(ctx, srv, s.hard.drainTimeout, log)); err != nil {
+	if err := srv.Start(drainContext(ctx, srv, config.Get(config.Settings(), s.declared, "drain.timeout").(time.Duration), log)); err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
 	s = withDiscoveredExternal(s, srv)

@@ -72,8 +72,6 @@ type settings struct {
 
 	port443 port443Settings // [web], proxy_protocol_from, ACME in [tls]
 
-	hard hardeningSettings // abuse limits in [limits], and [drain]
-
 	declared config.Values // the settings of config.Settings, defaults filled in
 }
 
@@ -148,9 +146,6 @@ func (c Config) settings() (settings, error) {
 	// An unset default lifetime follows a max lifetime set below it rather
 	// than failing the check below.
 	if s.defaultLifetime, err = positive(c.Limits.DefaultLifetime, min(defaultDefaultLifetime, s.maxLifetime), "limits.default_lifetime", flagDefaultLifetime); err != nil {
-		return settings{}, err
-	}
-	if err := s.loadHardening(c); err != nil {
 		return settings{}, err
 	}
 	if s.defaultLifetime > s.maxLifetime {
