@@ -15,8 +15,8 @@
 //     declared family (TestDocsMatchDeclarations).
 //
 // Migration: the [web] table (but turn_hosts, a list), the abuse limits of
-// [limits] (not user_quota and the lifetimes yet) and [drain] are declared
-// here so far; the other settings are still cmd/postern's Config struct, which
+// [limits] (not user_quota and the lifetimes yet), [drain] and [log] are
+// declared here so far; the other settings are still cmd/postern's Config struct, which
 // hands the declared ones over through Config.Declared.
 //
 // How to add a setting:

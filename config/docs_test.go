@@ -55,7 +55,7 @@ var (
 
 // documentedFamily says which documented keys must be declared: those of
 // the families already moved into this package: [web] but turn_hosts,
-// [limits] but user_quota and the lifetimes, [drain]
+// [limits] but user_quota and the lifetimes, [drain], [log]
 // (the other keys are still
 // cmd/postern's schema, checked by its TestConfigExample).
 func documentedFamily(key string) bool {
@@ -67,7 +67,7 @@ func documentedFamily(key string) bool {
 	case "limits":
 		// The allocation quota and lifetimes are not moved yet.
 		return name != "user_quota" && name != "max_lifetime" && name != "default_lifetime"
-	case "drain":
+	case "drain", "log":
 		return true
 	}
 	return false

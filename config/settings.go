@@ -1,7 +1,9 @@
 package config
 
 import (
+	"log/slog"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/postern/postern/relay"
@@ -14,7 +16,52 @@ const CategoryWeb = "Sharing port 443"
 // Settings are the declared settings, in the order of --help, the README
 // table and config.toml.example.
 func Settings() []Setting {
-	return append(webSettings(), limitsSettings()...)
+	return append(append(logSettings(), webSettings()...), limitsSettings()...)
+}
+
+// CategoryLog is the --help category of [log].
+const CategoryLog = "Logging"
+
+// logSettings are the [log] table, read by the command (LogLevel,
+// LogFormat) to make its logger; restart-only.
+func logSettings() []Setting {
+	return []Setting{
+		{
+			Key: "log.level", Flag: "log-level", Kind: KindString, Default: "info", ZeroIsDefault: true,
+			Placeholder: "LEVEL", Category: CategoryLog, Restart: true,
+			Usage: "log LEVEL: debug, info, warn or error",
+			Check: func(v any) error {
+				var l slog.Level
+				if err := l.UnmarshalText([]byte(v.(string))); err != nil {
+					return valueErrorf("%q: write debug, info, warn or error", v)
+				}
+				return nil
+			},
+		},
+		{
+			Key: "log.format", Flag: "log-format", Kind: KindString, Default: "text", ZeroIsDefault: true,
+			Placeholder: "FORMAT", Category: CategoryLog, Restart: true,
+			Usage: "log FORMAT: text or json",
+			Check: func(v any) error {
+				if f := strings.ToLower(v.(string)); f != "text" && f != "json" {
+					return valueErrorf("%q: write text or json", v)
+				}
+				return nil
+			},
+		},
+	}
+}
+
+// LogLevel is the resolved log.level of v.
+func LogLevel(v Values) slog.Level {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(Get(Settings(), v, "log.level").(string))) // checked by Resolve
+	return l
+}
+
+// LogFormat is the resolved log.format of v, "text" or "json".
+func LogFormat(v Values) string {
+	return strings.ToLower(Get(Settings(), v, "log.format").(string))
 }
 
 // webSettings are the [web] table's settings but turn_hosts.

@@ -24,7 +24,7 @@ type Config struct {
 	Listen []string `toml:"listen"`
 	// Realm is the authentication realm sent to clients (RFC 8489 §9.2).
 	Realm  string       `toml:"realm"`
-	Log    LogConfig    `toml:"log"`
+	Log    LogConfig    `toml:"log"` // declared in package config
 	Auth   AuthConfig   `toml:"auth"`
 	Relay  RelayConfig  `toml:"relay"`
 	Limits LimitsConfig `toml:"limits"`
@@ -52,13 +52,10 @@ type Config struct {
 	Declared config.Values `toml:"-"`
 }
 
-// LogConfig is the [log] table.
-type LogConfig struct {
-	// Level is debug, info, warn or error.
-	Level string `toml:"level"`
-	// Format is text or json.
-	Format string `toml:"format"`
-}
+// LogConfig is the [log] table, whose keys (level, format) are declared
+// in package config; the empty table keeps "unknown key" errors listing
+// them.
+type LogConfig struct{}
 
 // AuthConfig is the [auth] table: who may allocate.
 type AuthConfig struct {
@@ -249,8 +246,6 @@ const (
 	flagDefaultLifetime = "default-lifetime"
 	flagTLSCert         = "tls-cert"
 	flagTLSKey          = "tls-key"
-	flagLogLevel        = "log-level"
-	flagLogFormat       = "log-format"
 )
 
 // Flag categories in --help.
@@ -314,11 +309,6 @@ func configFlags() []cli.Flag {
 		&cli.StringFlag{Name: flagTLSKey, Category: catTLS, TakesFile: true,
 			Usage: "PEM private key `FILE` of --tls-cert"},
 
-		&cli.StringFlag{Name: flagLogLevel, Category: catLog, Value: defaultLogLevel,
-			Usage: "log `LEVEL`: debug, info, warn or error"},
-		&cli.StringFlag{Name: flagLogFormat, Category: catLog, Value: defaultLogFormat,
-			Usage: "log `FORMAT`: text or json"},
-
 		&cli.StringFlag{Name: flagCredentialsAPI, Category: catAPI,
 			Usage:       "serve POST /v1/ice-servers on `ADDR`: HOST:PORT or https://HOST:PORT (HTTPS, needs --tls-cert), or http://127.0.0.1:PORT (loopback only)",
 			DefaultText: "off"},
@@ -360,9 +350,6 @@ func (c *Config) applyFlags(cmd *cli.Command) error {
 
 	override(cmd, flagTLSCert, &c.TLS.Cert, cmd.String)
 	override(cmd, flagTLSKey, &c.TLS.Key, cmd.String)
-
-	override(cmd, flagLogLevel, &c.Log.Level, cmd.String)
-	override(cmd, flagLogFormat, &c.Log.Format, cmd.String)
 
 	override(cmd, flagCredentialsAPI, &c.CredentialsAPI.Listen, cmd.String)
 	override(cmd, flagAPIKey, &c.CredentialsAPI.APIKeys, cmd.StringSlice)

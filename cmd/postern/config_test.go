@@ -180,8 +180,6 @@ key = "k.pem"
 		defaultLifetime:   5 * time.Minute,
 		tlsCert:           "c.pem",
 		tlsKey:            "k.pem",
-		logLevel:          -4, // slog.LevelDebug
-		logFormat:         "json",
 		ice:               iceSettings{user: defaultICEUser, ttl: defaultICETTL},
 		externalIPs:       relay.ExternalIPs{V4: netip.MustParseAddr("203.0.113.5")},
 		stunServers:       defaultSTUNServers(),
@@ -197,6 +195,8 @@ key = "k.pem"
 			"limits.max_conns_per_ip":     0,   // 0 written: no cap
 			"limits.idle_timeout":         time.Minute,
 			"drain.alternate_server":      "192.0.2.8:3478",
+			"log.level":                   "debug",
+			"log.format":                  "json",
 		},
 	}
 	if !reflect.DeepEqual(s, want) {
@@ -214,7 +214,7 @@ func TestDefaults(t *testing.T) {
 	}
 	if s.realm != "postern" || s.nonceLifetime != 10*time.Minute || s.maxLifetime != time.Hour ||
 		s.defaultLifetime != 10*time.Minute || s.relayPorts != (allocations.PortRange{Low: 49152, High: 65535}) ||
-		s.userQuota != 0 || s.logFormat != "text" || s.logLevel != 0 {
+		s.userQuota != 0 || config.LogFormat(s.declared) != "text" || config.LogLevel(s.declared) != 0 {
 		t.Errorf("defaults: %+v", s)
 	}
 	if s.relayIP.IsValid() || s.externalIP.IsValid() || len(s.users)+len(s.keys)+len(s.secrets) != 0 {
@@ -349,7 +349,7 @@ level = "warn"
 	check("userQuota", s.userQuota, 0)
 	check("maxLifetime", s.maxLifetime, 2*time.Hour)
 	check("nonceLifetime", s.nonceLifetime, time.Second)
-	check("logLevel", s.logLevel.String(), "DEBUG")
+	check("logLevel", config.LogLevel(s.declared).String(), "DEBUG")
 	// Not overridden: the file's value stands.
 	check("externalIP", s.externalIP, netip.MustParseAddr("203.0.113.1"))
 	check("defaultLifetime", s.defaultLifetime, 10*time.Minute)

@@ -333,8 +333,6 @@ func restartOnly(running, loaded settings) []string {
 		{"limits.max_lifetime", func(d *settings) { d.maxLifetime = running.maxLifetime }},
 		{"limits.default_lifetime", func(d *settings) { d.defaultLifetime = running.defaultLifetime }},
 		{"[web], proxy_protocol_from and tls.acme*", func(d *settings) { d.port443 = running.port443 }},
-		{"log.level", func(d *settings) { d.logLevel = running.logLevel }},
-		{"log.format", func(d *settings) { d.logFormat = running.logFormat }},
 		{"credentials_api", func(d *settings) { d.api = running.api }},
 	}
 	// The settings declared in package config say themselves whether

@@ -462,7 +462,7 @@ func TestRestartOnlyNamesEachKey(t *testing.T) {
 		{func(s *settings) { s.port443.acme = true }, "[web], proxy_protocol_from and tls.acme*"},
 		{func(s *settings) { s.stunServers = []string{"192.0.2.1:3478"} }, "relay.stun_servers"},
 		{func(s *settings) { s.externalAuto = true }, "relay.external_ip"},
-		{func(s *settings) { s.logFormat = "json" }, "log.format"},
+		{func(s *settings) { s.declared = config.Values{"log.format": "json"} }, "log.format"},
 		{func(s *settings) {}, ""},
 	} {
 		loaded := running

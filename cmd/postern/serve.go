@@ -47,7 +47,7 @@ func serveAction(ctx context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return err
 	}
-	log := newLogger(cmd.Root().ErrWriter, s.logLevel, s.logFormat)
+	log := newLogger(cmd.Root().ErrWriter, config.LogLevel(s.declared), config.LogFormat(s.declared))
 	if addr := cmd.String(flagPprof); addr != "" {
 		_, stopPprof, err := startPprof(ctx, addr, log)
 		if err != nil {

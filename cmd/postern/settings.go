@@ -3,7 +3,6 @@ package main
 import (
 	"cmp"
 	"fmt"
-	"log/slog"
 	"maps"
 	"net/netip"
 	"strings"
@@ -23,8 +22,6 @@ const (
 	defaultRelayPorts      = "49152-65535"
 	defaultMaxLifetime     = relay.DefaultMaxLifetime
 	defaultDefaultLifetime = relay.DefaultAllocationLifetime
-	defaultLogLevel        = "info"
-	defaultLogFormat       = "text"
 )
 
 // maxRealmLen is the limit of RFC 8489 §14.9: "less than 128 characters".
@@ -58,9 +55,6 @@ type settings struct {
 	defaultLifetime time.Duration
 
 	tlsCert, tlsKey string // both empty: self-signed
-
-	logLevel  slog.Level
-	logFormat string
 
 	ice iceSettings // [ice_servers]
 
@@ -158,14 +152,6 @@ func (c Config) settings() (settings, error) {
 		return settings{}, fmt.Errorf("tls.cert (--%s) and tls.key (--%s): give both or neither (neither: a self-signed certificate)", flagTLSCert, flagTLSKey)
 	}
 
-	level := cmp.Or(c.Log.Level, defaultLogLevel)
-	if err := s.logLevel.UnmarshalText([]byte(level)); err != nil {
-		return settings{}, fmt.Errorf("log.level (--%s) %q: write debug, info, warn or error", flagLogLevel, level)
-	}
-	s.logFormat = strings.ToLower(cmp.Or(c.Log.Format, defaultLogFormat))
-	if s.logFormat != "text" && s.logFormat != "json" {
-		return settings{}, fmt.Errorf("log.format (--%s) %q: write text or json", flagLogFormat, c.Log.Format)
-	}
 	// [web] and the ACME keys first: the credentials API's HTTPS may use
 	// the ACME certificate.
 	if err := s.loadPort443(c); err != nil {
