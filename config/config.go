@@ -80,6 +80,10 @@ type Setting struct {
 	// RequiresFix ends the error of a missing Requires, saying what to
 	// do; empty: "set both or neither".
 	RequiresFix string
+	// Relate checks the setting against others once each has passed its
+	// Check (get returns a resolved value, default filled in); its error
+	// is returned as it is, so it names the keys itself.
+	Relate func(get func(key string) any) error
 	// ZeroIsDefault makes a zero value (0, "0s") stand for the default, as
 	// the older settings' schema has always read it.
 	ZeroIsDefault bool
@@ -153,7 +157,7 @@ func FromTOML(decls []Setting, doc map[string]any) (Values, error) {
 func fromTOML(d Setting, raw any) (any, error) {
 	// The words of cmd/postern's check-config for the older keys.
 	bad := func(want string) error {
-		return fmt.Errorf("%s: %v is not %s: wrong type: write %s", d.Key, raw, want, TypeHint(d.Kind))
+		return fmt.Errorf("%s: wrong type: write %s (%v is not %s)", d.Key, TypeHint(d.Kind), raw, want)
 	}
 	switch d.Kind {
 	case KindString:
@@ -319,6 +323,14 @@ func Resolve(decls []Setting, given Values) (Values, error) {
 			out = Values{}
 		}
 		out[d.Key] = x
+	}
+	get := func(key string) any { return Get(decls, out, key) }
+	for _, d := range decls {
+		if d.Relate != nil {
+			if err := d.Relate(get); err != nil {
+				return nil, err
+			}
+		}
 	}
 	for _, d := range decls {
 		if d.Requires == "" || out.get(d) == d.Default {

@@ -14,10 +14,11 @@
 //     declaration with its default, and document no undeclared key of a
 //     declared family (TestDocsMatchDeclarations).
 //
-// Migration: the [web] table (but turn_hosts, a list), the abuse limits of
-// [limits] (not user_quota and the lifetimes yet), [drain] and [log] are
-// declared here so far; the other settings are still cmd/postern's Config struct, which
-// hands the declared ones over through Config.Declared.
+// Migration: declared here so far are the tables [web] (but turn_hosts, a
+// list), [limits], [drain] and [log]; the other settings are still
+// cmd/postern's Config struct, which hands the declared ones over through
+// Config.Declared. A setting checked against another one says so in
+// Relate (limits.default_lifetime against limits.max_lifetime).
 //
 // How to add a setting:
 //  1. Append a Setting to Settings: Key, Flag, Kind, Default, Usage, Category.

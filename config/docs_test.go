@@ -28,6 +28,11 @@ func tomlDefault(d Setting) string {
 	case KindString:
 		return fmt.Sprintf("%q", d.Default)
 	case KindDuration:
+		if _, err := time.ParseDuration(d.DefaultText); err == nil {
+			// A zero Default standing for a default written out
+			// (limits.default_lifetime).
+			return fmt.Sprintf("%q", d.DefaultText)
+		}
 		return fmt.Sprintf("%q", d.Default.(time.Duration).String())
 	case KindFloat:
 		return strconv.FormatFloat(d.Default.(float64), 'f', 1, 64)
@@ -55,7 +60,7 @@ var (
 
 // documentedFamily says which documented keys must be declared: those of
 // the families already moved into this package: [web] but turn_hosts,
-// [limits] but user_quota and the lifetimes, [drain], [log]
+// [limits], [drain], [log]
 // (the other keys are still
 // cmd/postern's schema, checked by its TestConfigExample).
 func documentedFamily(key string) bool {
@@ -64,10 +69,7 @@ func documentedFamily(key string) bool {
 	case "web":
 		// turn_hosts is a list, a kind not declared yet.
 		return name != "turn_hosts"
-	case "limits":
-		// The allocation quota and lifetimes are not moved yet.
-		return name != "user_quota" && name != "max_lifetime" && name != "default_lifetime"
-	case "drain", "log":
+	case "limits", "drain", "log":
 		return true
 	}
 	return false

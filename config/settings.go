@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"strings"
@@ -234,6 +235,33 @@ func limitsSettings() []Setting {
 		}
 	}
 	return []Setting{
+		{
+			Key: "limits.user_quota", Flag: "user-quota", Kind: KindInt, Default: 0, DefaultText: "0, unlimited", DocDefault: "`0` (unlimited)",
+			Placeholder: "N", Category: CategoryLimits, Restart: true,
+			Usage: "at most N allocations per user across all listeners",
+			Check: nonNegative("write 0 for unlimited or a positive count"),
+			Set:   func(c *relay.Config, v any) { c.UserQuota = v.(int) },
+		},
+		timeout("limits.max_lifetime", "max-lifetime", relay.DefaultMaxLifetime, CategoryLimits,
+			"longest allocation lifetime a client may request, a duration D such as 2h",
+			func(c *relay.Config, d time.Duration) { c.MaxLifetime = d }),
+		{
+			// 0, the default, stands for relay.DefaultAllocationLifetime,
+			// or max_lifetime when that is shorter: an unset default
+			// lifetime follows a max lifetime set below it rather than
+			// failing the check.
+			Key: "limits.default_lifetime", Flag: "default-lifetime", Kind: KindDuration, Default: time.Duration(0),
+			DefaultText: relay.DefaultAllocationLifetime.String(), DocDefault: "`10m`",
+			Placeholder: "D", Category: CategoryLimits, Restart: true,
+			Usage:  "lifetime of allocations that request less, a duration D such as 5m",
+			Relate: relateDefaultLifetime,
+			Set: func(c *relay.Config, v any) {
+				c.DefaultLifetime = v.(time.Duration)
+				if c.DefaultLifetime == 0 {
+					c.DefaultLifetime = min(relay.DefaultAllocationLifetime, c.MaxLifetime) // max_lifetime is set first
+				}
+			},
+		},
 		unlimited("limits.ip_quota", "ip-quota", "N", "at most N allocations per client IP address across all listeners",
 			func(c *relay.Config, n int) { c.IPQuota = n }),
 		unlimited("limits.total_quota", "total-quota", "N", "at most N allocations in all (508 Insufficient Capacity beyond)",
@@ -284,6 +312,23 @@ func limitsSettings() []Setting {
 		timeout("drain.timeout", "drain-timeout", DefaultDrainTimeout, CategoryDrain,
 			"after a drain, SIGTERM waits up to D for the last allocation to end", nil),
 	}
+}
+
+// relateDefaultLifetime checks limits.default_lifetime against
+// limits.max_lifetime.
+func relateDefaultLifetime(get func(string) any) error {
+	dl, ml := get("limits.default_lifetime").(time.Duration), get("limits.max_lifetime").(time.Duration)
+	def := min(relay.DefaultAllocationLifetime, ml)
+	switch {
+	case dl < 0:
+		return fmt.Errorf("limits.default_lifetime (--default-lifetime) %v: write a positive duration such as %q", dl, def.String())
+	case dl == 0:
+		dl = def
+	}
+	if dl > ml {
+		return fmt.Errorf("limits.default_lifetime (--default-lifetime) %v > limits.max_lifetime (--max-lifetime) %v: lower the default or raise the maximum", dl, ml)
+	}
+	return nil
 }
 
 // nonNegative checks a count where 0 has a meaning of its own (fix says which).

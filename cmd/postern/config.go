@@ -97,17 +97,9 @@ type RelayConfig struct {
 	DenyPeers []string `toml:"deny_peers"`
 }
 
-// LimitsConfig is the [limits] table.
-type LimitsConfig struct {
-	// UserQuota is the maximum number of allocations per user across every
-	// listener; 0 means unlimited.
-	UserQuota int `toml:"user_quota"`
-	// MaxLifetime caps the allocation lifetime a client may ask for.
-	MaxLifetime Duration `toml:"max_lifetime"`
-	// DefaultLifetime is given to allocations that ask for less.
-	DefaultLifetime Duration `toml:"default_lifetime"`
-	// The abuse limits are declared in package config (config.Settings).
-}
+// LimitsConfig is the [limits] table, whose keys are all declared in
+// package config; the empty table keeps "unknown key" errors listing them.
+type LimitsConfig struct{}
 
 // TLSConfig is the [tls] table: the certificate of tls:// and tcp+tls://
 // listeners.
@@ -229,23 +221,20 @@ func fieldByTag(t reflect.Type, tag string) (reflect.StructField, bool) {
 // Command-line flag names of the serve command (and of later commands that
 // read the same configuration).
 const (
-	flagConfig          = "config"
-	flagListen          = "listen"
-	flagRealm           = "realm"
-	flagUser            = "user"
-	flagUsersFile       = "users-file"
-	flagSecret          = "secret"
-	flagNonceLifetime   = "nonce-lifetime"
-	flagRelayIP         = "relay-ip"
-	flagExternalIP      = "external-ip"
-	flagRelayPorts      = "relay-ports"
-	flagAllowPeer       = "allow-peer"
-	flagDenyPeer        = "deny-peer"
-	flagUserQuota       = "user-quota"
-	flagMaxLifetime     = "max-lifetime"
-	flagDefaultLifetime = "default-lifetime"
-	flagTLSCert         = "tls-cert"
-	flagTLSKey          = "tls-key"
+	flagConfig        = "config"
+	flagListen        = "listen"
+	flagRealm         = "realm"
+	flagUser          = "user"
+	flagUsersFile     = "users-file"
+	flagSecret        = "secret"
+	flagNonceLifetime = "nonce-lifetime"
+	flagRelayIP       = "relay-ip"
+	flagExternalIP    = "external-ip"
+	flagRelayPorts    = "relay-ports"
+	flagAllowPeer     = "allow-peer"
+	flagDenyPeer      = "deny-peer"
+	flagTLSCert       = "tls-cert"
+	flagTLSKey        = "tls-key"
 )
 
 // Flag categories in --help.
@@ -295,14 +284,6 @@ func configFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: flagDenyPeer, Category: catRelay,
 			Usage: "deny peers in `CIDR` on top of the default policy"},
 
-		&cli.IntFlag{Name: flagUserQuota, Category: catLimits,
-			Usage:       "at most `N` allocations per user across all listeners",
-			DefaultText: "0, unlimited"},
-		&cli.DurationFlag{Name: flagMaxLifetime, Category: catLimits, Value: defaultMaxLifetime,
-			Usage: "longest allocation lifetime a client may request, a duration `D` such as 2h"},
-		&cli.DurationFlag{Name: flagDefaultLifetime, Category: catLimits, Value: defaultDefaultLifetime,
-			Usage: "lifetime of allocations that request less, a duration `D` such as 5m"},
-
 		&cli.StringFlag{Name: flagTLSCert, Category: catTLS, TakesFile: true,
 			Usage:       "PEM certificate chain `FILE` for tls:// and tcp+tls:// listeners",
 			DefaultText: "a self-signed certificate made at start"},
@@ -343,10 +324,6 @@ func (c *Config) applyFlags(cmd *cli.Command) error {
 	override(cmd, flagRelayPorts, &c.Relay.Ports, cmd.String)
 	override(cmd, flagAllowPeer, &c.Relay.AllowPeers, cmd.StringSlice)
 	override(cmd, flagDenyPeer, &c.Relay.DenyPeers, cmd.StringSlice)
-
-	override(cmd, flagUserQuota, &c.Limits.UserQuota, cmd.Int)
-	override(cmd, flagMaxLifetime, &c.Limits.MaxLifetime, durationOf(cmd))
-	override(cmd, flagDefaultLifetime, &c.Limits.DefaultLifetime, durationOf(cmd))
 
 	override(cmd, flagTLSCert, &c.TLS.Cert, cmd.String)
 	override(cmd, flagTLSKey, &c.TLS.Key, cmd.String)

@@ -175,9 +175,6 @@ key = "k.pem"
 		relayPorts:        allocations.PortRange{Low: 50000, High: 50010},
 		allowPeers:        []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
 		denyPeers:         []netip.Prefix{netip.MustParsePrefix("198.51.100.7/32")},
-		userQuota:         3,
-		maxLifetime:       2 * time.Hour,
-		defaultLifetime:   5 * time.Minute,
 		tlsCert:           "c.pem",
 		tlsKey:            "k.pem",
 		ice:               iceSettings{user: defaultICEUser, ttl: defaultICETTL},
@@ -195,6 +192,9 @@ key = "k.pem"
 			"limits.max_conns_per_ip":     0,   // 0 written: no cap
 			"limits.idle_timeout":         time.Minute,
 			"drain.alternate_server":      "192.0.2.8:3478",
+			"limits.user_quota":           3,
+			"limits.max_lifetime":         2 * time.Hour,
+			"limits.default_lifetime":     5 * time.Minute,
 			"log.level":                   "debug",
 			"log.format":                  "json",
 		},
@@ -202,6 +202,13 @@ key = "k.pem"
 	if !reflect.DeepEqual(s, want) {
 		t.Errorf("settings:\n got %+v\nwant %+v", s, want)
 	}
+}
+
+// relayOf is the relay configuration the declared settings of s give.
+func relayOf(s settings) relay.Config {
+	var c relay.Config
+	config.Apply(config.Settings(), s.declared, &c)
+	return c
 }
 
 func TestDefaults(t *testing.T) {
@@ -212,9 +219,9 @@ func TestDefaults(t *testing.T) {
 	if !reflect.DeepEqual(s.listeners, relay.DefaultListeners()) || s.listenersExplicit {
 		t.Errorf("listeners = %v explicit=%v, want relay.DefaultListeners() not explicit", s.listeners, s.listenersExplicit)
 	}
-	if s.realm != "postern" || s.nonceLifetime != 10*time.Minute || s.maxLifetime != time.Hour ||
-		s.defaultLifetime != 10*time.Minute || s.relayPorts != (allocations.PortRange{Low: 49152, High: 65535}) ||
-		s.userQuota != 0 || config.LogFormat(s.declared) != "text" || config.LogLevel(s.declared) != 0 {
+	if s.realm != "postern" || s.nonceLifetime != 10*time.Minute || relayOf(s).MaxLifetime != time.Hour ||
+		relayOf(s).DefaultLifetime != 10*time.Minute || s.relayPorts != (allocations.PortRange{Low: 49152, High: 65535}) ||
+		relayOf(s).UserQuota != 0 || config.LogFormat(s.declared) != "text" || config.LogLevel(s.declared) != 0 {
 		t.Errorf("defaults: %+v", s)
 	}
 	if s.relayIP.IsValid() || s.externalIP.IsValid() || len(s.users)+len(s.keys)+len(s.secrets) != 0 {
@@ -267,6 +274,13 @@ func TestConfigExample(t *testing.T) {
 		t.Error("uncommented listen did not make the listeners explicit")
 	}
 	got.listenersExplicit = false
+	// A declared default written out may stay in got.declared
+	// (limits.default_lifetime = "10m" is explicit, not "follows
+	// max_lifetime"): compare what the relay gets.
+	if g, w := relayOf(got), relayOf(defaults); !reflect.DeepEqual(g, w) {
+		t.Errorf("config.toml.example uncommented: relay configuration\n got %+v\nwant %+v", g, w)
+	}
+	got.declared = defaults.declared
 	if !reflect.DeepEqual(got, defaults) {
 		t.Errorf("config.toml.example uncommented is not the defaults:\n got %+v\nwant %+v", got, defaults)
 	}
@@ -346,13 +360,13 @@ level = "warn"
 	check("users", s.users, map[string]string{"carol": "p:w"})
 	check("relayPorts", s.relayPorts, allocations.PortRange{Low: 40000, High: 40010})
 	check("allowPeers", s.allowPeers, []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")})
-	check("userQuota", s.userQuota, 0)
-	check("maxLifetime", s.maxLifetime, 2*time.Hour)
+	check("userQuota", relayOf(s).UserQuota, 0)
+	check("maxLifetime", relayOf(s).MaxLifetime, 2*time.Hour)
 	check("nonceLifetime", s.nonceLifetime, time.Second)
 	check("logLevel", config.LogLevel(s.declared).String(), "DEBUG")
 	// Not overridden: the file's value stands.
 	check("externalIP", s.externalIP, netip.MustParseAddr("203.0.113.1"))
-	check("defaultLifetime", s.defaultLifetime, 10*time.Minute)
+	check("defaultLifetime", relayOf(s).DefaultLifetime, 10*time.Minute)
 }
 
 func TestFlagsAlone(t *testing.T) {
@@ -371,8 +385,8 @@ func TestFlagsAlone(t *testing.T) {
 		t.Errorf("denyPeers = %v", s.denyPeers)
 	}
 	// An unset default lifetime follows a maximum set below it.
-	if s.maxLifetime != 5*time.Minute || s.defaultLifetime != 5*time.Minute {
-		t.Errorf("lifetimes max %v default %v, want 5m 5m", s.maxLifetime, s.defaultLifetime)
+	if r := relayOf(s); r.MaxLifetime != 5*time.Minute || r.DefaultLifetime != 5*time.Minute {
+		t.Errorf("lifetimes max %v default %v, want 5m 5m", r.MaxLifetime, r.DefaultLifetime)
 	}
 }
 

@@ -329,9 +329,6 @@ func restartOnly(running, loaded settings) []string {
 		{"relay.stun_servers", func(d *settings) { d.stunServers = running.stunServers }},
 		{"relay.ports", func(d *settings) { d.relayPorts = running.relayPorts }},
 		{"admin", func(d *settings) { d.admin = running.admin }},
-		{"limits.user_quota", func(d *settings) { d.userQuota = running.userQuota }},
-		{"limits.max_lifetime", func(d *settings) { d.maxLifetime = running.maxLifetime }},
-		{"limits.default_lifetime", func(d *settings) { d.defaultLifetime = running.defaultLifetime }},
 		{"[web], proxy_protocol_from and tls.acme*", func(d *settings) { d.port443 = running.port443 }},
 		{"credentials_api", func(d *settings) { d.api = running.api }},
 	}

@@ -17,11 +17,9 @@ import (
 // Defaults, shared by the flags' help, Config.settings and
 // config.toml.example (a test checks the example against them).
 const (
-	defaultRealm           = "postern"
-	defaultNonceLifetime   = 10 * time.Minute
-	defaultRelayPorts      = "49152-65535"
-	defaultMaxLifetime     = relay.DefaultMaxLifetime
-	defaultDefaultLifetime = relay.DefaultAllocationLifetime
+	defaultRealm         = "postern"
+	defaultNonceLifetime = 10 * time.Minute
+	defaultRelayPorts    = "49152-65535"
 )
 
 // maxRealmLen is the limit of RFC 8489 §14.9: "less than 128 characters".
@@ -49,10 +47,6 @@ type settings struct {
 	// none given); defaultFamily is relay.default_family.
 	relayIP6      netip.Addr
 	defaultFamily relay.Family
-
-	userQuota       int
-	maxLifetime     time.Duration
-	defaultLifetime time.Duration
 
 	tlsCert, tlsKey string // both empty: self-signed
 
@@ -130,21 +124,10 @@ func (c Config) settings() (settings, error) {
 		return settings{}, err
 	}
 
-	if c.Limits.UserQuota < 0 {
-		return settings{}, fmt.Errorf("limits.user_quota (--%s) %d: write 0 for unlimited or a positive count", flagUserQuota, c.Limits.UserQuota)
-	}
-	s.userQuota = c.Limits.UserQuota
-	if s.maxLifetime, err = positive(c.Limits.MaxLifetime, defaultMaxLifetime, "limits.max_lifetime", flagMaxLifetime); err != nil {
+	// The settings declared in package config, where [limits] (their
+	// first) used to be checked.
+	if s.declared, err = config.Resolve(config.Settings(), c.Declared); err != nil {
 		return settings{}, err
-	}
-	// An unset default lifetime follows a max lifetime set below it rather
-	// than failing the check below.
-	if s.defaultLifetime, err = positive(c.Limits.DefaultLifetime, min(defaultDefaultLifetime, s.maxLifetime), "limits.default_lifetime", flagDefaultLifetime); err != nil {
-		return settings{}, err
-	}
-	if s.defaultLifetime > s.maxLifetime {
-		return settings{}, fmt.Errorf("limits.default_lifetime (--%s) %v > limits.max_lifetime (--%s) %v: lower the default or raise the maximum",
-			flagDefaultLifetime, s.defaultLifetime, flagMaxLifetime, s.maxLifetime)
 	}
 
 	s.tlsCert, s.tlsKey = c.TLS.Cert, c.TLS.Key
@@ -158,9 +141,6 @@ func (c Config) settings() (settings, error) {
 		return settings{}, err
 	}
 	if err := s.loadICE(c); err != nil {
-		return settings{}, err
-	}
-	if s.declared, err = config.Resolve(config.Settings(), c.Declared); err != nil {
 		return settings{}, err
 	}
 	return s, nil
