@@ -60,7 +60,7 @@ var (
 
 // documentedFamily says which documented keys must be declared: those of
 // the families already moved into this package: [web] but turn_hosts,
-// [limits], [drain], [log]
+// [limits], [drain], [log], realm
 // (the other keys are still
 // cmd/postern's schema, checked by its TestConfigExample).
 func documentedFamily(key string) bool {
@@ -71,6 +71,9 @@ func documentedFamily(key string) bool {
 		return name != "turn_hosts"
 	case "limits", "drain", "log":
 		return true
+	case "":
+		// The top level: listen and proxy_protocol_from are lists.
+		return name == "realm"
 	}
 	return false
 }

@@ -17,8 +17,42 @@ const CategoryWeb = "Sharing port 443"
 // Settings are the declared settings, in the order of --help, the README
 // table and config.toml.example.
 func Settings() []Setting {
-	return append(append(logSettings(), webSettings()...), limitsSettings()...)
+	return append(append(append(authSettings(), logSettings()...), webSettings()...), limitsSettings()...)
 }
+
+// CategoryAuth is the --help category of the authentication settings.
+const CategoryAuth = "Authentication"
+
+// DefaultRealm is realm's default.
+const DefaultRealm = "postern"
+
+// MaxRealmLen is the limit of RFC 8489 §14.9: "less than 128 characters".
+const MaxRealmLen = 127
+
+// BadRealmRune reports a character a realm may not hold: a control
+// character or the '"' that would end its quoted-string.
+func BadRealmRune(r rune) bool { return r < 0x20 || r == 0x7f || r == '"' }
+
+// authSettings are the authentication settings declared so far: realm,
+// which is in every long-term key, so it needs a restart.
+func authSettings() []Setting {
+	return []Setting{
+		{
+			Key: "realm", Flag: "realm", Kind: KindString, Default: DefaultRealm, ZeroIsDefault: true,
+			Placeholder: "R", Category: CategoryAuth, Restart: true,
+			Usage: "authentication realm R",
+			Check: func(v any) error {
+				if s := v.(string); len(s) > MaxRealmLen || strings.ContainsFunc(s, BadRealmRune) {
+					return valueErrorf("%q: write at most %d printable characters without '\"' (RFC 8489 §14.9)", s, MaxRealmLen)
+				}
+				return nil
+			},
+		},
+	}
+}
+
+// Realm is the resolved realm of v.
+func Realm(v Values) string { return Get(Settings(), v, "realm").(string) }
 
 // CategoryLog is the --help category of [log].
 const CategoryLog = "Logging"

@@ -21,9 +21,7 @@ import (
 // text as written; settings() validates it.
 type Config struct {
 	// Listen lists the listeners as SCHEME://HOST:PORT (relay.ParseListenSpec).
-	Listen []string `toml:"listen"`
-	// Realm is the authentication realm sent to clients (RFC 8489 §9.2).
-	Realm  string       `toml:"realm"`
+	Listen []string     `toml:"listen"`
 	Log    LogConfig    `toml:"log"` // declared in package config
 	Auth   AuthConfig   `toml:"auth"`
 	Relay  RelayConfig  `toml:"relay"`
@@ -223,7 +221,7 @@ func fieldByTag(t reflect.Type, tag string) (reflect.StructField, bool) {
 const (
 	flagConfig        = "config"
 	flagListen        = "listen"
-	flagRealm         = "realm"
+	flagRealm         = "realm" // declared in package config; credential hash has its own
 	flagUser          = "user"
 	flagUsersFile     = "users-file"
 	flagSecret        = "secret"
@@ -258,8 +256,6 @@ func configFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: flagListen, Category: catListen,
 			Usage:       "listen on `SPEC`: udp://, tcp://, tls:// or tcp+tls:// then HOST:PORT (replaces the file's list)",
 			DefaultText: "udp+tcp :3478, tls :5349, udp :443, tcp+tls :443"},
-		&cli.StringFlag{Name: flagRealm, Category: catAuth, Value: defaultRealm,
-			Usage: "authentication realm `R`"},
 		&cli.StringSliceFlag{Name: flagUser, Category: catAuth,
 			Usage: "static user `NAME:PASSWORD` (replaces the file's users)"},
 		&cli.StringFlag{Name: flagUsersFile, Category: catAuth, TakesFile: true,
@@ -307,7 +303,6 @@ func configFlags() []cli.Flag {
 // says what is in force.
 func (c *Config) applyFlags(cmd *cli.Command) error {
 	override(cmd, flagListen, &c.Listen, cmd.StringSlice)
-	override(cmd, flagRealm, &c.Realm, cmd.String)
 	if cmd.IsSet(flagUser) {
 		users, err := parseUserFlags(cmd.StringSlice(flagUser))
 		if err != nil {

@@ -66,7 +66,7 @@ func TestLoadStrict(t *testing.T) {
 		{name: "unknown key in table", toml: "[auth]\nusres = { a = \"b\" }\n",
 			wantErr: []string{"auth.usres", "keys in [auth]", "users_file"}},
 		{name: "unknown table reported once", toml: "[metrics]\nlisten = \"x\"\nport = 1\n",
-			wantErr: []string{"unknown key metrics", "listen, realm, log"}},
+			wantErr: []string{"unknown key metrics", "listen, log, auth", ", realm)"}},
 		{name: "two unknown keys", toml: "[relay]\nport = \"1-2\"\n[limits]\nquota = 1\n",
 			wantErr: []string{"relay.port", "limits.quota"}},
 		{name: "key of the wrong table", toml: "[relay]\nuser_quota = 3\n",
@@ -165,7 +165,6 @@ key = "k.pem"
 			{Kind: relay.TCPTLS, Addr: "[::1]:443"},
 		},
 		listenersExplicit: true,
-		realm:             "example.org",
 		users:             map[string]string{"alice": "pw:with:colons", "bob": "x"},
 		keys:              map[string][]byte{},
 		secrets:           []string{"s1", "s2"},
@@ -195,6 +194,7 @@ key = "k.pem"
 			"limits.user_quota":           3,
 			"limits.max_lifetime":         2 * time.Hour,
 			"limits.default_lifetime":     5 * time.Minute,
+			"realm":                       "example.org",
 			"log.level":                   "debug",
 			"log.format":                  "json",
 		},
@@ -219,7 +219,7 @@ func TestDefaults(t *testing.T) {
 	if !reflect.DeepEqual(s.listeners, relay.DefaultListeners()) || s.listenersExplicit {
 		t.Errorf("listeners = %v explicit=%v, want relay.DefaultListeners() not explicit", s.listeners, s.listenersExplicit)
 	}
-	if s.realm != "postern" || s.nonceLifetime != 10*time.Minute || relayOf(s).MaxLifetime != time.Hour ||
+	if s.realm() != "postern" || s.nonceLifetime != 10*time.Minute || relayOf(s).MaxLifetime != time.Hour ||
 		relayOf(s).DefaultLifetime != 10*time.Minute || s.relayPorts != (allocations.PortRange{Low: 49152, High: 65535}) ||
 		relayOf(s).UserQuota != 0 || config.LogFormat(s.declared) != "text" || config.LogLevel(s.declared) != 0 {
 		t.Errorf("defaults: %+v", s)
@@ -353,7 +353,7 @@ level = "warn"
 			t.Errorf("%s = %v, want %v", name, got, want)
 		}
 	}
-	check("realm", s.realm, "flag-realm")
+	check("realm", s.realm(), "flag-realm")
 	check("listeners", s.listeners, []relay.ListenSpec{{Kind: relay.TCP, Addr: "127.0.0.1:2000"}})
 	check("listenersExplicit", s.listenersExplicit, true)
 	check("secrets", s.secrets, []string{"c1,with,commas"})

@@ -97,7 +97,7 @@ func startupSummary(s settings, srv *relay.Server, listeners []string, secrets i
 		modes = append(modes, "rest-secrets:"+strconv.Itoa(secrets))
 	}
 	return []any{
-		"version", version(), "realm", s.realm,
+		"version", version(), "realm", s.realm(),
 		"listeners", strings.Join(listeners, " "),
 		"relay_ports", s.relayPorts.String(),
 		"relay_addresses", strings.Join(relays, " "),

@@ -154,7 +154,7 @@ func (l *live) newAuth(s settings) (*auth.Authenticator, error) {
 		return nil, errors.New("auth: no users and no secrets: nobody could allocate: configure auth.users, auth.users_file or auth.secrets")
 	}
 	a, err := auth.New(auth.Config{
-		Realm:         s.realm,
+		Realm:         s.realm(),
 		Users:         s.users,
 		Keys:          s.keys,
 		Secrets:       secrets,
@@ -320,7 +320,6 @@ func restartOnly(running, loaded settings) []string {
 		take func(dst *settings)
 	}{
 		{"listen", func(d *settings) { d.listeners, d.listenersExplicit = running.listeners, running.listenersExplicit }},
-		{"realm", func(d *settings) { d.realm = running.realm }},
 		{"relay.ip", func(d *settings) { d.relayIP, d.relayIP6 = running.relayIP, running.relayIP6 }},
 		{"relay.default_family", func(d *settings) { d.defaultFamily = running.defaultFamily }},
 		{"relay.external_ip", func(d *settings) {

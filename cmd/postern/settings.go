@@ -17,13 +17,15 @@ import (
 // Defaults, shared by the flags' help, Config.settings and
 // config.toml.example (a test checks the example against them).
 const (
-	defaultRealm         = "postern"
 	defaultNonceLifetime = 10 * time.Minute
 	defaultRelayPorts    = "49152-65535"
 )
 
-// maxRealmLen is the limit of RFC 8489 §14.9: "less than 128 characters".
-const maxRealmLen = 127
+// maxRealmLen is the limit of RFC 8489 §14.9 (config.MaxRealmLen).
+const maxRealmLen = config.MaxRealmLen
+
+// defaultRealm is realm's default (config.DefaultRealm).
+const defaultRealm = config.DefaultRealm
 
 // settings is a validated Config with defaults filled in, in the types the
 // packages take. It holds no open resources.
@@ -31,7 +33,6 @@ type settings struct {
 	listeners         []relay.ListenSpec
 	listenersExplicit bool // the operator named the listeners
 
-	realm         string
 	users         map[string]string // user -> password
 	keys          map[string][]byte // user -> long-term key, from the users file
 	secrets       []string
@@ -63,6 +64,9 @@ type settings struct {
 	declared config.Values // the settings of config.Settings, defaults filled in
 }
 
+// realm is the resolved realm.
+func (s settings) realm() string { return config.Realm(s.declared) }
+
 // settings validates c and fills in defaults. Errors name the TOML key and
 // the flag, and say how to fix the value.
 func (c Config) settings() (settings, error) {
@@ -79,11 +83,6 @@ func (c Config) settings() (settings, error) {
 			}
 			s.listeners = append(s.listeners, spec)
 		}
-	}
-
-	s.realm = cmp.Or(c.Realm, defaultRealm)
-	if len(s.realm) > maxRealmLen || strings.ContainsFunc(s.realm, isControlOrQuote) {
-		return settings{}, fmt.Errorf("realm (--%s) %q: write at most %d printable characters without '\"' (RFC 8489 §14.9)", flagRealm, s.realm, maxRealmLen)
 	}
 
 	if err := s.loadUsers(c.Auth); err != nil {
@@ -182,7 +181,7 @@ func (s *settings) loadUsers(a AuthConfig) error {
 	return nil
 }
 
-func isControlOrQuote(r rune) bool { return r < 0x20 || r == 0x7f || r == '"' }
+func isControlOrQuote(r rune) bool { return config.BadRealmRune(r) }
 
 // positive returns d, def when d is zero, and an error when d is negative.
 func positive(d Duration, def time.Duration, key, flag string) (time.Duration, error) {
