@@ -15,10 +15,9 @@
 //     declared family (TestDocsMatchDeclarations).
 //
 // Migration: declared here so far are the tables [web] (but turn_hosts, a
-// list), [limits], [drain] and [log], and the top-level realm; the other
-// settings are still
-// cmd/postern's Config struct, which hands the declared ones over through
-// Config.Declared. A setting checked against another one says so in
+// list), [limits], [drain] and [log], realm and relay.ports; the other
+// settings are still cmd/postern's Config struct, which hands the declared
+// ones over through Config.Declared. A setting checked against another one says so in
 // Relate (limits.default_lifetime against limits.max_lifetime).
 //
 // How to add a setting:

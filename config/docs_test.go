@@ -60,7 +60,7 @@ var (
 
 // documentedFamily says which documented keys must be declared: those of
 // the families already moved into this package: [web] but turn_hosts,
-// [limits], [drain], [log], realm
+// [limits], [drain], [log], realm, relay.ports
 // (the other keys are still
 // cmd/postern's schema, checked by its TestConfigExample).
 func documentedFamily(key string) bool {
@@ -74,6 +74,8 @@ func documentedFamily(key string) bool {
 	case "":
 		// The top level: listen and proxy_protocol_from are lists.
 		return name == "realm"
+	case "relay":
+		return name == "ports"
 	}
 	return false
 }

@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/postern/postern/allocations"
 	"github.com/postern/postern/relay"
 )
 
@@ -17,7 +19,34 @@ const CategoryWeb = "Sharing port 443"
 // Settings are the declared settings, in the order of --help, the README
 // table and config.toml.example.
 func Settings() []Setting {
-	return append(append(append(authSettings(), logSettings()...), webSettings()...), limitsSettings()...)
+	return slices.Concat(authSettings(), relaySettings(), logSettings(), webSettings(), limitsSettings())
+}
+
+// CategoryRelay is the --help category of [relay].
+const CategoryRelay = "Relay"
+
+// DefaultRelayPorts is relay.ports's default: the IANA dynamic range
+// (RFC 6335 §6), where RFC 8656 §7.2 wants relayed ports by default.
+const DefaultRelayPorts = "49152-65535"
+
+// relaySettings are the [relay] settings declared so far.
+func relaySettings() []Setting {
+	return []Setting{
+		{
+			Key: "relay.ports", Flag: "relay-ports", Kind: KindString, Default: DefaultRelayPorts, ZeroIsDefault: true,
+			Placeholder: "LOW-HIGH", Category: CategoryRelay, Restart: true,
+			Usage: "relay port range LOW-HIGH",
+			Check: func(v any) error {
+				if _, err := allocations.ParsePortRange(v.(string)); err != nil {
+					return fmt.Errorf("%w (write LOW-HIGH, e.g. %s)", err, DefaultRelayPorts)
+				}
+				return nil
+			},
+			Set: func(c *relay.Config, v any) {
+				c.RelayPorts, _ = allocations.ParsePortRange(v.(string)) // checked
+			},
+		},
+	}
 }
 
 // CategoryAuth is the --help category of the authentication settings.

@@ -86,8 +86,6 @@ type RelayConfig struct {
 	// STUNServers are asked for the public address when ExternalIP is
 	// "auto".
 	STUNServers []string `toml:"stun_servers"`
-	// Ports is the relay port range, "LOW-HIGH".
-	Ports string `toml:"ports"`
 	// AllowPeers are addresses or CIDRs peers may have even when the default
 	// policy denies them.
 	AllowPeers []string `toml:"allow_peers"`
@@ -228,7 +226,6 @@ const (
 	flagNonceLifetime = "nonce-lifetime"
 	flagRelayIP       = "relay-ip"
 	flagExternalIP    = "external-ip"
-	flagRelayPorts    = "relay-ports"
 	flagAllowPeer     = "allow-peer"
 	flagDenyPeer      = "deny-peer"
 	flagTLSCert       = "tls-cert"
@@ -273,8 +270,6 @@ func configFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: flagSTUNServer, Category: catRelay,
 			Usage:       "with --external-ip auto, ask the STUN server `HOST:PORT` (repeatable; replaces the file's list)",
 			DefaultText: strings.Join(defaultSTUNServers(), ", ")},
-		&cli.StringFlag{Name: flagRelayPorts, Category: catRelay, Value: defaultRelayPorts,
-			Usage: "relay port range `LOW-HIGH`"},
 		&cli.StringSliceFlag{Name: flagAllowPeer, Category: catRelay,
 			Usage: "let peers in `CIDR` through even if the default policy denies them, e.g. 127.0.0.0/8 for tests"},
 		&cli.StringSliceFlag{Name: flagDenyPeer, Category: catRelay,
@@ -316,7 +311,6 @@ func (c *Config) applyFlags(cmd *cli.Command) error {
 
 	override(cmd, flagRelayIP, &c.Relay.IP, func(name string) RelayIPSetting { return cmd.StringSlice(name) })
 	c.applyOperationsFlags(cmd) // --external-ip, --stun-server, --admin, --admin-token
-	override(cmd, flagRelayPorts, &c.Relay.Ports, cmd.String)
 	override(cmd, flagAllowPeer, &c.Relay.AllowPeers, cmd.StringSlice)
 	override(cmd, flagDenyPeer, &c.Relay.DenyPeers, cmd.StringSlice)
 

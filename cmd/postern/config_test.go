@@ -171,7 +171,6 @@ key = "k.pem"
 		nonceLifetime:     90 * time.Second,
 		relayIP:           netip.MustParseAddr("192.0.2.10"),
 		externalIP:        netip.MustParseAddr("203.0.113.5"),
-		relayPorts:        allocations.PortRange{Low: 50000, High: 50010},
 		allowPeers:        []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
 		denyPeers:         []netip.Prefix{netip.MustParsePrefix("198.51.100.7/32")},
 		tlsCert:           "c.pem",
@@ -195,6 +194,7 @@ key = "k.pem"
 			"limits.max_lifetime":         2 * time.Hour,
 			"limits.default_lifetime":     5 * time.Minute,
 			"realm":                       "example.org",
+			"relay.ports":                 "50000-50010",
 			"log.level":                   "debug",
 			"log.format":                  "json",
 		},
@@ -220,7 +220,7 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("listeners = %v explicit=%v, want relay.DefaultListeners() not explicit", s.listeners, s.listenersExplicit)
 	}
 	if s.realm() != "postern" || s.nonceLifetime != 10*time.Minute || relayOf(s).MaxLifetime != time.Hour ||
-		relayOf(s).DefaultLifetime != 10*time.Minute || s.relayPorts != (allocations.PortRange{Low: 49152, High: 65535}) ||
+		relayOf(s).DefaultLifetime != 10*time.Minute || s.relayPorts() != (allocations.PortRange{Low: 49152, High: 65535}) ||
 		relayOf(s).UserQuota != 0 || config.LogFormat(s.declared) != "text" || config.LogLevel(s.declared) != 0 {
 		t.Errorf("defaults: %+v", s)
 	}
@@ -358,7 +358,7 @@ level = "warn"
 	check("listenersExplicit", s.listenersExplicit, true)
 	check("secrets", s.secrets, []string{"c1,with,commas"})
 	check("users", s.users, map[string]string{"carol": "p:w"})
-	check("relayPorts", s.relayPorts, allocations.PortRange{Low: 40000, High: 40010})
+	check("relayPorts", s.relayPorts(), allocations.PortRange{Low: 40000, High: 40010})
 	check("allowPeers", s.allowPeers, []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")})
 	check("userQuota", relayOf(s).UserQuota, 0)
 	check("maxLifetime", relayOf(s).MaxLifetime, 2*time.Hour)

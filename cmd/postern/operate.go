@@ -99,7 +99,7 @@ func startupSummary(s settings, srv *relay.Server, listeners []string, secrets i
 	return []any{
 		"version", version(), "realm", s.realm(),
 		"listeners", strings.Join(listeners, " "),
-		"relay_ports", s.relayPorts.String(),
+		"relay_ports", s.relayPorts().String(),
 		"relay_addresses", strings.Join(relays, " "),
 		"auth", strings.Join(modes, " "),
 		"users", len(s.users) + len(s.keys), "secrets", secrets,

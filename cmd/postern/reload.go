@@ -326,7 +326,6 @@ func restartOnly(running, loaded settings) []string {
 			d.externalIP, d.externalIPs, d.externalAuto = running.externalIP, running.externalIPs, running.externalAuto
 		}},
 		{"relay.stun_servers", func(d *settings) { d.stunServers = running.stunServers }},
-		{"relay.ports", func(d *settings) { d.relayPorts = running.relayPorts }},
 		{"admin", func(d *settings) { d.admin = running.admin }},
 		{"[web], proxy_protocol_from and tls.acme*", func(d *settings) { d.port443 = running.port443 }},
 		{"credentials_api", func(d *settings) { d.api = running.api }},

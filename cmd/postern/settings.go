@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -18,7 +17,6 @@ import (
 // config.toml.example (a test checks the example against them).
 const (
 	defaultNonceLifetime = 10 * time.Minute
-	defaultRelayPorts    = "49152-65535"
 )
 
 // maxRealmLen is the limit of RFC 8489 §14.9 (config.MaxRealmLen).
@@ -40,7 +38,6 @@ type settings struct {
 
 	relayIP    netip.Addr // the IPv4 relay address, or the only one; invalid: chosen per listener by relay
 	externalIP netip.Addr // the one address of externalIPs for ICE URLs; invalid: none
-	relayPorts allocations.PortRange
 	allowPeers []netip.Prefix
 	denyPeers  []netip.Prefix
 
@@ -62,6 +59,13 @@ type settings struct {
 	port443 port443Settings // [web], proxy_protocol_from, ACME in [tls]
 
 	declared config.Values // the settings of config.Settings, defaults filled in
+}
+
+// relayPorts is the resolved relay port range.
+func (s settings) relayPorts() allocations.PortRange {
+	var c relay.Config
+	config.Apply(config.Settings(), s.declared, &c)
+	return c.RelayPorts
 }
 
 // realm is the resolved realm.
@@ -111,10 +115,6 @@ func (c Config) settings() (settings, error) {
 	// relay.external_ip, relay.stun_servers and [admin] (opsconfig.go).
 	if err := s.loadOperations(c); err != nil {
 		return settings{}, err
-	}
-	ports := cmp.Or(c.Relay.Ports, defaultRelayPorts)
-	if s.relayPorts, err = allocations.ParsePortRange(ports); err != nil {
-		return settings{}, fmt.Errorf("relay.ports (--%s): %w (write LOW-HIGH, e.g. %s)", flagRelayPorts, err, defaultRelayPorts)
 	}
 	if s.allowPeers, err = parsePrefixes(c.Relay.AllowPeers, "relay.allow_peers", flagAllowPeer); err != nil {
 		return settings{}, err
