@@ -15,10 +15,11 @@
 //     declared family (TestDocsMatchDeclarations).
 //
 // Migration: declared here so far are the tables [web] (but turn_hosts, a
-// list), [limits], [drain] and [log], realm and relay.ports; the other
-// settings are still cmd/postern's Config struct, which hands the declared
-// ones over through Config.Declared. A setting checked against another one says so in
-// Relate (limits.default_lifetime against limits.max_lifetime).
+// list), [limits], [drain] and [log], realm, relay.ports and
+// auth.nonce_lifetime (the one that a reload changes); the other settings
+// are still cmd/postern's Config struct, which hands the declared ones over
+// through Config.Declared. A setting checked against another one says so
+// in Relate (limits.default_lifetime against limits.max_lifetime).
 //
 // How to add a setting:
 //  1. Append a Setting to Settings: Key, Flag, Kind, Default, Usage, Category.

@@ -60,7 +60,7 @@ var (
 
 // documentedFamily says which documented keys must be declared: those of
 // the families already moved into this package: [web] but turn_hosts,
-// [limits], [drain], [log], realm, relay.ports
+// [limits], [drain], [log], realm, relay.ports, auth.nonce_lifetime
 // (the other keys are still
 // cmd/postern's schema, checked by its TestConfigExample).
 func documentedFamily(key string) bool {
@@ -76,6 +76,8 @@ func documentedFamily(key string) bool {
 		return name == "realm"
 	case "relay":
 		return name == "ports"
+	case "auth":
+		return name == "nonce_lifetime"
 	}
 	return false
 }

@@ -77,7 +77,32 @@ func authSettings() []Setting {
 				return nil
 			},
 		},
+		nonceLifetime(),
 	}
+}
+
+// DefaultNonceLifetime is auth.nonce_lifetime's default.
+const DefaultNonceLifetime = 10 * time.Minute
+
+// nonceLifetime is auth.nonce_lifetime: a reload applies it to the new
+// authenticator, so it is not restart-only.
+func nonceLifetime() Setting {
+	return Setting{
+		Key: "auth.nonce_lifetime", Flag: "nonce-lifetime", Kind: KindDuration, Default: DefaultNonceLifetime, ZeroIsDefault: true,
+		Placeholder: "D", Category: CategoryAuth,
+		Usage: "how long a nonce stays valid, a duration D such as 90s",
+		Check: func(v any) error {
+			if d := v.(time.Duration); d < 0 {
+				return valueErrorf("%v: write a positive duration such as %q", d, DefaultNonceLifetime.String())
+			}
+			return nil
+		},
+	}
+}
+
+// NonceLifetime is the resolved auth.nonce_lifetime of v.
+func NonceLifetime(v Values) time.Duration {
+	return Get(Settings(), v, "auth.nonce_lifetime").(time.Duration)
 }
 
 // Realm is the resolved realm of v.

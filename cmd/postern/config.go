@@ -64,8 +64,7 @@ type AuthConfig struct {
 	// Secrets are TURN REST API shared secrets; the first one mints
 	// credentials, every one verifies them (so secrets can be rotated).
 	Secrets []string `toml:"secrets"`
-	// NonceLifetime is how long a nonce stays valid before a 438 Stale Nonce.
-	NonceLifetime Duration `toml:"nonce_lifetime"`
+	// nonce_lifetime is declared in package config.
 }
 
 // RelayConfig is the [relay] table: the relayed addresses and which peers
@@ -217,19 +216,18 @@ func fieldByTag(t reflect.Type, tag string) (reflect.StructField, bool) {
 // Command-line flag names of the serve command (and of later commands that
 // read the same configuration).
 const (
-	flagConfig        = "config"
-	flagListen        = "listen"
-	flagRealm         = "realm" // declared in package config; credential hash has its own
-	flagUser          = "user"
-	flagUsersFile     = "users-file"
-	flagSecret        = "secret"
-	flagNonceLifetime = "nonce-lifetime"
-	flagRelayIP       = "relay-ip"
-	flagExternalIP    = "external-ip"
-	flagAllowPeer     = "allow-peer"
-	flagDenyPeer      = "deny-peer"
-	flagTLSCert       = "tls-cert"
-	flagTLSKey        = "tls-key"
+	flagConfig     = "config"
+	flagListen     = "listen"
+	flagRealm      = "realm" // declared in package config; credential hash has its own
+	flagUser       = "user"
+	flagUsersFile  = "users-file"
+	flagSecret     = "secret"
+	flagRelayIP    = "relay-ip"
+	flagExternalIP = "external-ip"
+	flagAllowPeer  = "allow-peer"
+	flagDenyPeer   = "deny-peer"
+	flagTLSCert    = "tls-cert"
+	flagTLSKey     = "tls-key"
 )
 
 // Flag categories in --help.
@@ -259,8 +257,6 @@ func configFlags() []cli.Flag {
 			Usage: "read users from `FILE`: lines user:password or user:0x<md5 key hex>, # comments"},
 		&cli.StringSliceFlag{Name: flagSecret, Category: catAuth,
 			Usage: "TURN REST API shared secret `S`; the first mints, all verify (replaces the file's secrets)"},
-		&cli.DurationFlag{Name: flagNonceLifetime, Category: catAuth, Value: defaultNonceLifetime,
-			Usage: "how long a nonce stays valid, a duration `D` such as 90s"},
 
 		&cli.StringSliceFlag{Name: flagRelayIP, Category: catRelay,
 			Usage:       "bind relay sockets on `IP`: one address of each family (repeatable, or IPV4,IPV6)",
@@ -307,7 +303,6 @@ func (c *Config) applyFlags(cmd *cli.Command) error {
 	}
 	override(cmd, flagUsersFile, &c.Auth.UsersFile, cmd.String)
 	override(cmd, flagSecret, &c.Auth.Secrets, cmd.StringSlice)
-	override(cmd, flagNonceLifetime, &c.Auth.NonceLifetime, durationOf(cmd))
 
 	override(cmd, flagRelayIP, &c.Relay.IP, func(name string) RelayIPSetting { return cmd.StringSlice(name) })
 	c.applyOperationsFlags(cmd) // --external-ip, --stun-server, --admin, --admin-token

@@ -168,7 +168,6 @@ key = "k.pem"
 		users:             map[string]string{"alice": "pw:with:colons", "bob": "x"},
 		keys:              map[string][]byte{},
 		secrets:           []string{"s1", "s2"},
-		nonceLifetime:     90 * time.Second,
 		relayIP:           netip.MustParseAddr("192.0.2.10"),
 		externalIP:        netip.MustParseAddr("203.0.113.5"),
 		allowPeers:        []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
@@ -194,6 +193,7 @@ key = "k.pem"
 			"limits.max_lifetime":         2 * time.Hour,
 			"limits.default_lifetime":     5 * time.Minute,
 			"realm":                       "example.org",
+			"auth.nonce_lifetime":         90 * time.Second,
 			"relay.ports":                 "50000-50010",
 			"log.level":                   "debug",
 			"log.format":                  "json",
@@ -219,7 +219,7 @@ func TestDefaults(t *testing.T) {
 	if !reflect.DeepEqual(s.listeners, relay.DefaultListeners()) || s.listenersExplicit {
 		t.Errorf("listeners = %v explicit=%v, want relay.DefaultListeners() not explicit", s.listeners, s.listenersExplicit)
 	}
-	if s.realm() != "postern" || s.nonceLifetime != 10*time.Minute || relayOf(s).MaxLifetime != time.Hour ||
+	if s.realm() != "postern" || config.NonceLifetime(s.declared) != 10*time.Minute || relayOf(s).MaxLifetime != time.Hour ||
 		relayOf(s).DefaultLifetime != 10*time.Minute || s.relayPorts() != (allocations.PortRange{Low: 49152, High: 65535}) ||
 		relayOf(s).UserQuota != 0 || config.LogFormat(s.declared) != "text" || config.LogLevel(s.declared) != 0 {
 		t.Errorf("defaults: %+v", s)
@@ -362,7 +362,7 @@ level = "warn"
 	check("allowPeers", s.allowPeers, []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")})
 	check("userQuota", relayOf(s).UserQuota, 0)
 	check("maxLifetime", relayOf(s).MaxLifetime, 2*time.Hour)
-	check("nonceLifetime", s.nonceLifetime, time.Second)
+	check("nonceLifetime", config.NonceLifetime(s.declared), time.Second)
 	check("logLevel", config.LogLevel(s.declared).String(), "DEBUG")
 	// Not overridden: the file's value stands.
 	check("externalIP", s.externalIP, netip.MustParseAddr("203.0.113.1"))

@@ -158,7 +158,7 @@ func (l *live) newAuth(s settings) (*auth.Authenticator, error) {
 		Users:         s.users,
 		Keys:          s.keys,
 		Secrets:       secrets,
-		NonceLifetime: s.nonceLifetime,
+		NonceLifetime: config.NonceLifetime(s.declared),
 		NonceKey:      l.nonceKey,
 	})
 	if err != nil {
@@ -299,7 +299,6 @@ func (l *live) apply(load func() (settings, error)) error {
 // unchanged (a new address needs a restart, and its keys go with it).
 func takeReloadable(dst *settings, src settings) {
 	dst.users, dst.keys, dst.secrets = src.users, src.keys, src.secrets
-	dst.nonceLifetime = src.nonceLifetime
 	dst.allowPeers, dst.denyPeers = src.allowPeers, src.denyPeers
 	dst.tlsCert, dst.tlsKey = src.tlsCert, src.tlsKey
 	dst.ice = src.ice

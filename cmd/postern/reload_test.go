@@ -473,3 +473,22 @@ func TestRestartOnlyNamesEachKey(t *testing.T) {
 		}
 	}
 }
+
+// TestReloadTakesNonceLifetime: auth.nonce_lifetime (declared in package
+// config) changes on a reload, without a restart warning.
+func TestReloadTakesNonceLifetime(t *testing.T) {
+	running, err := Config{}.settings()
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded := running
+	loaded.declared = config.Values{"auth.nonce_lifetime": 90 * time.Second}
+	if keys := restartOnly(running, loaded); len(keys) != 0 {
+		t.Errorf("restartOnly = %v, want none", keys)
+	}
+	next := running
+	takeReloadable(&next, loaded)
+	if got := config.NonceLifetime(next.declared); got != 90*time.Second {
+		t.Errorf("nonce lifetime after reload = %v, want 90s", got)
+	}
+}

@@ -15,9 +15,7 @@ import (
 
 // Defaults, shared by the flags' help, Config.settings and
 // config.toml.example (a test checks the example against them).
-const (
-	defaultNonceLifetime = 10 * time.Minute
-)
+const ()
 
 // maxRealmLen is the limit of RFC 8489 §14.9 (config.MaxRealmLen).
 const maxRealmLen = config.MaxRealmLen
@@ -31,10 +29,9 @@ type settings struct {
 	listeners         []relay.ListenSpec
 	listenersExplicit bool // the operator named the listeners
 
-	users         map[string]string // user -> password
-	keys          map[string][]byte // user -> long-term key, from the users file
-	secrets       []string
-	nonceLifetime time.Duration
+	users   map[string]string // user -> password
+	keys    map[string][]byte // user -> long-term key, from the users file
+	secrets []string
 
 	relayIP    netip.Addr // the IPv4 relay address, or the only one; invalid: chosen per listener by relay
 	externalIP netip.Addr // the one address of externalIPs for ICE URLs; invalid: none
@@ -100,9 +97,6 @@ func (c Config) settings() (settings, error) {
 	s.secrets = append([]string(nil), c.Auth.Secrets...)
 
 	var err error
-	if s.nonceLifetime, err = positive(c.Auth.NonceLifetime, defaultNonceLifetime, "auth.nonce_lifetime", flagNonceLifetime); err != nil {
-		return settings{}, err
-	}
 
 	if s.relayIP, s.relayIP6, err = parseRelayIPs(c.Relay.IP); err != nil {
 		return settings{}, err
