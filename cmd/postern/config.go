@@ -235,7 +235,6 @@ const (
 	catListen = "Listeners"
 	catAuth   = "Authentication"
 	catRelay  = "Relay"
-	catLimits = "Limits"
 	catTLS    = "TLS"
 	catLog    = "Logging"
 )
@@ -329,20 +328,6 @@ func override[T any](cmd *cli.Command, name string, dst *T, get func(string) T) 
 	if cmd.IsSet(name) {
 		*dst = get(name)
 	}
-}
-
-// overridePtr is override for keys whose zero value is meaningful (0 turns
-// a default limit off), kept as pointers so that unset stays nil.
-func overridePtr[T any](cmd *cli.Command, name string, dst **T, get func(string) T) {
-	if cmd.IsSet(name) {
-		v := get(name)
-		*dst = &v
-	}
-}
-
-// durationOf reads duration flags as the config's Duration.
-func durationOf(cmd *cli.Command) func(string) Duration {
-	return func(name string) Duration { return Duration(cmd.Duration(name)) }
 }
 
 // parseUserFlags turns --user NAME:PASSWORD values into a map. The password
