@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"regexp"
@@ -36,12 +37,14 @@ func (d Duration) MarshalText() ([]byte, error) {
 // Kind is the type of a setting's value, in TOML and on the command line.
 type Kind int
 
-// Kinds of settings. Values holds a string, bool, time.Duration or int.
+// Kinds of settings. Values holds a string, bool, time.Duration, int or
+// float64.
 const (
 	KindString Kind = iota
 	KindBool
 	KindDuration
 	KindInt
+	KindFloat
 )
 
 // Setting declares one setting: everything the flag, the TOML decoder,
@@ -68,9 +71,22 @@ type Setting struct {
 	// Restart is true when a SIGHUP reload cannot change the setting: a
 	// reload that changes it warns and keeps the running value.
 	Restart bool
+	// DocDefault is how README's flag table writes the default when it
+	// differs from DefaultText; empty: DefaultText (or the value).
+	DocDefault string
 	// Requires names a setting that must be set (differ from its default)
 	// when this one differs from its default; empty: none.
 	Requires string
+	// RequiresFix ends the error of a missing Requires, saying what to
+	// do; empty: "set both or neither".
+	RequiresFix string
+	// Relate checks the setting against others once each has passed its
+	// Check (get returns a resolved value, default filled in); its error
+	// is returned as it is, so it names the keys itself.
+	Relate func(get func(key string) any) error
+	// ZeroIsDefault makes a zero value (0, "0s") stand for the default, as
+	// the older settings' schema has always read it.
+	ZeroIsDefault bool
 	// Check validates a value (the default is never checked); its error
 	// is wrapped with the key and the flag.
 	Check func(v any) error
@@ -112,6 +128,8 @@ func Flags(decls []Setting) []cli.Flag {
 			out = append(out, &cli.DurationFlag{Name: d.Flag, Category: d.Category, Usage: usage, Value: d.Default.(time.Duration), DefaultText: d.DefaultText})
 		case KindInt:
 			out = append(out, &cli.IntFlag{Name: d.Flag, Category: d.Category, Usage: usage, Value: d.Default.(int), DefaultText: d.DefaultText})
+		case KindFloat:
+			out = append(out, &cli.FloatFlag{Name: d.Flag, Category: d.Category, Usage: usage, Value: d.Default.(float64), DefaultText: d.DefaultText})
 		}
 	}
 	return out
@@ -137,8 +155,9 @@ func FromTOML(decls []Setting, doc map[string]any) (Values, error) {
 }
 
 func fromTOML(d Setting, raw any) (any, error) {
+	// The words of cmd/postern's check-config for the older keys.
 	bad := func(want string) error {
-		return fmt.Errorf("%s: %v is not %s", d.Key, raw, want)
+		return fmt.Errorf("%s: wrong type: write %s (%v is not %s)", d.Key, TypeHint(d.Kind), raw, want)
 	}
 	switch d.Kind {
 	case KindString:
@@ -169,8 +188,40 @@ func fromTOML(d Setting, raw any) (any, error) {
 			return nil, bad("an integer")
 		}
 		return int(n), nil
+	case KindFloat:
+		switch n := raw.(type) {
+		case float64:
+			return n, nil
+		case int64:
+			return float64(n), nil
+		}
+		return nil, bad("a number")
 	}
 	return nil, fmt.Errorf("%s: unknown kind %d", d.Key, d.Kind)
+}
+
+// TypeHint describes what a setting of kind k takes in TOML, with an
+// example (as check-config explains a wrong type).
+func TypeHint(k Kind) string {
+	switch k {
+	case KindString:
+		return "a quoted string"
+	case KindBool:
+		return "true or false, without quotes"
+	case KindDuration:
+		return `a quoted duration such as "10m" or "1h30m"`
+	case KindInt:
+		return "a whole number without quotes"
+	case KindFloat:
+		return "a number without quotes, such as 10 or 2.5"
+	}
+	return ""
+}
+
+// KindOf returns the kind of the declared key.
+func KindOf(decls []Setting, key string) (Kind, bool) {
+	d, ok := find(decls, key)
+	return d.Kind, ok
 }
 
 // lookup finds the dotted key in a decoded TOML document.
@@ -241,6 +292,8 @@ func FromFlags(decls []Setting, cmd *cli.Command, v Values) {
 			v[d.Key] = cmd.Duration(d.Flag)
 		case KindInt:
 			v[d.Key] = cmd.Int(d.Flag)
+		case KindFloat:
+			v[d.Key] = cmd.Float(d.Flag)
 		}
 	}
 }
@@ -251,11 +304,18 @@ func Resolve(decls []Setting, given Values) (Values, error) {
 	var out Values
 	for _, d := range decls {
 		x, ok := given[d.Key]
+		if d.ZeroIsDefault && ok && isZero(x) {
+			x = d.Default
+		}
 		if !ok || x == d.Default {
 			continue
 		}
 		if d.Check != nil {
 			if err := d.Check(x); err != nil {
+				var v valueError
+				if errors.As(err, &v) {
+					return nil, fmt.Errorf("%s (--%s) %w", d.Key, d.Flag, err)
+				}
 				return nil, fmt.Errorf("%s (--%s): %w", d.Key, d.Flag, err)
 			}
 		}
@@ -264,15 +324,66 @@ func Resolve(decls []Setting, given Values) (Values, error) {
 		}
 		out[d.Key] = x
 	}
+	get := func(key string) any { return Get(decls, out, key) }
+	for _, d := range decls {
+		if d.Relate != nil {
+			if err := d.Relate(get); err != nil {
+				return nil, err
+			}
+		}
+	}
 	for _, d := range decls {
 		if d.Requires == "" || out.get(d) == d.Default {
 			continue
 		}
 		if r, ok := find(decls, d.Requires); ok && out.get(r) == r.Default {
-			return nil, fmt.Errorf("%s (--%s) is set but %s (--%s) is not: set both or neither", d.Key, d.Flag, r.Key, r.Flag)
+			fix := d.RequiresFix
+			if fix == "" {
+				fix = "set both or neither"
+			}
+			return nil, fmt.Errorf("%s (--%s) is set but %s (--%s) is not: %s", d.Key, d.Flag, r.Key, r.Flag, fix)
 		}
 	}
 	return out, nil
+}
+
+// isZero reports whether x is the zero value of its kind.
+func isZero(x any) bool {
+	switch x := x.(type) {
+	case int:
+		return x == 0
+	case time.Duration:
+		return x == 0
+	case string:
+		return x == ""
+	case bool:
+		return !x
+	case float64:
+		return x == 0
+	}
+	return false
+}
+
+// Get returns the value of the declared key in v, or its default; nil
+// when key is not declared.
+func Get(decls []Setting, v Values, key string) any {
+	d, ok := find(decls, key)
+	if !ok {
+		return nil
+	}
+	return v.get(d)
+}
+
+// valueError is a Check error that starts with the value ("-1s: write
+// ..."): Resolve writes it after the flag without a colon, as the older
+// settings' messages are ("web.idle_timeout (--web-idle-timeout) -1s: ...").
+type valueError struct{ msg string }
+
+func (e valueError) Error() string { return e.msg }
+
+// valueErrorf formats a valueError.
+func valueErrorf(format string, args ...any) error {
+	return valueError{fmt.Sprintf(format, args...)}
 }
 
 // Apply puts resolved values into the relay's configuration.

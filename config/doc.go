@@ -14,9 +14,12 @@
 //     declaration with its default, and document no undeclared key of a
 //     declared family (TestDocsMatchDeclarations).
 //
-// Migration: only the [web] quic_* settings are declared here so far; the
-// other settings are still cmd/postern's Config struct, which hands the
-// declared ones over through Config.Declared.
+// Migration: declared here so far are the tables [web] (but turn_hosts, a
+// list), [limits], [drain] and [log], realm, relay.ports and
+// auth.nonce_lifetime (the one that a reload changes); the other settings
+// are still cmd/postern's Config struct, which hands the declared ones over
+// through Config.Declared. A setting checked against another one says so
+// in Relate (limits.default_lifetime against limits.max_lifetime).
 //
 // How to add a setting:
 //  1. Append a Setting to Settings: Key, Flag, Kind, Default, Usage, Category.

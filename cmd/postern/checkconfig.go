@@ -159,7 +159,7 @@ func checkConfig(path string) configReport {
 		specs = append(specs, l.String())
 	}
 	r.summary = fmt.Sprintf("listeners %s; realm %q; %d users, %d secrets; credentials API %s",
-		strings.Join(specs, " "), s.realm, len(s.users)+len(s.keys), len(s.secrets), api)
+		strings.Join(specs, " "), s.realm(), len(s.users)+len(s.keys), len(s.secrets), api)
 	if len(s.users)+len(s.keys)+len(s.secrets) == 0 {
 		r.warnings = append(r.warnings, "no users and no secrets: serve will generate a secret for each run, so no credential outlives a restart")
 	}
@@ -196,6 +196,9 @@ func tomlProblem(err error) (int, string) {
 
 // expectedType describes what the schema takes at key, with an example.
 func expectedType(key []string) string {
+	if k, ok := config.KindOf(config.Settings(), strings.Join(key, ".")); ok {
+		return config.TypeHint(k)
+	}
 	t, ok := schemaField(key)
 	if !ok {
 		return ""

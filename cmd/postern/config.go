@@ -21,10 +21,8 @@ import (
 // text as written; settings() validates it.
 type Config struct {
 	// Listen lists the listeners as SCHEME://HOST:PORT (relay.ParseListenSpec).
-	Listen []string `toml:"listen"`
-	// Realm is the authentication realm sent to clients (RFC 8489 §9.2).
-	Realm  string       `toml:"realm"`
-	Log    LogConfig    `toml:"log"`
+	Listen []string     `toml:"listen"`
+	Log    LogConfig    `toml:"log"` // declared in package config
 	Auth   AuthConfig   `toml:"auth"`
 	Relay  RelayConfig  `toml:"relay"`
 	Limits LimitsConfig `toml:"limits"`
@@ -52,13 +50,10 @@ type Config struct {
 	Declared config.Values `toml:"-"`
 }
 
-// LogConfig is the [log] table.
-type LogConfig struct {
-	// Level is debug, info, warn or error.
-	Level string `toml:"level"`
-	// Format is text or json.
-	Format string `toml:"format"`
-}
+// LogConfig is the [log] table, whose keys (level, format) are declared
+// in package config; the empty table keeps "unknown key" errors listing
+// them.
+type LogConfig struct{}
 
 // AuthConfig is the [auth] table: who may allocate.
 type AuthConfig struct {
@@ -69,8 +64,7 @@ type AuthConfig struct {
 	// Secrets are TURN REST API shared secrets; the first one mints
 	// credentials, every one verifies them (so secrets can be rotated).
 	Secrets []string `toml:"secrets"`
-	// NonceLifetime is how long a nonce stays valid before a 438 Stale Nonce.
-	NonceLifetime Duration `toml:"nonce_lifetime"`
+	// nonce_lifetime is declared in package config.
 }
 
 // RelayConfig is the [relay] table: the relayed addresses and which peers
@@ -91,8 +85,6 @@ type RelayConfig struct {
 	// STUNServers are asked for the public address when ExternalIP is
 	// "auto".
 	STUNServers []string `toml:"stun_servers"`
-	// Ports is the relay port range, "LOW-HIGH".
-	Ports string `toml:"ports"`
 	// AllowPeers are addresses or CIDRs peers may have even when the default
 	// policy denies them.
 	AllowPeers []string `toml:"allow_peers"`
@@ -100,30 +92,9 @@ type RelayConfig struct {
 	DenyPeers []string `toml:"deny_peers"`
 }
 
-// LimitsConfig is the [limits] table.
-type LimitsConfig struct {
-	// UserQuota is the maximum number of allocations per user across every
-	// listener; 0 means unlimited.
-	UserQuota int `toml:"user_quota"`
-	// MaxLifetime caps the allocation lifetime a client may ask for.
-	MaxLifetime Duration `toml:"max_lifetime"`
-	// DefaultLifetime is given to allocations that ask for less.
-	DefaultLifetime Duration `toml:"default_lifetime"`
-
-	// Abuse limits (hardening.go).
-	IPQuota              int      `toml:"ip_quota"`
-	TotalQuota           int      `toml:"total_quota"`
-	AllocationBandwidth  int64    `toml:"allocation_bandwidth"`
-	UserBandwidth        int64    `toml:"user_bandwidth"`
-	UnauthenticatedRate  *float64 `toml:"unauthenticated_rate"` // nil: default; 0: no limit
-	UnauthenticatedBurst int      `toml:"unauthenticated_burst"`
-	BindingRate          *float64 `toml:"binding_rate"` // nil: default; 0: no limit
-	BindingBurst         int      `toml:"binding_burst"`
-	MaxConns             *int     `toml:"max_conns"`        // nil: default; 0: no cap
-	MaxConnsPerIP        *int     `toml:"max_conns_per_ip"` // nil: default; 0: no cap
-	HandshakeTimeout     Duration `toml:"handshake_timeout"`
-	IdleTimeout          Duration `toml:"idle_timeout"`
-}
+// LimitsConfig is the [limits] table, whose keys are all declared in
+// package config; the empty table keeps "unknown key" errors listing them.
+type LimitsConfig struct{}
 
 // TLSConfig is the [tls] table: the certificate of tls:// and tcp+tls://
 // listeners.
@@ -245,25 +216,18 @@ func fieldByTag(t reflect.Type, tag string) (reflect.StructField, bool) {
 // Command-line flag names of the serve command (and of later commands that
 // read the same configuration).
 const (
-	flagConfig          = "config"
-	flagListen          = "listen"
-	flagRealm           = "realm"
-	flagUser            = "user"
-	flagUsersFile       = "users-file"
-	flagSecret          = "secret"
-	flagNonceLifetime   = "nonce-lifetime"
-	flagRelayIP         = "relay-ip"
-	flagExternalIP      = "external-ip"
-	flagRelayPorts      = "relay-ports"
-	flagAllowPeer       = "allow-peer"
-	flagDenyPeer        = "deny-peer"
-	flagUserQuota       = "user-quota"
-	flagMaxLifetime     = "max-lifetime"
-	flagDefaultLifetime = "default-lifetime"
-	flagTLSCert         = "tls-cert"
-	flagTLSKey          = "tls-key"
-	flagLogLevel        = "log-level"
-	flagLogFormat       = "log-format"
+	flagConfig     = "config"
+	flagListen     = "listen"
+	flagRealm      = "realm" // declared in package config; credential hash has its own
+	flagUser       = "user"
+	flagUsersFile  = "users-file"
+	flagSecret     = "secret"
+	flagRelayIP    = "relay-ip"
+	flagExternalIP = "external-ip"
+	flagAllowPeer  = "allow-peer"
+	flagDenyPeer   = "deny-peer"
+	flagTLSCert    = "tls-cert"
+	flagTLSKey     = "tls-key"
 )
 
 // Flag categories in --help.
@@ -271,7 +235,6 @@ const (
 	catListen = "Listeners"
 	catAuth   = "Authentication"
 	catRelay  = "Relay"
-	catLimits = "Limits"
 	catTLS    = "TLS"
 	catLog    = "Logging"
 )
@@ -287,16 +250,12 @@ func configFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: flagListen, Category: catListen,
 			Usage:       "listen on `SPEC`: udp://, tcp://, tls:// or tcp+tls:// then HOST:PORT (replaces the file's list)",
 			DefaultText: "udp+tcp :3478, tls :5349, udp :443, tcp+tls :443"},
-		&cli.StringFlag{Name: flagRealm, Category: catAuth, Value: defaultRealm,
-			Usage: "authentication realm `R`"},
 		&cli.StringSliceFlag{Name: flagUser, Category: catAuth,
 			Usage: "static user `NAME:PASSWORD` (replaces the file's users)"},
 		&cli.StringFlag{Name: flagUsersFile, Category: catAuth, TakesFile: true,
 			Usage: "read users from `FILE`: lines user:password or user:0x<md5 key hex>, # comments"},
 		&cli.StringSliceFlag{Name: flagSecret, Category: catAuth,
 			Usage: "TURN REST API shared secret `S`; the first mints, all verify (replaces the file's secrets)"},
-		&cli.DurationFlag{Name: flagNonceLifetime, Category: catAuth, Value: defaultNonceLifetime,
-			Usage: "how long a nonce stays valid, a duration `D` such as 90s"},
 
 		&cli.StringSliceFlag{Name: flagRelayIP, Category: catRelay,
 			Usage:       "bind relay sockets on `IP`: one address of each family (repeatable, or IPV4,IPV6)",
@@ -306,31 +265,16 @@ func configFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: flagSTUNServer, Category: catRelay,
 			Usage:       "with --external-ip auto, ask the STUN server `HOST:PORT` (repeatable; replaces the file's list)",
 			DefaultText: strings.Join(defaultSTUNServers(), ", ")},
-		&cli.StringFlag{Name: flagRelayPorts, Category: catRelay, Value: defaultRelayPorts,
-			Usage: "relay port range `LOW-HIGH`"},
 		&cli.StringSliceFlag{Name: flagAllowPeer, Category: catRelay,
 			Usage: "let peers in `CIDR` through even if the default policy denies them, e.g. 127.0.0.0/8 for tests"},
 		&cli.StringSliceFlag{Name: flagDenyPeer, Category: catRelay,
 			Usage: "deny peers in `CIDR` on top of the default policy"},
-
-		&cli.IntFlag{Name: flagUserQuota, Category: catLimits,
-			Usage:       "at most `N` allocations per user across all listeners",
-			DefaultText: "0, unlimited"},
-		&cli.DurationFlag{Name: flagMaxLifetime, Category: catLimits, Value: defaultMaxLifetime,
-			Usage: "longest allocation lifetime a client may request, a duration `D` such as 2h"},
-		&cli.DurationFlag{Name: flagDefaultLifetime, Category: catLimits, Value: defaultDefaultLifetime,
-			Usage: "lifetime of allocations that request less, a duration `D` such as 5m"},
 
 		&cli.StringFlag{Name: flagTLSCert, Category: catTLS, TakesFile: true,
 			Usage:       "PEM certificate chain `FILE` for tls:// and tcp+tls:// listeners",
 			DefaultText: "a self-signed certificate made at start"},
 		&cli.StringFlag{Name: flagTLSKey, Category: catTLS, TakesFile: true,
 			Usage: "PEM private key `FILE` of --tls-cert"},
-
-		&cli.StringFlag{Name: flagLogLevel, Category: catLog, Value: defaultLogLevel,
-			Usage: "log `LEVEL`: debug, info, warn or error"},
-		&cli.StringFlag{Name: flagLogFormat, Category: catLog, Value: defaultLogFormat,
-			Usage: "log `FORMAT`: text or json"},
 
 		&cli.StringFlag{Name: flagCredentialsAPI, Category: catAPI,
 			Usage:       "serve POST /v1/ice-servers on `ADDR`: HOST:PORT or https://HOST:PORT (HTTPS, needs --tls-cert), or http://127.0.0.1:PORT (loopback only)",
@@ -341,7 +285,7 @@ func configFlags() []cli.Flag {
 		adminAddrFlag("admin HTTP listener (metrics, health, sessions API) at `ADDR` (HOST:PORT); \"\" or off disables it"),
 		adminTokenFlag("require the bearer `TOKEN` on /metrics, /api/ and the dashboard of the admin listener"),
 		pprofFlag(),
-	}, append(append(port443Flags(), config.Flags(config.Settings())...), hardeningFlags()...)...)
+	}, append(port443Flags(), config.Flags(config.Settings())...)...)
 }
 
 // applyFlags overrides c with the flags given on the command line. A
@@ -349,7 +293,6 @@ func configFlags() []cli.Flag {
 // says what is in force.
 func (c *Config) applyFlags(cmd *cli.Command) error {
 	override(cmd, flagListen, &c.Listen, cmd.StringSlice)
-	override(cmd, flagRealm, &c.Realm, cmd.String)
 	if cmd.IsSet(flagUser) {
 		users, err := parseUserFlags(cmd.StringSlice(flagUser))
 		if err != nil {
@@ -359,29 +302,19 @@ func (c *Config) applyFlags(cmd *cli.Command) error {
 	}
 	override(cmd, flagUsersFile, &c.Auth.UsersFile, cmd.String)
 	override(cmd, flagSecret, &c.Auth.Secrets, cmd.StringSlice)
-	override(cmd, flagNonceLifetime, &c.Auth.NonceLifetime, durationOf(cmd))
 
 	override(cmd, flagRelayIP, &c.Relay.IP, func(name string) RelayIPSetting { return cmd.StringSlice(name) })
 	c.applyOperationsFlags(cmd) // --external-ip, --stun-server, --admin, --admin-token
-	override(cmd, flagRelayPorts, &c.Relay.Ports, cmd.String)
 	override(cmd, flagAllowPeer, &c.Relay.AllowPeers, cmd.StringSlice)
 	override(cmd, flagDenyPeer, &c.Relay.DenyPeers, cmd.StringSlice)
 
-	override(cmd, flagUserQuota, &c.Limits.UserQuota, cmd.Int)
-	override(cmd, flagMaxLifetime, &c.Limits.MaxLifetime, durationOf(cmd))
-	override(cmd, flagDefaultLifetime, &c.Limits.DefaultLifetime, durationOf(cmd))
-
 	override(cmd, flagTLSCert, &c.TLS.Cert, cmd.String)
 	override(cmd, flagTLSKey, &c.TLS.Key, cmd.String)
-
-	override(cmd, flagLogLevel, &c.Log.Level, cmd.String)
-	override(cmd, flagLogFormat, &c.Log.Format, cmd.String)
 
 	override(cmd, flagCredentialsAPI, &c.CredentialsAPI.Listen, cmd.String)
 	override(cmd, flagAPIKey, &c.CredentialsAPI.APIKeys, cmd.StringSlice)
 
 	c.applyPort443Flags(cmd)
-	c.applyHardeningFlags(cmd)
 	if c.Declared == nil {
 		c.Declared = config.Values{}
 	}
@@ -395,20 +328,6 @@ func override[T any](cmd *cli.Command, name string, dst *T, get func(string) T) 
 	if cmd.IsSet(name) {
 		*dst = get(name)
 	}
-}
-
-// overridePtr is override for keys whose zero value is meaningful (0 turns
-// a default limit off), kept as pointers so that unset stays nil.
-func overridePtr[T any](cmd *cli.Command, name string, dst **T, get func(string) T) {
-	if cmd.IsSet(name) {
-		v := get(name)
-		*dst = &v
-	}
-}
-
-// durationOf reads duration flags as the config's Duration.
-func durationOf(cmd *cli.Command) func(string) Duration {
-	return func(name string) Duration { return Duration(cmd.Duration(name)) }
 }
 
 // parseUserFlags turns --user NAME:PASSWORD values into a map. The password

@@ -17,6 +17,7 @@ import (
 	"github.com/urfave/cli/v3"
 
 	"github.com/postern/postern/allocations"
+	"github.com/postern/postern/config"
 	"github.com/postern/postern/relay"
 )
 
@@ -65,7 +66,7 @@ func TestLoadStrict(t *testing.T) {
 		{name: "unknown key in table", toml: "[auth]\nusres = { a = \"b\" }\n",
 			wantErr: []string{"auth.usres", "keys in [auth]", "users_file"}},
 		{name: "unknown table reported once", toml: "[metrics]\nlisten = \"x\"\nport = 1\n",
-			wantErr: []string{"unknown key metrics", "listen, realm, log"}},
+			wantErr: []string{"unknown key metrics", "listen, log, auth", ", realm)"}},
 		{name: "two unknown keys", toml: "[relay]\nport = \"1-2\"\n[limits]\nquota = 1\n",
 			wantErr: []string{"relay.port", "limits.quota"}},
 		{name: "key of the wrong table", toml: "[relay]\nuser_quota = 3\n",
@@ -164,42 +165,50 @@ key = "k.pem"
 			{Kind: relay.TCPTLS, Addr: "[::1]:443"},
 		},
 		listenersExplicit: true,
-		realm:             "example.org",
 		users:             map[string]string{"alice": "pw:with:colons", "bob": "x"},
 		keys:              map[string][]byte{},
 		secrets:           []string{"s1", "s2"},
-		nonceLifetime:     90 * time.Second,
 		relayIP:           netip.MustParseAddr("192.0.2.10"),
 		externalIP:        netip.MustParseAddr("203.0.113.5"),
-		relayPorts:        allocations.PortRange{Low: 50000, High: 50010},
 		allowPeers:        []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
 		denyPeers:         []netip.Prefix{netip.MustParsePrefix("198.51.100.7/32")},
-		userQuota:         3,
-		maxLifetime:       2 * time.Hour,
-		defaultLifetime:   5 * time.Minute,
 		tlsCert:           "c.pem",
 		tlsKey:            "k.pem",
-		logLevel:          -4, // slog.LevelDebug
-		logFormat:         "json",
 		ice:               iceSettings{user: defaultICEUser, ttl: defaultICETTL},
 		externalIPs:       relay.ExternalIPs{V4: netip.MustParseAddr("203.0.113.5")},
 		stunServers:       defaultSTUNServers(),
 		admin:             adminSettings{listen: defaultAdminListen},
 		api:               apiSettings{maxTTL: defaultAPIMaxTTL},
-		port443:           port443Settings{web: relay.WebConfig{IdleTimeout: relay.DefaultWebIdleTimeout, MaxConns: relay.DefaultWebMaxConns}},
-		hard: hardeningSettings{
-			ipQuota: 2, userBandwidth: 125000,
-			unauthRate: 0, unauthBurst: defaultUnauthBurst, // 0 written: no limit
-			bindingRate: defaultBindingRate, bindingBurst: defaultBindingBurst,
-			maxConns: defaultMaxConns, maxConnsPerIP: 0, // 0 written: no cap
-			handshakeTimeout: relay.DefaultHandshakeTimeout, idleTimeout: time.Minute,
-			alternateServer: netip.MustParseAddrPort("192.0.2.8:3478"),
-			drainTimeout:    defaultDrainTimeout,
+		// [web] idle_timeout and max_conns are declared in package config
+		// (their defaults are the nil Values); TestPort443Settings checks them.
+		// The abuse limits and [drain] are declared in package config: only
+		// the values that differ from their default are kept.
+		declared: config.Values{
+			"limits.ip_quota": 2, "limits.user_bandwidth": 125000,
+			"limits.unauthenticated_rate": 0.0, // 0 written: no limit
+			"limits.max_conns_per_ip":     0,   // 0 written: no cap
+			"limits.idle_timeout":         time.Minute,
+			"drain.alternate_server":      "192.0.2.8:3478",
+			"limits.user_quota":           3,
+			"limits.max_lifetime":         2 * time.Hour,
+			"limits.default_lifetime":     5 * time.Minute,
+			"realm":                       "example.org",
+			"auth.nonce_lifetime":         90 * time.Second,
+			"relay.ports":                 "50000-50010",
+			"log.level":                   "debug",
+			"log.format":                  "json",
 		},
 	}
 	if !reflect.DeepEqual(s, want) {
 		t.Errorf("settings:\n got %+v\nwant %+v", s, want)
 	}
+}
+
+// relayOf is the relay configuration the declared settings of s give.
+func relayOf(s settings) relay.Config {
+	var c relay.Config
+	config.Apply(config.Settings(), s.declared, &c)
+	return c
 }
 
 func TestDefaults(t *testing.T) {
@@ -210,9 +219,9 @@ func TestDefaults(t *testing.T) {
 	if !reflect.DeepEqual(s.listeners, relay.DefaultListeners()) || s.listenersExplicit {
 		t.Errorf("listeners = %v explicit=%v, want relay.DefaultListeners() not explicit", s.listeners, s.listenersExplicit)
 	}
-	if s.realm != "postern" || s.nonceLifetime != 10*time.Minute || s.maxLifetime != time.Hour ||
-		s.defaultLifetime != 10*time.Minute || s.relayPorts != (allocations.PortRange{Low: 49152, High: 65535}) ||
-		s.userQuota != 0 || s.logFormat != "text" || s.logLevel != 0 {
+	if s.realm() != "postern" || config.NonceLifetime(s.declared) != 10*time.Minute || relayOf(s).MaxLifetime != time.Hour ||
+		relayOf(s).DefaultLifetime != 10*time.Minute || s.relayPorts() != (allocations.PortRange{Low: 49152, High: 65535}) ||
+		relayOf(s).UserQuota != 0 || config.LogFormat(s.declared) != "text" || config.LogLevel(s.declared) != 0 {
 		t.Errorf("defaults: %+v", s)
 	}
 	if s.relayIP.IsValid() || s.externalIP.IsValid() || len(s.users)+len(s.keys)+len(s.secrets) != 0 {
@@ -265,6 +274,13 @@ func TestConfigExample(t *testing.T) {
 		t.Error("uncommented listen did not make the listeners explicit")
 	}
 	got.listenersExplicit = false
+	// A declared default written out may stay in got.declared
+	// (limits.default_lifetime = "10m" is explicit, not "follows
+	// max_lifetime"): compare what the relay gets.
+	if g, w := relayOf(got), relayOf(defaults); !reflect.DeepEqual(g, w) {
+		t.Errorf("config.toml.example uncommented: relay configuration\n got %+v\nwant %+v", g, w)
+	}
+	got.declared = defaults.declared
 	if !reflect.DeepEqual(got, defaults) {
 		t.Errorf("config.toml.example uncommented is not the defaults:\n got %+v\nwant %+v", got, defaults)
 	}
@@ -337,20 +353,20 @@ level = "warn"
 			t.Errorf("%s = %v, want %v", name, got, want)
 		}
 	}
-	check("realm", s.realm, "flag-realm")
+	check("realm", s.realm(), "flag-realm")
 	check("listeners", s.listeners, []relay.ListenSpec{{Kind: relay.TCP, Addr: "127.0.0.1:2000"}})
 	check("listenersExplicit", s.listenersExplicit, true)
 	check("secrets", s.secrets, []string{"c1,with,commas"})
 	check("users", s.users, map[string]string{"carol": "p:w"})
-	check("relayPorts", s.relayPorts, allocations.PortRange{Low: 40000, High: 40010})
+	check("relayPorts", s.relayPorts(), allocations.PortRange{Low: 40000, High: 40010})
 	check("allowPeers", s.allowPeers, []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")})
-	check("userQuota", s.userQuota, 0)
-	check("maxLifetime", s.maxLifetime, 2*time.Hour)
-	check("nonceLifetime", s.nonceLifetime, time.Second)
-	check("logLevel", s.logLevel.String(), "DEBUG")
+	check("userQuota", relayOf(s).UserQuota, 0)
+	check("maxLifetime", relayOf(s).MaxLifetime, 2*time.Hour)
+	check("nonceLifetime", config.NonceLifetime(s.declared), time.Second)
+	check("logLevel", config.LogLevel(s.declared).String(), "DEBUG")
 	// Not overridden: the file's value stands.
 	check("externalIP", s.externalIP, netip.MustParseAddr("203.0.113.1"))
-	check("defaultLifetime", s.defaultLifetime, 10*time.Minute)
+	check("defaultLifetime", relayOf(s).DefaultLifetime, 10*time.Minute)
 }
 
 func TestFlagsAlone(t *testing.T) {
@@ -369,8 +385,8 @@ func TestFlagsAlone(t *testing.T) {
 		t.Errorf("denyPeers = %v", s.denyPeers)
 	}
 	// An unset default lifetime follows a maximum set below it.
-	if s.maxLifetime != 5*time.Minute || s.defaultLifetime != 5*time.Minute {
-		t.Errorf("lifetimes max %v default %v, want 5m 5m", s.maxLifetime, s.defaultLifetime)
+	if r := relayOf(s); r.MaxLifetime != 5*time.Minute || r.DefaultLifetime != 5*time.Minute {
+		t.Errorf("lifetimes max %v default %v, want 5m 5m", r.MaxLifetime, r.DefaultLifetime)
 	}
 }
 

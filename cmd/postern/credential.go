@@ -261,8 +261,8 @@ func credentialHashAction(_ context.Context, cmd *cli.Command) error {
 		if err != nil {
 			return err
 		}
-		if c.Realm != "" {
-			realm = c.Realm
+		if r, _ := c.Declared["realm"].(string); r != "" {
+			realm = r
 		}
 	}
 	if cmd.IsSet(flagRealm) {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postern/postern/config"
 	"github.com/postern/postern/relay"
 )
 
@@ -115,15 +116,36 @@ func TestHardeningFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := hardeningSettings{
-		ipQuota: 2, totalQuota: 9, allocationBandwidth: 1000, userBandwidth: 2000,
-		unauthRate: 0, unauthBurst: 3, bindingRate: 7.5, bindingBurst: 8, maxConns: 0, maxConnsPerIP: 4,
-		handshakeTimeout: 3 * time.Second, idleTimeout: 4 * time.Second,
-		alternateServer: netip.MustParseAddrPort("192.0.2.1:3478"), drainTimeout: 5 * time.Second,
+	var got relay.Config
+	config.Apply(config.Settings(), s.declared, &got)
+	want := relay.Config{
+		IPQuota: 2, TotalQuota: 9, AllocationBandwidth: 1000, UserBandwidth: 2000,
+		UnauthenticatedRate: 0, UnauthenticatedBurst: 3, BindingRate: 7.5, BindingBurst: 8, MaxConns: 0, MaxConnsPerIP: 4,
+		HandshakeTimeout: 3 * time.Second, IdleTimeout: 4 * time.Second,
+		AlternateServer: netip.MustParseAddrPort("192.0.2.1:3478"),
 	}
-	if s.hard != want {
-		t.Errorf("hardening settings\n got %+v\nwant %+v", s.hard, want)
+	if g, w := limitsOf(got), limitsOf(want); g != w {
+		t.Errorf("limits\n got %+v\nwant %+v", g, w)
 	}
+	if d := config.Get(config.Settings(), s.declared, "drain.timeout"); d != 5*time.Second {
+		t.Errorf("drain.timeout = %v, want 5s", d)
+	}
+}
+
+// limits are the abuse-limit fields of a relay configuration.
+type limits struct {
+	ipQuota, totalQuota                int
+	allocationBandwidth, userBandwidth int64
+	unauthRate, bindingRate            float64
+	unauthBurst, bindingBurst          int
+	maxConns, maxConnsPerIP            int
+	handshakeTimeout, idleTimeout      time.Duration
+	alternateServer                    netip.AddrPort
+}
+
+func limitsOf(c relay.Config) limits {
+	return limits{c.IPQuota, c.TotalQuota, c.AllocationBandwidth, c.UserBandwidth, c.UnauthenticatedRate, c.BindingRate,
+		c.UnauthenticatedBurst, c.BindingBurst, c.MaxConns, c.MaxConnsPerIP, c.HandshakeTimeout, c.IdleTimeout, c.AlternateServer}
 }
 
 // TestCheckConfigTypeHints: check-config explains the expected type of the

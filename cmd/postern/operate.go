@@ -97,9 +97,9 @@ func startupSummary(s settings, srv *relay.Server, listeners []string, secrets i
 		modes = append(modes, "rest-secrets:"+strconv.Itoa(secrets))
 	}
 	return []any{
-		"version", version(), "realm", s.realm,
+		"version", version(), "realm", s.realm(),
 		"listeners", strings.Join(listeners, " "),
-		"relay_ports", s.relayPorts.String(),
+		"relay_ports", s.relayPorts().String(),
 		"relay_addresses", strings.Join(relays, " "),
 		"auth", strings.Join(modes, " "),
 		"users", len(s.users) + len(s.keys), "secrets", secrets,

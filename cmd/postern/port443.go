@@ -17,29 +17,16 @@ import (
 // WebConfig is the [web] table: sharing the TLS listeners (port 443) with a
 // web site on the same host.
 type WebConfig struct {
-	// Backend is HOST:PORT of the web site; connections that are not TURN
-	// are forwarded to it byte for byte (TLS is not terminated).
-	Backend string `toml:"backend"`
-	// BackendProxyProtocol prefixes forwarded connections with a PROXY
-	// protocol v2 header naming the client.
-	BackendProxyProtocol bool `toml:"backend_proxy_protocol"`
 	// TURNHosts are the TLS server names (SNI) of the TURN service; a TLS
-	// client asking for another name goes to the backend.
+	// client asking for another name goes to the backend. The other [web]
+	// keys are declared in package config.
 	TURNHosts []string `toml:"turn_hosts"`
-	// IdleTimeout closes a forwarded connection idle both ways this long.
-	IdleTimeout Duration `toml:"idle_timeout"`
-	// MaxConns caps forwarded connections (apart from limits.max_conns).
-	MaxConns *int `toml:"max_conns"` // nil: default; 0: no cap
 }
 
 // Flags of port 443 sharing, PROXY protocol and ACME, and their --help
 // categories.
 const (
-	flagWebBackend       = "web-backend"
-	flagWebBackendProxy  = "web-backend-proxy-protocol"
 	flagTURNHost         = "turn-host"
-	flagWebIdleTimeout   = "web-idle-timeout"
-	flagWebMaxConns      = "web-max-conns"
 	flagProxyProtocolFor = "proxy-protocol-from"
 	flagACME             = "acme"
 	flagACMEDomain       = "acme-domain"
@@ -58,15 +45,6 @@ const defaultACMECA = relay.DefaultACMECA
 // proxy_protocol_from and the ACME keys of [tls].
 func port443Flags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: flagWebBackend, Category: catWeb,
-			Usage:       "forward TLS and HTTP connections that are not TURN to the web site at `HOST:PORT` (TLS passed through, not terminated)",
-			DefaultText: "none: browsers get a short built-in page"},
-		&cli.BoolFlag{Name: flagWebBackendProxy, Category: catWeb,
-			Usage: "start each forwarded connection with a PROXY protocol v2 header naming the client"},
-		&cli.DurationFlag{Name: flagWebIdleTimeout, Category: catWeb, Value: relay.DefaultWebIdleTimeout,
-			Usage: "close a connection forwarded to --web-backend when no byte has passed either way for `D`"},
-		&cli.IntFlag{Name: flagWebMaxConns, Category: catWeb, Value: relay.DefaultWebMaxConns,
-			Usage: "at most `N` connections forwarded to --web-backend, apart from --max-conns; 0 = no cap"},
 		&cli.StringSliceFlag{Name: flagTURNHost, Category: catWeb,
 			Usage:       "TLS server name `NAME` of the TURN service; TLS for other names goes to --web-backend (replaces the file's list)",
 			DefaultText: "every name; with ACME, the ACME domains"},
@@ -90,11 +68,7 @@ func port443Flags() []cli.Flag {
 
 // applyPort443Flags overrides c with the flags of port443Flags.
 func (c *Config) applyPort443Flags(cmd *cli.Command) {
-	override(cmd, flagWebBackend, &c.Web.Backend, cmd.String)
-	override(cmd, flagWebBackendProxy, &c.Web.BackendProxyProtocol, cmd.Bool)
 	override(cmd, flagTURNHost, &c.Web.TURNHosts, cmd.StringSlice)
-	override(cmd, flagWebIdleTimeout, &c.Web.IdleTimeout, durationOf(cmd))
-	overridePtr(cmd, flagWebMaxConns, &c.Web.MaxConns, cmd.Int)
 	override(cmd, flagProxyProtocolFor, &c.ProxyProtocolFrom, cmd.StringSlice)
 	override(cmd, flagACME, &c.TLS.ACME, cmd.Bool)
 	override(cmd, flagACMEDomain, &c.TLS.Domains, cmd.StringSlice)
@@ -122,30 +96,8 @@ type port443Settings struct {
 func (s *settings) loadPort443(c Config) error {
 	p := &s.port443
 	w := c.Web
-	if w.Backend != "" {
-		if err := relay.ValidateBackend(w.Backend); err != nil {
-			return fmt.Errorf("web.backend (--%s): %w", flagWebBackend, err)
-		}
-	} else if w.BackendProxyProtocol {
-		return fmt.Errorf("web.backend_proxy_protocol (--%s) is set but web.backend (--%s) is not: name the web site or drop the option", flagWebBackendProxy, flagWebBackend)
-	}
-	p.web = relay.WebConfig{Backend: w.Backend, BackendProxyProtocol: w.BackendProxyProtocol}
-	idle, err := positive(w.IdleTimeout, relay.DefaultWebIdleTimeout, "web.idle_timeout", flagWebIdleTimeout)
-	if err != nil {
-		return err
-	}
-	p.web.IdleTimeout = idle
-	p.web.MaxConns = relay.DefaultWebMaxConns
-	if w.MaxConns != nil {
-		switch n := *w.MaxConns; {
-		case n < 0:
-			return fmt.Errorf("web.max_conns (--%s) %d: write 0 for no cap or a positive count", flagWebMaxConns, n)
-		case n == 0:
-			p.web.MaxConns = -1 // relay: negative is no cap
-		default:
-			p.web.MaxConns = n
-		}
-	}
+	// web.backend, backend_proxy_protocol, idle_timeout and max_conns are
+	// declared in package config (config.Settings).
 	for _, h := range w.TURNHosts {
 		name, err := hostName(h)
 		if err != nil {
@@ -155,6 +107,7 @@ func (s *settings) loadPort443(c Config) error {
 	}
 
 	if len(c.ProxyProtocolFrom) > 0 {
+		var err error
 		if p.proxyFrom, err = parsePrefixes(c.ProxyProtocolFrom, "proxy_protocol_from", flagProxyProtocolFor); err != nil {
 			return err
 		}

@@ -17,9 +17,19 @@ import (
 
 	"github.com/pires/go-proxyproto"
 
+	"github.com/postern/postern/config"
 	"github.com/postern/postern/internal/turntest"
 	"github.com/postern/postern/relay"
 )
+
+// webOf is the relay's [web] configuration of s: turn_hosts from
+// s.port443, the declared [web] keys from s.declared (as serve puts them
+// together).
+func webOf(s settings) relay.WebConfig {
+	c := relay.Config{Web: s.port443.web}
+	config.Apply(config.Settings(), s.declared, &c)
+	return c.Web
+}
 
 func TestPort443Settings(t *testing.T) {
 	t.Run("flags", func(t *testing.T) {
@@ -43,6 +53,7 @@ func TestPort443Settings(t *testing.T) {
 			acmeStorage: "/var/lib/postern/acme",
 			acmeCARoot:  "/etc/ca.pem",
 		}
+		s.port443.web = webOf(s)
 		if !reflect.DeepEqual(s.port443, want) {
 			t.Errorf("got  %+v\nwant %+v", s.port443, want)
 		}
@@ -62,6 +73,7 @@ turn_hosts = ["a.example.org"]
 			t.Fatal(err)
 		}
 		p := s.port443
+		p.web = webOf(s)
 		if p.web.Backend != "127.0.0.1:9443" || !reflect.DeepEqual(p.web.TURNHosts, []string{"a.example.org"}) ||
 			len(p.proxyFrom) != 1 || !p.acme || len(p.domains) != 2 || p.acmeCA != defaultACMECA {
 			t.Errorf("settings %+v", p)
@@ -73,6 +85,7 @@ turn_hosts = ["a.example.org"]
 			t.Fatal(err)
 		}
 		want := port443Settings{web: relay.WebConfig{IdleTimeout: relay.DefaultWebIdleTimeout, MaxConns: relay.DefaultWebMaxConns}}
+		s.port443.web = webOf(s)
 		if !reflect.DeepEqual(s.port443, want) {
 			t.Errorf("defaults %+v, want nothing shared, no PROXY protocol, no ACME", s.port443)
 		}
@@ -87,14 +100,14 @@ func TestWebPassthroughSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w := s.port443.web; w.IdleTimeout != 45*time.Second || w.MaxConns != -1 {
+	if w := webOf(s); w.IdleTimeout != 45*time.Second || w.MaxConns != -1 {
 		t.Errorf("file: idle %v, max conns %d; want 45s, -1 (no cap)", w.IdleTimeout, w.MaxConns)
 	}
 	s, err = settingsFor(t, "--config", path, "--web-idle-timeout", "3m", "--web-max-conns", "50")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w := s.port443.web; w.IdleTimeout != 3*time.Minute || w.MaxConns != 50 {
+	if w := webOf(s); w.IdleTimeout != 3*time.Minute || w.MaxConns != 50 {
 		t.Errorf("flags: idle %v, max conns %d; want 3m, 50", w.IdleTimeout, w.MaxConns)
 	}
 	for _, args := range [][]string{{"--web-max-conns", "-1"}, {"--web-idle-timeout", "-1s"}} {

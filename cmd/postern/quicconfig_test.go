@@ -79,8 +79,8 @@ func TestRestartOnlyQUIC(t *testing.T) {
 	}
 	loaded := running
 	loaded.declared = config.Values{"web.quic_backend": "127.0.0.1:8443", "web.quic_max_flows": 5}
-	loaded.realm = "other"
-	if got := strings.Join(restartOnly(running, loaded), " "); got != "web.quic_backend web.quic_max_flows realm" {
+	loaded.declared["realm"] = "other"
+	if got := strings.Join(restartOnly(running, loaded), " "); got != "realm web.quic_backend web.quic_max_flows" {
 		t.Errorf("restartOnly = %q", got)
 	}
 	// A reload keeps the running values of restart-only settings.

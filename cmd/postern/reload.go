@@ -154,11 +154,11 @@ func (l *live) newAuth(s settings) (*auth.Authenticator, error) {
 		return nil, errors.New("auth: no users and no secrets: nobody could allocate: configure auth.users, auth.users_file or auth.secrets")
 	}
 	a, err := auth.New(auth.Config{
-		Realm:         s.realm,
+		Realm:         s.realm(),
 		Users:         s.users,
 		Keys:          s.keys,
 		Secrets:       secrets,
-		NonceLifetime: s.nonceLifetime,
+		NonceLifetime: config.NonceLifetime(s.declared),
 		NonceKey:      l.nonceKey,
 	})
 	if err != nil {
@@ -299,7 +299,6 @@ func (l *live) apply(load func() (settings, error)) error {
 // unchanged (a new address needs a restart, and its keys go with it).
 func takeReloadable(dst *settings, src settings) {
 	dst.users, dst.keys, dst.secrets = src.users, src.keys, src.secrets
-	dst.nonceLifetime = src.nonceLifetime
 	dst.allowPeers, dst.denyPeers = src.allowPeers, src.denyPeers
 	dst.tlsCert, dst.tlsKey = src.tlsCert, src.tlsKey
 	dst.ice = src.ice
@@ -320,22 +319,14 @@ func restartOnly(running, loaded settings) []string {
 		take func(dst *settings)
 	}{
 		{"listen", func(d *settings) { d.listeners, d.listenersExplicit = running.listeners, running.listenersExplicit }},
-		{"realm", func(d *settings) { d.realm = running.realm }},
 		{"relay.ip", func(d *settings) { d.relayIP, d.relayIP6 = running.relayIP, running.relayIP6 }},
 		{"relay.default_family", func(d *settings) { d.defaultFamily = running.defaultFamily }},
 		{"relay.external_ip", func(d *settings) {
 			d.externalIP, d.externalIPs, d.externalAuto = running.externalIP, running.externalIPs, running.externalAuto
 		}},
 		{"relay.stun_servers", func(d *settings) { d.stunServers = running.stunServers }},
-		{"relay.ports", func(d *settings) { d.relayPorts = running.relayPorts }},
 		{"admin", func(d *settings) { d.admin = running.admin }},
-		{"limits.user_quota", func(d *settings) { d.userQuota = running.userQuota }},
-		{"limits.max_lifetime", func(d *settings) { d.maxLifetime = running.maxLifetime }},
-		{"limits.default_lifetime", func(d *settings) { d.defaultLifetime = running.defaultLifetime }},
-		{"limits (abuse limits) and [drain]", func(d *settings) { d.hard = running.hard }},
 		{"[web], proxy_protocol_from and tls.acme*", func(d *settings) { d.port443 = running.port443 }},
-		{"log.level", func(d *settings) { d.logLevel = running.logLevel }},
-		{"log.format", func(d *settings) { d.logFormat = running.logFormat }},
 		{"credentials_api", func(d *settings) { d.api = running.api }},
 	}
 	// The settings declared in package config say themselves whether

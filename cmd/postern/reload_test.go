@@ -16,6 +16,7 @@ import (
 	"github.com/pion/logging"
 	"github.com/pion/turn/v5"
 
+	"github.com/postern/postern/config"
 	"github.com/postern/postern/internal/turntest"
 )
 
@@ -318,8 +319,9 @@ func TestReloadRestartOnlySettings(t *testing.T) {
 	if err := p.reload(t); err != nil {
 		t.Fatal(err)
 	}
-	if got := logField(t, p.logs.String(), "configuration reload: these settings changed but take effect only on restart; the running values stay", "keys"); got != "listen limits.user_quota" {
-		t.Errorf("restart-only keys %q, want \"listen limits.user_quota\"", got)
+	if got := logField(t, p.logs.String(), "configuration reload: these settings changed but take effect only on restart; the running values stay", "keys"); got != "limits.user_quota listen" {
+		// The declared settings (package config) come first.
+		t.Errorf("restart-only keys %q, want \"limits.user_quota listen\"", got)
 	}
 	mustAllocate(t, addr, "bob", "builder").exchange(t, "bob")
 }
@@ -456,11 +458,12 @@ func TestRestartOnlyNamesEachKey(t *testing.T) {
 		want   string
 	}{
 		{func(s *settings) { s.admin.listen = "127.0.0.1:9999" }, "admin"},
-		{func(s *settings) { s.hard.ipQuota = 3 }, "limits (abuse limits) and [drain]"},
+		{func(s *settings) { s.declared = config.Values{"limits.ip_quota": 3} }, "limits.ip_quota"},
+		{func(s *settings) { s.declared = config.Values{"drain.timeout": time.Second} }, "drain.timeout"},
 		{func(s *settings) { s.port443.acme = true }, "[web], proxy_protocol_from and tls.acme*"},
 		{func(s *settings) { s.stunServers = []string{"192.0.2.1:3478"} }, "relay.stun_servers"},
 		{func(s *settings) { s.externalAuto = true }, "relay.external_ip"},
-		{func(s *settings) { s.logFormat = "json" }, "log.format"},
+		{func(s *settings) { s.declared = config.Values{"log.format": "json"} }, "log.format"},
 		{func(s *settings) {}, ""},
 	} {
 		loaded := running
@@ -468,5 +471,24 @@ func TestRestartOnlyNamesEachKey(t *testing.T) {
 		if got := strings.Join(restartOnly(running, loaded), " "); got != tc.want {
 			t.Errorf("restartOnly = %q, want %q", got, tc.want)
 		}
+	}
+}
+
+// TestReloadTakesNonceLifetime: auth.nonce_lifetime (declared in package
+// config) changes on a reload, without a restart warning.
+func TestReloadTakesNonceLifetime(t *testing.T) {
+	running, err := Config{}.settings()
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded := running
+	loaded.declared = config.Values{"auth.nonce_lifetime": 90 * time.Second}
+	if keys := restartOnly(running, loaded); len(keys) != 0 {
+		t.Errorf("restartOnly = %v, want none", keys)
+	}
+	next := running
+	takeReloadable(&next, loaded)
+	if got := config.NonceLifetime(next.declared); got != 90*time.Second {
+		t.Errorf("nonce lifetime after reload = %v, want 90s", got)
 	}
 }

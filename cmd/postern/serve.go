@@ -47,7 +47,7 @@ func serveAction(ctx context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return err
 	}
-	log := newLogger(cmd.Root().ErrWriter, s.logLevel, s.logFormat)
+	log := newLogger(cmd.Root().ErrWriter, config.LogLevel(s.declared), config.LogFormat(s.declared))
 	if addr := cmd.String(flagPprof); addr != "" {
 		_, stopPprof, err := startPprof(ctx, addr, log)
 		if err != nil {
@@ -135,10 +135,6 @@ func serve(ctx context.Context, s settings, log *slog.Logger, stdout io.Writer, 
 		DefaultFamily:      s.defaultFamily,
 		ExternalIP:         s.externalIPs,
 		DiscoverExternalIP: s.stunDiscovery(),
-		RelayPorts:         s.relayPorts,
-		UserQuota:          s.userQuota,
-		MaxLifetime:        s.maxLifetime,
-		DefaultLifetime:    s.defaultLifetime,
 		TLSCert:            cert,
 		ACME:               acme,
 		Web:                s.port443.web,
@@ -146,7 +142,6 @@ func serve(ctx context.Context, s settings, log *slog.Logger, stdout io.Writer, 
 		Software:           software(),
 		Logger:             log,
 	}
-	s.hard.apply(&relayConfig)
 	config.Apply(config.Settings(), s.declared, &relayConfig)
 	srv, err := relay.New(relayConfig)
 	if err != nil {
@@ -159,7 +154,7 @@ func serve(ctx context.Context, s settings, log *slog.Logger, stdout io.Writer, 
 		return err
 	}
 	defer stopAdmin()
-	if err := srv.Start(drainContext(ctx, srv, s.hard.drainTimeout, log)); err != nil {
+	if err := srv.Start(drainContext(ctx, srv, config.Get(config.Settings(), s.declared, "drain.timeout").(time.Duration), log)); err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
 	s = withDiscoveredExternal(s, srv)

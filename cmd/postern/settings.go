@@ -1,9 +1,7 @@
 package main
 
 import (
-	"cmp"
 	"fmt"
-	"log/slog"
 	"maps"
 	"net/netip"
 	"strings"
@@ -17,18 +15,13 @@ import (
 
 // Defaults, shared by the flags' help, Config.settings and
 // config.toml.example (a test checks the example against them).
-const (
-	defaultRealm           = "postern"
-	defaultNonceLifetime   = 10 * time.Minute
-	defaultRelayPorts      = "49152-65535"
-	defaultMaxLifetime     = relay.DefaultMaxLifetime
-	defaultDefaultLifetime = relay.DefaultAllocationLifetime
-	defaultLogLevel        = "info"
-	defaultLogFormat       = "text"
-)
+const ()
 
-// maxRealmLen is the limit of RFC 8489 §14.9: "less than 128 characters".
-const maxRealmLen = 127
+// maxRealmLen is the limit of RFC 8489 §14.9 (config.MaxRealmLen).
+const maxRealmLen = config.MaxRealmLen
+
+// defaultRealm is realm's default (config.DefaultRealm).
+const defaultRealm = config.DefaultRealm
 
 // settings is a validated Config with defaults filled in, in the types the
 // packages take. It holds no open resources.
@@ -36,15 +29,12 @@ type settings struct {
 	listeners         []relay.ListenSpec
 	listenersExplicit bool // the operator named the listeners
 
-	realm         string
-	users         map[string]string // user -> password
-	keys          map[string][]byte // user -> long-term key, from the users file
-	secrets       []string
-	nonceLifetime time.Duration
+	users   map[string]string // user -> password
+	keys    map[string][]byte // user -> long-term key, from the users file
+	secrets []string
 
 	relayIP    netip.Addr // the IPv4 relay address, or the only one; invalid: chosen per listener by relay
 	externalIP netip.Addr // the one address of externalIPs for ICE URLs; invalid: none
-	relayPorts allocations.PortRange
 	allowPeers []netip.Prefix
 	denyPeers  []netip.Prefix
 
@@ -53,14 +43,7 @@ type settings struct {
 	relayIP6      netip.Addr
 	defaultFamily relay.Family
 
-	userQuota       int
-	maxLifetime     time.Duration
-	defaultLifetime time.Duration
-
 	tlsCert, tlsKey string // both empty: self-signed
-
-	logLevel  slog.Level
-	logFormat string
 
 	ice iceSettings // [ice_servers]
 
@@ -72,10 +55,18 @@ type settings struct {
 
 	port443 port443Settings // [web], proxy_protocol_from, ACME in [tls]
 
-	hard hardeningSettings // abuse limits in [limits], and [drain]
-
 	declared config.Values // the settings of config.Settings, defaults filled in
 }
+
+// relayPorts is the resolved relay port range.
+func (s settings) relayPorts() allocations.PortRange {
+	var c relay.Config
+	config.Apply(config.Settings(), s.declared, &c)
+	return c.RelayPorts
+}
+
+// realm is the resolved realm.
+func (s settings) realm() string { return config.Realm(s.declared) }
 
 // settings validates c and fills in defaults. Errors name the TOML key and
 // the flag, and say how to fix the value.
@@ -95,11 +86,6 @@ func (c Config) settings() (settings, error) {
 		}
 	}
 
-	s.realm = cmp.Or(c.Realm, defaultRealm)
-	if len(s.realm) > maxRealmLen || strings.ContainsFunc(s.realm, isControlOrQuote) {
-		return settings{}, fmt.Errorf("realm (--%s) %q: write at most %d printable characters without '\"' (RFC 8489 §14.9)", flagRealm, s.realm, maxRealmLen)
-	}
-
 	if err := s.loadUsers(c.Auth); err != nil {
 		return settings{}, err
 	}
@@ -111,9 +97,6 @@ func (c Config) settings() (settings, error) {
 	s.secrets = append([]string(nil), c.Auth.Secrets...)
 
 	var err error
-	if s.nonceLifetime, err = positive(c.Auth.NonceLifetime, defaultNonceLifetime, "auth.nonce_lifetime", flagNonceLifetime); err != nil {
-		return settings{}, err
-	}
 
 	if s.relayIP, s.relayIP6, err = parseRelayIPs(c.Relay.IP); err != nil {
 		return settings{}, err
@@ -127,10 +110,6 @@ func (c Config) settings() (settings, error) {
 	if err := s.loadOperations(c); err != nil {
 		return settings{}, err
 	}
-	ports := cmp.Or(c.Relay.Ports, defaultRelayPorts)
-	if s.relayPorts, err = allocations.ParsePortRange(ports); err != nil {
-		return settings{}, fmt.Errorf("relay.ports (--%s): %w (write LOW-HIGH, e.g. %s)", flagRelayPorts, err, defaultRelayPorts)
-	}
 	if s.allowPeers, err = parsePrefixes(c.Relay.AllowPeers, "relay.allow_peers", flagAllowPeer); err != nil {
 		return settings{}, err
 	}
@@ -138,24 +117,10 @@ func (c Config) settings() (settings, error) {
 		return settings{}, err
 	}
 
-	if c.Limits.UserQuota < 0 {
-		return settings{}, fmt.Errorf("limits.user_quota (--%s) %d: write 0 for unlimited or a positive count", flagUserQuota, c.Limits.UserQuota)
-	}
-	s.userQuota = c.Limits.UserQuota
-	if s.maxLifetime, err = positive(c.Limits.MaxLifetime, defaultMaxLifetime, "limits.max_lifetime", flagMaxLifetime); err != nil {
+	// The settings declared in package config, where [limits] (their
+	// first) used to be checked.
+	if s.declared, err = config.Resolve(config.Settings(), c.Declared); err != nil {
 		return settings{}, err
-	}
-	// An unset default lifetime follows a max lifetime set below it rather
-	// than failing the check below.
-	if s.defaultLifetime, err = positive(c.Limits.DefaultLifetime, min(defaultDefaultLifetime, s.maxLifetime), "limits.default_lifetime", flagDefaultLifetime); err != nil {
-		return settings{}, err
-	}
-	if err := s.loadHardening(c); err != nil {
-		return settings{}, err
-	}
-	if s.defaultLifetime > s.maxLifetime {
-		return settings{}, fmt.Errorf("limits.default_lifetime (--%s) %v > limits.max_lifetime (--%s) %v: lower the default or raise the maximum",
-			flagDefaultLifetime, s.defaultLifetime, flagMaxLifetime, s.maxLifetime)
 	}
 
 	s.tlsCert, s.tlsKey = c.TLS.Cert, c.TLS.Key
@@ -163,23 +128,12 @@ func (c Config) settings() (settings, error) {
 		return settings{}, fmt.Errorf("tls.cert (--%s) and tls.key (--%s): give both or neither (neither: a self-signed certificate)", flagTLSCert, flagTLSKey)
 	}
 
-	level := cmp.Or(c.Log.Level, defaultLogLevel)
-	if err := s.logLevel.UnmarshalText([]byte(level)); err != nil {
-		return settings{}, fmt.Errorf("log.level (--%s) %q: write debug, info, warn or error", flagLogLevel, level)
-	}
-	s.logFormat = strings.ToLower(cmp.Or(c.Log.Format, defaultLogFormat))
-	if s.logFormat != "text" && s.logFormat != "json" {
-		return settings{}, fmt.Errorf("log.format (--%s) %q: write text or json", flagLogFormat, c.Log.Format)
-	}
 	// [web] and the ACME keys first: the credentials API's HTTPS may use
 	// the ACME certificate.
 	if err := s.loadPort443(c); err != nil {
 		return settings{}, err
 	}
 	if err := s.loadICE(c); err != nil {
-		return settings{}, err
-	}
-	if s.declared, err = config.Resolve(config.Settings(), c.Declared); err != nil {
 		return settings{}, err
 	}
 	return s, nil
@@ -221,7 +175,7 @@ func (s *settings) loadUsers(a AuthConfig) error {
 	return nil
 }
 
-func isControlOrQuote(r rune) bool { return r < 0x20 || r == 0x7f || r == '"' }
+func isControlOrQuote(r rune) bool { return config.BadRealmRune(r) }
 
 // positive returns d, def when d is zero, and an error when d is negative.
 func positive(d Duration, def time.Duration, key, flag string) (time.Duration, error) {
