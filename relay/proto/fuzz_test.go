@@ -244,15 +244,7 @@ func FuzzClassify(f *testing.F) {
 // and transaction IDs and decodes them back with pion.
 func FuzzDataIndication(f *testing.F) {
 	f.Fuzz(func(t *testing.T, payload []byte, ip []byte, port uint16, tx []byte) {
-		var addr netip.Addr
-		switch {
-		case len(ip) >= 16:
-			addr = netip.AddrFrom16([16]byte(ip))
-		case len(ip) >= 4:
-			addr = netip.AddrFrom4([4]byte(ip))
-		}
-		var txID [12]byte
-		copy(txID[:], tx)
+		addr, txID := fuzzPeer(ip), fuzzTxID(tx)
 		peer := netip.AddrPortFrom(addr, port)
 
 		buf := bytes.Repeat([]byte{0xAA}, DataIndicationHeadroom+len(payload)+3)
@@ -264,17 +256,7 @@ func FuzzDataIndication(f *testing.F) {
 			}
 			return
 		}
-		m := &stun.Message{Raw: frame}
-		if err := m.Decode(); err != nil {
-			t.Fatalf("pion Decode: %v", err)
-		}
-		if m.Type != stun.NewType(stun.MethodData, stun.ClassIndication) || m.TransactionID != txID || len(frame)%4 != 0 {
-			t.Fatalf("header: %v %x, %d bytes", m.Type, m.TransactionID, len(frame))
-		}
-		got, err := GetXORAddress(m, stun.AttrXORPeerAddress)
-		if err != nil || got.Addr() != addr.Unmap() || got.Port() != port {
-			t.Fatalf("peer %v, %v; want %v", got, err, peer)
-		}
+		m := decodeDataIndication(t, frame, txID, peer)
 		var d Data
 		if err := d.GetFrom(m); err != nil || !bytes.Equal(d, payload) {
 			t.Fatalf("DATA %x, %v; want %x", d, err, payload)
@@ -287,15 +269,7 @@ func FuzzDataIndication(f *testing.F) {
 // decodes them back with pion and ICMP.GetFrom.
 func FuzzICMPIndication(f *testing.F) {
 	f.Fuzz(func(t *testing.T, ip []byte, port uint16, typ byte, code uint16, errData []byte, tx []byte) {
-		var addr netip.Addr
-		switch {
-		case len(ip) >= 16:
-			addr = netip.AddrFrom16([16]byte(ip))
-		case len(ip) >= 4:
-			addr = netip.AddrFrom4([4]byte(ip))
-		}
-		var txID [12]byte
-		copy(txID[:], tx)
+		addr, txID := fuzzPeer(ip), fuzzTxID(tx)
 		var d [4]byte
 		copy(d[:], errData)
 		icmp := ICMP{Type: typ, Code: code, Data: binary.BigEndian.Uint32(d[:])}
@@ -309,16 +283,7 @@ func FuzzICMPIndication(f *testing.F) {
 			}
 			return
 		}
-		m := &stun.Message{Raw: frame}
-		if err := m.Decode(); err != nil {
-			t.Fatalf("pion Decode: %v", err)
-		}
-		if m.Type != stun.NewType(stun.MethodData, stun.ClassIndication) || m.TransactionID != txID || len(frame)%4 != 0 {
-			t.Fatalf("header: %v %x, %d bytes", m.Type, m.TransactionID, len(frame))
-		}
-		if got, err := GetXORAddress(m, stun.AttrXORPeerAddress); err != nil || got.Addr() != addr.Unmap() || got.Port() != port {
-			t.Fatalf("peer %v, %v; want %v", got, err, peer)
-		}
+		m := decodeDataIndication(t, frame, txID, peer)
 		var back ICMP
 		if err := back.GetFrom(m); err != nil || back != icmp {
 			t.Fatalf("ICMP %+v, %v; want %+v", back, err, icmp)
@@ -327,4 +292,39 @@ func FuzzICMPIndication(f *testing.F) {
 			t.Fatalf("attributes %v, want XOR-PEER-ADDRESS and ICMP only", m.Attributes)
 		}
 	})
+}
+
+// fuzzPeer makes an address of a fuzzer's bytes: IPv6 from 16 or more,
+// IPv4 from 4 or more, invalid from fewer.
+func fuzzPeer(ip []byte) netip.Addr {
+	switch {
+	case len(ip) >= 16:
+		return netip.AddrFrom16([16]byte(ip))
+	case len(ip) >= 4:
+		return netip.AddrFrom4([4]byte(ip))
+	}
+	return netip.Addr{}
+}
+
+// fuzzTxID makes a transaction ID of a fuzzer's bytes.
+func fuzzTxID(tx []byte) (id [12]byte) {
+	copy(id[:], tx)
+	return id
+}
+
+// decodeDataIndication decodes frame with pion and checks it is a Data
+// indication of txID from peer, padded to 4 bytes.
+func decodeDataIndication(t *testing.T, frame []byte, txID [12]byte, peer netip.AddrPort) *stun.Message {
+	t.Helper()
+	m := &stun.Message{Raw: frame}
+	if err := m.Decode(); err != nil {
+		t.Fatalf("pion Decode: %v", err)
+	}
+	if m.Type != stun.NewType(stun.MethodData, stun.ClassIndication) || m.TransactionID != txID || len(frame)%4 != 0 {
+		t.Fatalf("header: %v %x, %d bytes", m.Type, m.TransactionID, len(frame))
+	}
+	if got, err := GetXORAddress(m, stun.AttrXORPeerAddress); err != nil || got.Addr() != peer.Addr().Unmap() || got.Port() != peer.Port() {
+		t.Fatalf("peer %v, %v; want %v", got, err, peer)
+	}
+	return m
 }
