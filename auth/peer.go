@@ -213,6 +213,22 @@ func embedded(ip netip.Addr, hi, lo uint64) (uint32, embedKind) {
 	return 0, embedNone
 }
 
+// EmbeddedIPv4 returns the IPv4 address ip is or stands for: ip itself,
+// or the one carried by an IPv4-mapped, IPv4-compatible (not :: or ::1),
+// NAT64 (64:ff9b::/96) or 6to4 (2002::/16) address, the spellings the
+// policy judges by their IPv4 address. ok is false for any other address.
+// HOT: it allocates nothing.
+func EmbeddedIPv4(ip netip.Addr) (v4 netip.Addr, ok bool) {
+	b := ip.As16()
+	u, kind := embedded(ip, binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:]))
+	if kind == embedNone || !ip.IsValid() {
+		return netip.Addr{}, false
+	}
+	var a [4]byte
+	binary.BigEndian.PutUint32(a[:], u)
+	return netip.AddrFrom4(a), true
+}
+
 // Allowed reports whether clients may relay to ip (zone ignored). HOT: it
 // allocates nothing and takes no locks.
 func (p *PeerPolicy) Allowed(ip netip.Addr) bool {

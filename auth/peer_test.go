@@ -229,3 +229,27 @@ func BenchmarkPeerPolicyAllowed(b *testing.B) {
 		})
 	}
 }
+
+func TestEmbeddedIPv4(t *testing.T) {
+	for _, tt := range []struct {
+		in, want string // want "" for none
+	}{
+		{"192.0.2.1", "192.0.2.1"},
+		{"::ffff:127.0.0.1", "127.0.0.1"},
+		{"::127.0.0.1", "127.0.0.1"},
+		{"64:ff9b::7f00:1", "127.0.0.1"},
+		{"2002:7f00:1::1", "127.0.0.1"},
+		{"::", ""},
+		{"::1", ""},
+		{"2001:db8::1", ""},
+		{"fe80::1%eth0", ""},
+	} {
+		got, ok := EmbeddedIPv4(netip.MustParseAddr(tt.in))
+		if ok != (tt.want != "") || ok && got != netip.MustParseAddr(tt.want) {
+			t.Errorf("EmbeddedIPv4(%s) = %v, %v; want %q", tt.in, got, ok, tt.want)
+		}
+	}
+	if _, ok := EmbeddedIPv4(netip.Addr{}); ok {
+		t.Error("EmbeddedIPv4 of the zero Addr reports an address")
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/postern/postern/allocations"
+	"github.com/postern/postern/auth"
 )
 
 // Self-relay. The peer policy decides by address alone, and the server's
@@ -107,7 +108,7 @@ func (o *ownAddrs) denies(peer netip.AddrPort) bool {
 		return false
 	}
 	ip := peer.Addr().Unmap()
-	if v4, ok := embeddedIPv4(ip); ok {
+	if v4, ok := auth.EmbeddedIPv4(ip); ok { // mapped, compatible, NAT64, 6to4
 		ip = v4
 	}
 	if !o.isOwn(ip) {
@@ -128,34 +129,6 @@ func (o *ownAddrs) isOwn(ip netip.Addr) bool {
 		}
 	}
 	return false
-}
-
-// embeddedIPv4 returns the IPv4 address an IPv6 address stands for when it
-// is IPv4-compatible (::a.b.c.d, not :: or ::1), NAT64 (64:ff9b::/96,
-// RFC 6052) or 6to4 (2002:AABB:CCDD::/48, RFC 3056): packets to it end up
-// at that IPv4 address.
-func embeddedIPv4(ip netip.Addr) (netip.Addr, bool) {
-	if !ip.Is6() {
-		return netip.Addr{}, false
-	}
-	b := ip.As16()
-	zero := func(bs []byte) bool {
-		for _, x := range bs {
-			if x != 0 {
-				return false
-			}
-		}
-		return true
-	}
-	switch {
-	case zero(b[:12]) && !zero(b[12:15]) || zero(b[:12]) && b[15] > 1:
-		return netip.AddrFrom4([4]byte(b[12:16])), true
-	case b[0] == 0x00 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b && zero(b[4:12]):
-		return netip.AddrFrom4([4]byte(b[12:16])), true
-	case b[0] == 0x20 && b[1] == 0x02:
-		return netip.AddrFrom4([4]byte(b[2:6])), true
-	}
-	return netip.Addr{}, false
 }
 
 // peerDropReason says whether the data plane may relay to or from peer
