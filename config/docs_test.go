@@ -60,7 +60,7 @@ var (
 
 // documentedFamily says which documented keys must be declared: those of
 // the families already moved into this package: [web] but turn_hosts,
-// [limits], [drain], [log], realm, relay.ports, auth.nonce_lifetime
+// [limits], [drain], [log], [selftest], realm, relay.ports, auth.nonce_lifetime
 // (the other keys are still
 // cmd/postern's schema, checked by its TestConfigExample).
 func documentedFamily(key string) bool {
@@ -69,7 +69,7 @@ func documentedFamily(key string) bool {
 	case "web":
 		// turn_hosts is a list, a kind not declared yet.
 		return name != "turn_hosts"
-	case "limits", "drain", "log":
+	case "limits", "drain", "log", "selftest":
 		return true
 	case "":
 		// The top level: listen and proxy_protocol_from are lists.

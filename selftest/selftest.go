@@ -64,8 +64,15 @@ type Config struct {
 	// credentials relay for whoever asks.
 	Enabled bool
 	// Secret is the TURN REST secret the credentials are minted with (one
-	// of the relay's auth secrets). Required when Enabled.
+	// of the relay's auth secrets). Required when Enabled, unless
+	// SecretSource is set.
 	Secret string
+	// SecretSource, when set, is asked for the secret at each minting
+	// instead of Secret, so that minting follows a server whose secrets
+	// are rotated while it runs (SIGHUP). An error or an empty secret
+	// answers 503 Service Unavailable: the server has no secret to mint
+	// with at the moment.
+	SecretSource func() (string, error)
 	// TTL is the credentials' lifetime; 0 means DefaultTTL.
 	TTL time.Duration
 	// Rate and Burst limit minting per source address; 0 means DefaultRate
@@ -114,7 +121,7 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Rate < 0 || cfg.Burst < 0 {
 		return nil, errors.New("selftest: rate and burst must not be negative")
 	}
-	if cfg.Enabled && cfg.Secret == "" {
+	if cfg.Enabled && cfg.Secret == "" && cfg.SecretSource == nil {
 		return nil, errors.New("selftest: enabled without a REST secret to mint credentials with")
 	}
 	if cfg.TURNPort == 0 {
@@ -265,7 +272,18 @@ func (h *Handler) mint(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "too many self-tests from your address: try again in a minute", http.StatusTooManyRequests)
 		return
 	}
-	user, pass := auth.MintREST(h.cfg.Secret, User, h.cfg.TTL, h.cfg.Now())
+	secret := h.cfg.Secret
+	if h.cfg.SecretSource != nil {
+		var err error
+		if secret, err = h.cfg.SecretSource(); err != nil || secret == "" {
+			// The server has no REST secret in force right now (a reload
+			// removed them): nothing could verify what would be minted.
+			w.Header().Set("Retry-After", "60")
+			http.Error(w, "the self-test cannot mint credentials right now: ask the server's operator", http.StatusServiceUnavailable)
+			return
+		}
+	}
+	user, pass := auth.MintREST(secret, User, h.cfg.TTL, h.cfg.Now())
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	_ = json.NewEncoder(w).Encode(Credentials{Username: user, Credential: pass, TTLSeconds: int64(h.cfg.TTL / time.Second)})

@@ -242,3 +242,28 @@ func TestMount(t *testing.T) {
 		}
 	}
 }
+
+// TestSecretSource: with a SecretSource each minting uses the secret it
+// gives at that moment (a rotation), and without one it answers 503.
+func TestSecretSource(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	secret, fail := "first-secret", error(nil)
+	h := newHandler(t, selftest.Config{Enabled: true, Now: func() time.Time { return now },
+		SecretSource: func() (string, error) { return secret, fail }})
+	for _, s := range []string{"first-secret", "rotated-secret"} {
+		secret = s
+		c := creds(t, post(h, "192.0.2.1:1"))
+		if _, want := auth.MintREST(s, selftest.User, selftest.DefaultTTL, now); c.Credential != want {
+			t.Errorf("secret %s: credential %q, want %q (minted with that secret)", s, c.Credential, want)
+		}
+	}
+	for _, tc := range []struct {
+		secret string
+		err    error
+	}{{"", nil}, {"x", io.ErrUnexpectedEOF}} {
+		secret, fail = tc.secret, tc.err
+		if rec := post(h, "192.0.2.2:1"); rec.Code != http.StatusServiceUnavailable {
+			t.Errorf("secret %q, error %v: status %d, want 503", tc.secret, tc.err, rec.Code)
+		}
+	}
+}

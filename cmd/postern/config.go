@@ -44,6 +44,10 @@ type Config struct {
 	// (opsconfig.go).
 	Admin AdminConfig `toml:"admin"`
 
+	// Selftest is the [selftest] table, declared in package config
+	// (cmd/postern/selftest.go).
+	Selftest SelftestConfig `toml:"selftest"`
+
 	// Declared holds the settings declared in package config (config.Settings),
 	// read from the file by Load and overridden by flags; nil or a missing
 	// key: the default.

@@ -93,9 +93,9 @@ type live struct {
 
 // mintState is what the credentials API mints from.
 type mintState struct {
-	secret string   // the first secret in force
+	secret string   // the first secret in force, or "" (also set with err when only urls failed)
 	urls   []string // the URLs of the bound listeners
-	err    error    // why nothing can be minted, or nil
+	err    error    // why the API can mint nothing, or nil
 }
 
 // newLive prepares the credentials of s (secrets are those serve put in
@@ -199,7 +199,9 @@ func (l *live) newMintState(s settings) *mintState {
 	}
 	urls, err := advertisedURLs(l.bound, s)
 	if err != nil {
-		return &mintState{err: fmt.Errorf("cannot tell which host clients dial: set ice_servers.host: %w", err)}
+		// The self-test page still mints with the secret: its doors name
+		// the host the browser asked for.
+		return &mintState{secret: secrets[0], err: fmt.Errorf("cannot tell which host clients dial: set ice_servers.host: %w", err)}
 	}
 	return &mintState{secret: secrets[0], urls: urls}
 }

@@ -143,6 +143,10 @@ func serve(ctx context.Context, s settings, log *slog.Logger, stdout io.Writer, 
 		Logger:             log,
 	}
 	config.Apply(config.Settings(), s.declared, &relayConfig)
+	apiHandler, err := serveSelftest(s, lv, &relayConfig, lv)
+	if err != nil {
+		return err
+	}
 	srv, err := relay.New(relayConfig)
 	if err != nil {
 		return fmt.Errorf("relay: %w", err)
@@ -189,7 +193,7 @@ func serve(ctx context.Context, s settings, log *slog.Logger, stdout io.Writer, 
 			}
 		}()
 	}
-	apiDone := api.Serve(ctx, lv)
+	apiDone := api.Serve(ctx, apiHandler)
 	lv.run(ctx, reloads)
 	<-apiDone
 

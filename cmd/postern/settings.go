@@ -136,6 +136,9 @@ func (c Config) settings() (settings, error) {
 	if err := s.loadICE(c); err != nil {
 		return settings{}, err
 	}
+	if err := s.checkSelftest(); err != nil {
+		return settings{}, err
+	}
 	return s, nil
 }
 
