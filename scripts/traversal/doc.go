@@ -9,11 +9,13 @@
 //	client 10.99.1.2 --- 10.99.1.1 firewall 10.99.2.1 --- 10.99.2.2 server
 //
 // The server namespace runs `postern serve` with its default listeners (UDP and TCP 3478, TLS 5349, UDP 443,
-// tcp+tls 443), a test certificate, and --allow-peer for its own subnet (relayed addresses there are private);
+// tcp+tls 443), a test certificate, the self-test page (--selftest), and --allow-peer for its own subnet
+// (relayed addresses there are private);
 // with no users configured it generates a secret and prints the iceServers JSON, whose URLs (Postern's defaults)
 // and credential the clients use as they are. The firewall namespace forwards between the two with an nftables
 // forward chain whose policy is drop, plus one of:
 //
+//   - open: everything from the client may pass;
 //   - no-udp: every TCP connection from the client may pass, no UDP;
 //   - tcp-443-only: only TCP to port 443;
 //   - proxy-only: nothing; the firewall runs Debian's tinyproxy on 10.99.1.1:8888, allowing CONNECT to port 443
@@ -22,7 +24,17 @@
 // In each case, `postern probe` from the client namespace must report exactly the doors the firewall leaves
 // open (and a working relay through them), and headless Chromium in the client namespace (the interop suite's
 // driver, scripts/interop/driver.mjs with web/relay.js: two RTCPeerConnections with iceTransportPolicy 'relay'
-// exchanging data) must connect with all of Postern's default ICE URLs, over TURN/TCP.
+// exchanging data) must connect with all of Postern's default ICE URLs, over TURN/TCP (but in the open network,
+// where ICE rightly picks UDP).
+//
+// In every network Chromium also opens the self-test page (package selftest) that Postern's tcp+tls listener on
+// 443 shows a browser, https://10.99.2.2/ (through the proxy in proxy-only), driven by scripts/interop/selftest.mjs.
+// The page must reach the network's verdict, and each door's row must say what `postern probe` found from the
+// same namespace: TURN works exactly where the probe relayed, STUN (UDP doors) exactly where its Binding was
+// answered; both take their doors from probe.Doors. Should the page miss a door the probe got through (its 8 s
+// per candidate on a loaded machine), it runs once more and says so; a door it finds open that the firewall
+// closes fails at once. Screenshots, selftest-NETWORK.png, go to $POSTERN_TRAVERSAL_OUT, or else the test's
+// temporary directory (removed at the end). POSTERN_TRAVERSAL_CASE=NAME runs one network only.
 //
 // # Running
 //

@@ -28,6 +28,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/postern/postern/internal/turntest"
+	"github.com/postern/postern/probe"
 	"github.com/postern/postern/relay"
 )
 
@@ -112,15 +113,32 @@ func TestTraversal(t *testing.T) {
 		proxy bool
 		// The rows of postern probe that must relay ("transport port"); all others must not.
 		relays []string
+		// verdict is what the self-test page must conclude.
+		verdict string
+		// pageOnly skips the WebRTC call (which must go over TURN/TCP):
+		// with UDP open, ICE rightly picks UDP.
+		pageOnly bool
 	}{
+		{name: "open", rule: `iifname "vf0" accept`, pageOnly: true,
+			relays:  []string{"udp 3478", "tcp 3478", "tls 5349", "udp 443", "tcp 443", "tls 443"},
+			verdict: probe.WordCallsWork},
 		{name: "no-udp", rule: `iifname "vf0" meta l4proto tcp accept`,
-			relays: []string{"tcp 3478", "tls 5349", "tcp 443", "tls 443"}},
+			relays:  []string{"tcp 3478", "tls 5349", "tcp 443", "tls 443"},
+			verdict: probe.WordCallsWorkOnlyOver + "TCP 3478 or TLS 5349 or TCP 443 or TLS 443"},
 		{name: "tcp-443-only", rule: `iifname "vf0" tcp dport 443 accept`,
-			relays: []string{"tcp 443", "tls 443"}},
+			relays:  []string{"tcp 443", "tls 443"},
+			verdict: probe.WordCallsWorkOnlyOver + "TCP 443 or TLS 443"},
 		{name: "proxy-only", proxy: true,
-			relays: []string{"tcp 443", "tls 443"}},
+			relays:  []string{"tcp 443", "tls 443"},
+			verdict: probe.WordCallsWorkOnlyOver + "TCP 443 or TLS 443"},
 	}
+	// POSTERN_TRAVERSAL_CASE=NAME runs one network only (the suite takes
+	// minutes), while developing.
+	only := os.Getenv("POSTERN_TRAVERSAL_CASE")
 	for _, tc := range cases {
+		if only != "" && tc.name != only {
+			continue
+		}
 		t.Run(tc.name, func(t *testing.T) {
 			w.firewall(t, tc.rule)
 			proxy := ""
@@ -129,7 +147,11 @@ func TestTraversal(t *testing.T) {
 				// Without the proxy, nothing gets through at all.
 				w.probe(t, "", nil)
 			}
-			w.probe(t, proxy, tc.relays)
+			probed := w.probe(t, proxy, tc.relays)
+			w.selftestPage(t, tc.name, proxy, tc.verdict, probed)
+			if tc.pageOnly {
+				return
+			}
 			w.browser(t, tc.name, proxy)
 			if tc.proxy {
 				// The proxy carried it: CONNECT to Postern's port 443.
@@ -217,7 +239,10 @@ func writePEM(t *testing.T, path, typ string, der []byte) {
 func (w *world) startPostern(t *testing.T, certFile, keyFile string) {
 	t.Helper()
 	cmd, stdout, logs := start(t, w.server, w.postern, "serve",
-		"--tls-cert", certFile, "--tls-key", keyFile, "--allow-peer", serverNet, "--log-level", "debug")
+		"--tls-cert", certFile, "--tls-key", keyFile, "--allow-peer", serverNet, "--log-level", "debug",
+		// The self-test page on tcp+tls 443 (selftest.go); a burst that
+		// outlasts a rerun of every case from one client address.
+		"--selftest", "--selftest-burst", "20")
 	line := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
@@ -308,14 +333,16 @@ type probeResult struct {
 	Results []struct {
 		Transport string `json:"transport"`
 		Port      int    `json:"port"`
+		Reachable bool   `json:"reachable"`
 		Relay     string `json:"relay"`
 		Error     string `json:"error"`
 	} `json:"results"`
 }
 
 // probe runs `postern probe --json` in the client namespace and checks that
-// exactly the rows in relays relay, and the exit status.
-func (w *world) probe(t *testing.T, proxy string, relays []string) {
+// exactly the rows in relays relay, and the exit status. It returns the
+// rows.
+func (w *world) probe(t *testing.T, proxy string, relays []string) probeResult {
 	t.Helper()
 	ice := w.ice.ICEServers[0]
 	args := []string{"probe", serverAddr, "--user", ice.Username, "--password", ice.Credential, "--json", "--timeout", "3s"}
@@ -359,6 +386,7 @@ func (w *world) probe(t *testing.T, proxy string, relays []string) {
 	case len(relays) == 0 && !errors.As(err, &exit):
 		t.Errorf("probe exited with %v, want status 1: nothing relays", err)
 	}
+	return res
 }
 
 // driverCase and driverConfig are the JSON scripts/interop/driver.mjs reads.
@@ -402,17 +430,7 @@ func (w *world) browser(t *testing.T, name, proxy string) {
 	t.Helper()
 	web := w.serveWebInClient(t)
 	profile := filepath.Join(w.dir, "chromium-"+name)
-	flags := []string{
-		"--ignore-certificate-errors-spki-list=" + w.spki,
-		// The driver maps every host but loopback to nothing, and Chromium
-		// applies that to IP literals too (TURN over TCP to 10.99.2.2 then
-		// fails with 701): exclude the server and the proxy. The last
-		// --host-resolver-rules wins.
-		"--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost, EXCLUDE " + serverAddr + ", EXCLUDE " + fwClientSide,
-	}
-	if proxy != "" {
-		flags = append(flags, "--proxy-server="+proxy)
-	}
+	flags := w.chromiumFlags(proxy)
 	ice, err := json.Marshal(w.ice.ICEServers[0])
 	if err != nil {
 		t.Fatal(err)
@@ -479,6 +497,23 @@ func (w *world) browser(t *testing.T, name, proxy string) {
 		return
 	}
 	t.Logf("Chromium connected in %d ms over TURN/%s: %s", res.MS, res.RelayProtocol, res.Pair)
+}
+
+// chromiumFlags are the flags the tests add to the interop driver's
+// (scripts/interop/driver.mjs: FLAGS) for Chromium in the client namespace.
+func (w *world) chromiumFlags(proxy string) []string {
+	flags := []string{
+		"--ignore-certificate-errors-spki-list=" + w.spki,
+		// The driver maps every host but loopback to nothing, and Chromium
+		// applies that to IP literals too (TURN over TCP to 10.99.2.2 then
+		// fails with 701): exclude the server and the proxy. The last
+		// --host-resolver-rules wins.
+		"--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost, EXCLUDE " + serverAddr + ", EXCLUDE " + fwClientSide,
+	}
+	if proxy != "" {
+		flags = append(flags, "--proxy-server="+proxy)
+	}
+	return flags
 }
 
 // serveWebInClient serves the interop suite's page on 127.0.0.1 inside the
