@@ -15,7 +15,7 @@
 //     declared family (TestDocsMatchDeclarations).
 //
 // Migration: declared here so far are the tables [web] (but turn_hosts, a
-// list), [limits], [drain] and [log], realm, relay.ports and
+// list), [limits], [drain], [log] and [selftest], realm, relay.ports and
 // auth.nonce_lifetime (the one that a reload changes); the other settings
 // are still cmd/postern's Config struct, which hands the declared ones over
 // through Config.Declared. A setting checked against another one says so
