@@ -15,6 +15,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/postern/postern/admin"
 	"github.com/postern/postern/allocations"
 	"github.com/postern/postern/relay"
 )
@@ -70,7 +71,10 @@ type Local interface {
 	Table() *allocations.Table
 }
 
-var _ Local = (*relay.Server)(nil)
+var (
+	_ Local       = (*relay.Server)(nil)
+	_ admin.Fleet = (*Node)(nil)
+)
 
 // Node is this relay's membership of the fleet. Build it with New, give it
 // its relay with Attach, and run it with Run. It implements relay.Fleet.
@@ -153,6 +157,9 @@ func (n *Node) Secrets() []string { return slices.Clone(*n.secrets.Load()) }
 // Nodes is the live registry as last read: nodes whose entry was written
 // within the last Ageing, this one included.
 func (n *Node) Nodes() []Info { return slices.Clone(*n.nodes.Load()) }
+
+// LiveNodes is how many nodes the registry lists (admin.Fleet).
+func (n *Node) LiveNodes() int { return len(*n.nodes.Load()) }
 
 // Ageing is how long an entry or a quota count outlives its last write:
 // three heartbeats.

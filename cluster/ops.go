@@ -80,8 +80,12 @@ func (c *Client) Do(ctx context.Context, op Op, wait time.Duration) ([]Result, e
 	if err != nil {
 		return nil, fmt.Errorf("cluster: publishing %s: %w", op.Op, err)
 	}
+	want := receivers // every node answers an Op for all
+	if op.Node != "" {
+		want = min(receivers, 1) // only the node named
+	}
 	var out []Result
-	for int64(len(out)) < receivers {
+	for int64(len(out)) < want {
 		left := time.Until(deadlineOf(ctx))
 		if left <= 0 {
 			break
@@ -98,8 +102,8 @@ func (c *Client) Do(ctx context.Context, op Op, wait time.Duration) ([]Result, e
 			out = append(out, r)
 		}
 	}
-	if int64(len(out)) < receivers && op.Node == "" {
-		return out, fmt.Errorf("cluster: %d of %d nodes answered within %v", len(out), receivers, wait)
+	if int64(len(out)) < want && op.Node == "" {
+		return out, fmt.Errorf("cluster: %d of %d nodes answered within %v", len(out), want, wait)
 	}
 	return out, nil
 }

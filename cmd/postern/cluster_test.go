@@ -150,3 +150,41 @@ func TestCheckConfigCluster(t *testing.T) {
 		t.Errorf("valid [cluster]: %v\n%s", err, errOut)
 	}
 }
+
+// TestFleetCommands: postern sessions, kick and drain with --fleet act on
+// every node through Redis: the sessions of both nodes, a kick from the
+// command line ending an allocation on node a, a drain of node b alone.
+func TestFleetCommands(t *testing.T) {
+	r := redistest.Start(t)
+	_, udpA, _ := fleetNode(t, r.URL(), "a")
+	_, _, _ = fleetNode(t, r.URL(), "b")
+	user, pass := auth.MintREST("file-secret", "dave", time.Hour, time.Now())
+	if _, err := allocate(t, udpA, user, pass); err != nil {
+		t.Fatal(err)
+	}
+	fleet := []string{"--fleet", "--cluster-redis", r.URL()}
+	out, errOut, err := runCmd(t, "", append([]string{"sessions"}, fleet...)...)
+	if err != nil || !strings.Contains(out, "a/1 ") || !strings.Contains(out, "dave") {
+		t.Fatalf("sessions --fleet: %v %s\n%s", err, errOut, out)
+	}
+	out, errOut, err = runCmd(t, "", append([]string{"sessions", "--json"}, fleet...)...)
+	if err != nil || !strings.Contains(out, `"node": "b"`) || !strings.Contains(out, `"node": "a"`) {
+		t.Fatalf("sessions --fleet --json: %v %s\n%s", err, errOut, out)
+	}
+	if out, errOut, err = runCmd(t, "", append([]string{"kick", "a/1"}, fleet...)...); err != nil || !strings.Contains(out, "kicked session a/1") {
+		t.Fatalf("kick --fleet a/1: %v %s\n%s", err, errOut, out)
+	}
+	if out, _, _ = runCmd(t, "", append([]string{"sessions"}, fleet...)...); strings.Contains(out, "dave") {
+		t.Fatalf("the kicked session is still listed:\n%s", out)
+	}
+	if _, _, err = runCmd(t, "", append([]string{"kick", "a/1"}, fleet...)...); err == nil || !strings.Contains(err.Error(), "no live session") {
+		t.Fatalf("kick of a gone session: %v", err)
+	}
+	out, errOut, err = runCmd(t, "", append([]string{"drain", "--node", "b"}, fleet...)...)
+	if err != nil || strings.TrimSpace(out) != "b: draining" {
+		t.Fatalf("drain --fleet --node b: %v %s\n%q", err, errOut, out)
+	}
+	if _, _, err := runCmd(t, "", "sessions", "--fleet"); err == nil || !strings.Contains(err.Error(), "--cluster-redis") {
+		t.Fatalf("--fleet without Redis: %v", err)
+	}
+}

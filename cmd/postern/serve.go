@@ -155,7 +155,7 @@ func serve(ctx context.Context, s settings, log *slog.Logger, stdout io.Writer, 
 	}
 	api.UseCertificates(srv.GetCertificate)
 	// The admin listener comes up first, so /readyz can say "starting".
-	adminAddr, stopAdmin, err := startAdmin(ctx, s.admin, srv, log)
+	adminAddr, stopAdmin, err := startAdmin(ctx, s.admin, srv, fleet.adminFleet(), log)
 	if err != nil {
 		return err
 	}
