@@ -448,3 +448,89 @@ func TestSecretsFromRedis(t *testing.T) {
 		t.Fatalf("Secrets() = %v", s)
 	}
 }
+
+func withTotalQuota(n int) nodeOption {
+	return func(_ *cluster.Config, r *relay.Config) { r.TotalQuota = n }
+}
+
+func withRules(rules string) nodeOption {
+	return func(c *cluster.Config, _ *relay.Config) {
+		var err error
+		if c.RegionRules, err = cluster.ParseRegionRules(rules); err != nil {
+			panic(err)
+		}
+	}
+}
+
+// TestFullNodeSendsToAnother: a node at its total_quota answers an
+// Allocate with 300 Try Alternate naming another node of the fleet (508
+// without a fleet).
+func TestFullNodeSendsToAnother(t *testing.T) {
+	r := redistest.Start(t)
+	a := startNode(t, r.URL(), "a", withTotalQuota(1))
+	b := startNode(t, r.URL(), "b")
+	beat(t, a, b)
+	if _, err := client(t, a.addr).Allocate(); err != nil {
+		t.Fatal(err)
+	}
+	c := newRaw(t)
+	resp := c.allocate(a.addr, c.nonce(a.addr))
+	var alt stun.AlternateServer
+	if got := code(t, resp); got != stun.CodeTryAlternate || alt.GetFrom(resp) != nil || (&net.UDPAddr{IP: alt.IP, Port: alt.Port}).String() != b.addr {
+		t.Fatalf("Allocate on full node a: code %d, ALTERNATE-SERVER %v; want 300 naming b at %s", got, alt, b.addr)
+	}
+	alone := startNode(t, r.URL(), "alone", noFleet(), withTotalQuota(1))
+	if _, err := client(t, alone.addr).Allocate(); err != nil {
+		t.Fatal(err)
+	}
+	c = newRaw(t)
+	if got := code(t, c.allocate(alone.addr, c.nonce(alone.addr))); got != stun.CodeInsufficientCapacity {
+		t.Fatalf("Allocate on a full node alone: code %d, want 508", got)
+	}
+}
+
+// TestRegionRules: a request naming no region is served by the nodes of
+// the region its client address maps to, else by the least loaded.
+func TestRegionRules(t *testing.T) {
+	r := redistest.Start(t)
+	a := startNode(t, r.URL(), "a", withRegion("eu"), withRules("10.0.0.0/8=us, 10.9.0.0/16=eu"))
+	b := startNode(t, r.URL(), "b", withRegion("us"))
+	if _, err := client(t, b.addr).Allocate(); err != nil {
+		t.Fatal(err)
+	}
+	beat(t, a, b)
+	for _, tt := range []struct{ client, want string }{{"10.1.2.3", "b"}, {"10.9.1.1", "a"}, {"192.0.2.1", "a"}, {"::ffff:10.1.2.3", "b"}} {
+		if got := a.fleet.Pick("", netip.MustParseAddr(tt.client), 1); len(got) != 1 || got[0].Node != tt.want {
+			t.Errorf("Pick for %s: %v, want %s", tt.client, got, tt.want)
+		}
+	}
+	if got := a.fleet.Pick("us", netip.MustParseAddr("10.9.1.1"), 1); got[0].Node != "b" {
+		t.Errorf("a request's region wins over the rules: got %s", got[0].Node)
+	}
+}
+
+// TestSlowRedis: a Redis that stops answering (CLIENT PAUSE) delays an
+// Allocate by at most the timeout, once; later ones do not wait for it.
+func TestSlowRedis(t *testing.T) {
+	r := redistest.Start(t)
+	a := startNode(t, r.URL(), "a", withUserQuota(10))
+	rdb := redis.NewClient(&redis.Options{Addr: r.Addr()})
+	defer rdb.Close()
+	if err := rdb.ClientPause(context.Background(), 3*time.Second).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		start := time.Now()
+		if _, err := client(t, a.addr).Allocate(); err != nil {
+			t.Fatalf("allocation %d with Redis paused: %v", i, err)
+		}
+		// pion's Allocate is two exchanges (401, then the Allocate); the
+		// node's own wait is at most cluster.DefaultTimeout.
+		if d := time.Since(start); d > cluster.DefaultTimeout+400*time.Millisecond {
+			t.Errorf("allocation %d with Redis paused took %v", i, d)
+		}
+	}
+	if !a.fleet.Degraded() || a.fleet.Fallbacks() == 0 {
+		t.Error("the paused Redis was not noticed")
+	}
+}

@@ -140,16 +140,22 @@ func (f *fleetWiring) adminFleet() admin.Fleet {
 	return f.node
 }
 
-// start publishes the serving node (its URLs from the credentials API's
-// mint state) and runs it until ctx ends; stop waits for that.
-func (f *fleetWiring) start(ctx context.Context, srv *relay.Server, adminAddr string) {
+// start publishes the serving node (with the ICE URLs of its bound
+// listeners, as the credentials API derives them for s) and runs it until
+// ctx ends; stop waits for that.
+func (f *fleetWiring) start(ctx context.Context, srv *relay.Server, s settings, adminAddr string) {
 	if f == nil {
 		return
 	}
 	if adminAddr == "off" {
 		adminAddr = ""
 	}
-	f.node.Attach(srv, f.live.mint.Load().urls, adminAddr)
+	urls, err := advertisedURLs(srv.Addrs(), s)
+	if err != nil {
+		// Listed without URLs, the node is never handed out.
+		f.log.Warn("cluster: this node has no ICE URLs to hand out: set ice_servers.host", "err", err)
+	}
+	f.node.Attach(srv, urls, adminAddr)
 	f.wg.Go(func() { f.node.Run(ctx) })
 }
 

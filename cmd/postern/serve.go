@@ -188,7 +188,7 @@ func serve(ctx context.Context, s settings, log *slog.Logger, stdout io.Writer, 
 	// Until ctx is cancelled: answer the credentials API and reload on
 	// SIGHUP.
 	lv.attach(srv, s)
-	fleet.start(ctx, srv, adminAddr)
+	fleet.start(ctx, srv, s, adminAddr)
 	if s.tlsCert != "" {
 		go func() {
 			if err := certwatch.Watch(ctx, lv.certChanged, log, s.tlsCert, s.tlsKey); err != nil {
