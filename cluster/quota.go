@@ -26,6 +26,10 @@ import (
 // during an outage a user may hold up to user_quota allocations on each
 // node; the next heartbeat after Redis returns counts them all again (a
 // user then over quota keeps what they hold and cannot add more).
+// A heartbeat that read the table just before an allocation ended may
+// write its count back after Release removed it: that count lapses within
+// Ageing, so for at most Ageing the fleet may count one allocation too
+// many (refusing early, never admitting over quota).
 var admitScript = redis.NewScript(`
 local now, expiry, member, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 for i = 1, #KEYS do
