@@ -534,3 +534,27 @@ func TestSlowRedis(t *testing.T) {
 		t.Error("the paused Redis was not noticed")
 	}
 }
+
+// BenchmarkAdmit is the cost an Allocate pays for the fleet-wide quota
+// (one script call to a loopback Redis), and the release after it.
+func BenchmarkAdmit(b *testing.B) {
+	r := redistest.Start(b)
+	n, err := cluster.New(cluster.Config{URL: r.URL(), Node: "bench", UserQuota: 1 << 30, IPQuota: 1 << 30,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer n.Close()
+	a := &allocations.Allocation{User: "u", FiveTuple: allocations.FiveTuple{
+		Client: netip.MustParseAddrPort("192.0.2.1:5000"), Server: netip.MustParseAddrPort("192.0.2.2:3478")}}
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		a.FiveTuple.Client = netip.AddrPortFrom(a.FiveTuple.Client.Addr(), uint16(i))
+		if err := n.Admit(a); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if n.Degraded() {
+		b.Fatal("Redis unreachable during the benchmark")
+	}
+}

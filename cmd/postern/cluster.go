@@ -172,7 +172,8 @@ func (f *fleetWiring) stop() {
 // mint is the fleet's credentials API: the URLs of the best live node(s)
 // for the request (cluster.Node.Pick), each with a credential of the
 // secret in force (the fleet shares its secrets). Before the registry
-// lists any node (Redis down since start), the node hands out its own.
+// lists any node (Redis down since start), the node hands out its own
+// unless it drains; with no node ready, minting fails (500).
 func (f *fleetWiring) mint(r iceapi.Request) (iceapi.Configuration, error) {
 	m := f.live.mint.Load()
 	if m.err != nil {
@@ -181,6 +182,12 @@ func (f *fleetWiring) mint(r iceapi.Request) (iceapi.Configuration, error) {
 	now := time.Now()
 	nodes := f.node.Pick(r.Region, r.Client, r.Servers)
 	if len(nodes) == 0 {
+		if len(f.node.Nodes()) > 0 || f.live.srv.Draining() {
+			// Never a draining or silent node, this one included.
+			return iceapi.Configuration{}, errors.New("cluster: no node of the fleet is ready (all draining or silent)")
+		}
+		// The registry is empty (Redis unreachable since start): this
+		// node is the fleet it knows.
 		return mintConfiguration(m.urls, m.secret, r.User, r.TTL, now), nil
 	}
 	var out iceapi.Configuration

@@ -70,6 +70,23 @@ func askAPI(t *testing.T, url, body string) iceapi.Configuration {
 	return conf
 }
 
+// apiStatus posts body to the credentials API at url and returns the
+// status.
+func apiStatus(t *testing.T, url, body string) int {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer 0123456789abcdef-fleet")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	return resp.StatusCode
+}
+
 // TestServeFleet: two serve processes on one Redis. The credentials API
 // of node a hands out the URLs of the best live node (not a when it
 // drains), a secret pushed into Redis is in force on every node without a
@@ -107,6 +124,18 @@ func TestServeFleet(t *testing.T) {
 		u := urlsOf(askAPI(t, apiA, `{"servers":2}`))
 		return strings.Contains(u, udpB) && !strings.Contains(u, udpA)
 	})
+
+	// b drains too: no node is ready, and the API hands out none.
+	if _, err := cl.Do(t.Context(), cluster.Op{Op: cluster.OpDrain, Node: "b"}, 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	turntest.WaitFor(t, "a's API to refuse with every node draining", func() bool {
+		return apiStatus(t, apiA, `{}`) == http.StatusInternalServerError
+	})
+	if _, err := cl.Do(t.Context(), cluster.Op{Op: cluster.OpUndrain, Node: "b"}, 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	turntest.WaitFor(t, "b serving again", func() bool { return apiStatus(t, apiA, `{}`) == http.StatusOK })
 
 	// A secret pushed first into Redis: a credential of it allocates on
 	// b (whose file knows only file-secret), and a's API mints with it.
