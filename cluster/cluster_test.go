@@ -558,3 +558,21 @@ func BenchmarkAdmit(b *testing.B) {
 		b.Fatal("Redis unreachable during the benchmark")
 	}
 }
+
+// TestLocalDrainPublishedAtOnce: a drain started on the node itself (as
+// SIGUSR1 or the admin API do) reaches the registry well before the next
+// heartbeat.
+func TestLocalDrainPublishedAtOnce(t *testing.T) {
+	r := redistest.Start(t)
+	a := startNode(t, r.URL(), "a", func(c *cluster.Config, _ *relay.Config) { c.Heartbeat = time.Minute })
+	rdb := redis.NewClient(&redis.Options{Addr: r.Addr()})
+	defer rdb.Close()
+	a.SetDraining(true)
+	start := time.Now()
+	turntest.WaitFor(t, "the drain in the registry", func() bool {
+		return strings.Contains(rdb.Get(context.Background(), "postern:node:a").Val(), `"state":"draining"`)
+	})
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("the drain took %v to reach the registry", d)
+	}
+}

@@ -100,6 +100,8 @@ type Node struct {
 
 	releases chan [3]string // user key, IP key, member (quota.go)
 	beat     chan struct{}  // asks for a heartbeat now
+	// publishedDraining is the state the last entry written said.
+	publishedDraining atomic.Bool
 
 	// sample is the previous load sample (heartbeat goroutine only).
 	sample struct {
@@ -207,7 +209,12 @@ func (n *Node) Run(ctx context.Context) {
 	wg.Go(func() { n.releaseLoop(ctx) })
 	t := time.NewTicker(n.cfg.Heartbeat)
 	defer t.Stop()
-	n.Beat(ctx)
+	// A drain started locally (SIGUSR1, the admin API) is published at
+	// once rather than at the next heartbeat: the credentials API of
+	// other nodes stops handing this one out within a tenth of a second.
+	watch := time.NewTicker(min(n.cfg.Heartbeat/4, 100*time.Millisecond))
+	defer watch.Stop()
+	_ = n.Beat(ctx)
 	for {
 		select {
 		case <-ctx.Done():
@@ -216,8 +223,13 @@ func (n *Node) Run(ctx context.Context) {
 			return
 		case <-t.C:
 		case <-n.beat:
+		case <-watch.C:
+			box := n.local.Load()
+			if box == nil || box.Draining() == n.publishedDraining.Load() {
+				continue
+			}
 		}
-		n.Beat(ctx)
+		_ = n.Beat(ctx)
 	}
 }
 
@@ -308,9 +320,11 @@ func (n *Node) info(now time.Time) Info {
 		return info
 	}
 	st := box.Stats()
-	if box.Draining() {
+	draining := box.Draining()
+	if draining {
 		info.State = StateDraining
 	}
+	n.publishedDraining.Store(draining) // written even if the heartbeat fails: retried at the next
 	info.Allocations = st.AllocationsActive
 	bytes := st.ToPeer.Bytes + st.ToClient.Bytes
 	cpu := processCPU()

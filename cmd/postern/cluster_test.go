@@ -217,3 +217,30 @@ func TestFleetCommands(t *testing.T) {
 		t.Fatalf("--fleet without Redis: %v", err)
 	}
 }
+
+// TestServeFleetRedisDownAtStart: a node whose Redis is down when it
+// starts serves anyway (alone, with a nonce key of its own), says so,
+// and joins the fleet once Redis answers.
+func TestServeFleetRedisDownAtStart(t *testing.T) {
+	r := redistest.Start(t)
+	r.Kill()
+	start := time.Now()
+	p, udp, _ := fleetNode(t, r.URL(), "late")
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("start with Redis down took %v", d)
+	}
+	if !strings.Contains(p.logs.String(), "no shared nonce key") {
+		t.Errorf("no warning about the nonce key:\n%s", p.logs)
+	}
+	user, pass := auth.MintREST("file-secret", "erin", time.Hour, time.Now())
+	if _, err := allocate(t, udp, user, pass); err != nil {
+		t.Fatalf("allocation with Redis down since start: %v", err)
+	}
+	r.Restart()
+	rdb := redis.NewClient(&redis.Options{Addr: r.Addr()})
+	defer rdb.Close()
+	turntest.WaitFor(t, "the node in the registry", func() bool {
+		return rdb.Exists(context.Background(), "postern:node:late").Val() == 1
+	})
+	waitForLog(t, p.logs, "cluster: Redis reachable again: registry, nonce key and quota counts re-synced", 1)
+}
