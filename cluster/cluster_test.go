@@ -567,6 +567,7 @@ func TestLocalDrainPublishedAtOnce(t *testing.T) {
 	a := startNode(t, r.URL(), "a", func(c *cluster.Config, _ *relay.Config) { c.Heartbeat = time.Minute })
 	rdb := redis.NewClient(&redis.Options{Addr: r.Addr()})
 	defer rdb.Close()
+	time.Sleep(300 * time.Millisecond) // past Run's first heartbeat
 	a.SetDraining(true)
 	start := time.Now()
 	turntest.WaitFor(t, "the drain in the registry", func() bool {
