@@ -35,6 +35,10 @@ const (
 	mTLSHandshakes      = "postern_tls_handshakes_total"
 	mRelayPortsInUse    = "postern_relay_ports_in_use"
 	mRelayPortsCapacity = "postern_relay_ports_capacity"
+	mNodeInfo           = "postern_node_info"
+	mClusterRedisUp     = "postern_cluster_redis_up"
+	mClusterFallbacks   = "postern_cluster_fallbacks_total"
+	mClusterNodes       = "postern_cluster_nodes"
 )
 
 // metrics is the documented set of postern_ metrics.
@@ -56,11 +60,17 @@ var metrics = []metric{
 	{mTLSHandshakes, "TLS handshakes on tls:// and tcp+tls:// listeners, by result (ok, failed).", prometheus.CounterValue, []string{"result"}},
 	{mRelayPortsInUse, "Relay sockets open, by the local address they are bound on.", prometheus.GaugeValue, []string{"relay_ip"}},
 	{mRelayPortsCapacity, "Ports in the relay port range: the most relay sockets one relay address can hold.", prometheus.GaugeValue, nil},
+	// Exported only by a node of a fleet (Config.Fleet; [cluster]).
+	{mNodeInfo, "Always 1 on a node of a fleet; the labels name the node and its region.", prometheus.GaugeValue, []string{"node", "region"}},
+	{mClusterRedisUp, "1 when the fleet's Redis answered the node's last call, 0 while the node runs on local quotas.", prometheus.GaugeValue, nil},
+	{mClusterFallbacks, "Calls to the fleet's Redis that failed or timed out, each falling back to local behaviour (admitting on local quotas, skipping a heartbeat).", prometheus.CounterValue, nil},
+	{mClusterNodes, "Live nodes in the fleet's registry as this node last read it, itself included.", prometheus.GaugeValue, nil},
 }
 
 // collector turns Relay.Stats into metrics at scrape time.
 type collector struct {
 	relay   Relay
+	fleet   Fleet // nil: no fleet metrics
 	version string
 	descs   map[string]desc
 }
@@ -70,8 +80,8 @@ type desc struct {
 	kind prometheus.ValueType
 }
 
-func newCollector(r Relay, version string) *collector {
-	c := &collector{relay: r, version: version, descs: make(map[string]desc, len(metrics))}
+func newCollector(r Relay, f Fleet, version string) *collector {
+	c := &collector{relay: r, fleet: f, version: version, descs: make(map[string]desc, len(metrics))}
 	for _, m := range metrics {
 		c.descs[m.name] = desc{prometheus.NewDesc(m.name, m.help, m.labels, nil), m.kind}
 	}
@@ -132,6 +142,16 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		emit(mRelayPortsInUse, float64(n), ip.String())
 	}
 	emit(mRelayPortsCapacity, float64(st.RelayPorts.Len()))
+	if f := c.fleet; f != nil {
+		emit(mNodeInfo, 1, f.Name(), f.Region())
+		up := 1.0
+		if f.Degraded() {
+			up = 0
+		}
+		emit(mClusterRedisUp, up)
+		emit(mClusterFallbacks, float64(f.Fallbacks()))
+		emit(mClusterNodes, float64(f.LiveNodes()))
+	}
 }
 
 // MetricNames returns the names of the postern_ metrics, in documentation

@@ -31,6 +31,9 @@ type Config struct {
 	Relay Relay
 	// Version is reported in postern_build_info.
 	Version string
+	// Fleet, when set, is the fleet this node belongs to: its name and
+	// region label postern_node_info, and sessions carry the node name.
+	Fleet Fleet
 	// Logger receives the admin listener's logs; slog.Default() when nil.
 	Logger *slog.Logger
 }
@@ -63,7 +66,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.Default()
 	}
 	reg := prometheus.NewRegistry()
-	if err := reg.Register(newCollector(cfg.Relay, cfg.Version)); err != nil {
+	if err := reg.Register(newCollector(cfg.Relay, cfg.Fleet, cfg.Version)); err != nil {
 		return nil, fmt.Errorf("admin: registering the postern collector: %w", err)
 	}
 	if err := reg.Register(collectors.NewGoCollector()); err != nil {

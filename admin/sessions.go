@@ -60,6 +60,9 @@ type Traffic struct {
 
 // SessionList is the body of GET /api/sessions.
 type SessionList struct {
+	// Node names the node of a fleet that answered (Config.Fleet);
+	// absent on a node alone.
+	Node     string    `json:"node,omitempty"`
 	Sessions []Session `json:"sessions"`
 }
 
@@ -105,6 +108,9 @@ func newSession(s relay.Session, now time.Time) Session {
 func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) {
 	now := time.Now()
 	list := SessionList{Sessions: []Session{}}
+	if s.cfg.Fleet != nil {
+		list.Node = s.cfg.Fleet.Name()
+	}
 	for _, ss := range s.cfg.Relay.Sessions(r.URL.Query().Get("user")) {
 		list.Sessions = append(list.Sessions, newSession(ss, now))
 	}

@@ -17,6 +17,12 @@
 // credentials itself: it is built from a MintFunc, so the caller decides
 // which secret signs them and which URLs are listed.
 //
+// A fleet's handler (Config.MintRequest, package cluster's choice of node)
+// also takes "region" (the caller's region, e.g. "eu") and "servers" (how
+// many nodes to list, 1 to MaxServers), and is given the caller's IP
+// address; without MintRequest those two members are unknown fields (400),
+// as they always were.
+//
 // The package also derives those URLs, so that every place that hands out
 // iceServers (the credentials API, `postern ice-servers`, the printout of a
 // server started without credentials) lists the same ones: BoundURLs for

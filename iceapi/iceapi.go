@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -40,6 +41,27 @@ type ICEServer struct {
 // ttl. It is called once per authorized request, concurrently.
 type MintFunc func(user string, ttl time.Duration) (Configuration, error)
 
+// Request is what a fleet's MintRequestFunc is asked for: the user and TTL
+// as for MintFunc, the region the request names ("" when none), how many
+// servers it wants (at least 1, at most MaxServers) and the caller's IP
+// address.
+type Request struct {
+	User    string
+	TTL     time.Duration
+	Region  string
+	Servers int
+	Client  netip.Addr
+}
+
+// MintRequestFunc is MintFunc for a fleet (Config.MintRequest).
+type MintRequestFunc func(Request) (Configuration, error)
+
+// MaxServers is the most servers a request may ask for ("servers").
+const MaxServers = 3
+
+// maxRegionLen bounds the "region" of a request.
+const maxRegionLen = 64
+
 // Limits on the input.
 const (
 	// MinKeyLen is the shortest API key New accepts, in bytes.
@@ -68,8 +90,13 @@ const (
 
 // Config configures a Handler.
 type Config struct {
-	// Mint builds the response. Required.
+	// Mint builds the response. Required unless MintRequest is set.
 	Mint MintFunc
+	// MintRequest, when set, builds the response instead of Mint, and
+	// requests may also give "region" (a region name) and "servers" (how
+	// many servers, 1 to MaxServers): a fleet's credentials API. Without
+	// it those members are unknown fields (400), as before.
+	MintRequest MintRequestFunc
 	// Keys are the API keys accepted as "Authorization: Bearer KEY"; at
 	// least one, each at least MinKeyLen bytes.
 	Keys []string
@@ -92,6 +119,7 @@ type Config struct {
 // Handler serves POST Path. Build it with New.
 type Handler struct {
 	mint        MintFunc
+	mintRequest MintRequestFunc
 	keys        [][sha256.Size]byte // SHA-256 of each key: equal lengths for constant-time comparison
 	defaultUser string
 	defaultTTL  time.Duration
@@ -103,7 +131,7 @@ type Handler struct {
 
 // New checks cfg and returns a Handler. It copies what it keeps.
 func New(cfg Config) (*Handler, error) {
-	if cfg.Mint == nil {
+	if cfg.Mint == nil && cfg.MintRequest == nil {
 		return nil, errors.New("iceapi: Config.Mint is required")
 	}
 	if len(cfg.Keys) == 0 {
@@ -111,6 +139,7 @@ func New(cfg Config) (*Handler, error) {
 	}
 	h := &Handler{
 		mint:        cfg.Mint,
+		mintRequest: cfg.MintRequest,
 		defaultUser: cfg.DefaultUser,
 		defaultTTL:  cfg.DefaultTTL,
 		maxTTL:      cfg.MaxTTL,
@@ -205,8 +234,10 @@ type errorBody struct {
 // request is the optional JSON body. TTL stays raw so that only a JSON
 // integer is accepted (not 3600.5, not "1h").
 type request struct {
-	User *string         `json:"user"`
-	TTL  json.RawMessage `json:"ttl"`
+	User    *string         `json:"user"`
+	TTL     json.RawMessage `json:"ttl"`
+	Region  *string         `json:"region"`
+	Servers json.RawMessage `json:"servers"`
 }
 
 // ServeHTTP implements http.Handler.
@@ -237,7 +268,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	user, ttl, status, err := h.parse(w, r)
+	req, status, err := h.parse(w, r)
 	if err != nil {
 		code := CodeBadRequest
 		if status == http.StatusRequestEntityTooLarge {
@@ -246,7 +277,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, status, code, err.Error())
 		return
 	}
-	conf, err := h.mint(user, ttl)
+	user, ttl := req.User, req.TTL
+	var conf Configuration
+	if h.mintRequest != nil {
+		if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+			req.Client = ap.Addr().Unmap()
+		}
+		conf, err = h.mintRequest(req)
+	} else {
+		conf, err = h.mint(user, ttl)
+	}
 	if err != nil {
 		h.log.Error("credentials API: minting failed", "user", user, "err", err)
 		writeError(w, http.StatusInternalServerError, CodeInternal, "could not mint credentials; the server log says why")
@@ -272,47 +312,87 @@ func (h *Handler) authorized(header string) bool {
 	return match == 1
 }
 
-// parse reads the optional body and returns the user and the TTL to mint
-// for, or the status and reason of a refusal.
-func (h *Handler) parse(w http.ResponseWriter, r *http.Request) (string, time.Duration, int, error) {
-	const want = `send {"user": "NAME", "ttl": SECONDS}, both optional, or no body`
+// parse reads the optional body and returns what to mint for, or the
+// status and reason of a refusal.
+func (h *Handler) parse(w http.ResponseWriter, r *http.Request) (Request, int, error) {
+	want := `send {"user": "NAME", "ttl": SECONDS}, both optional, or no body`
+	if h.mintRequest != nil {
+		want = `send {"user": "NAME", "ttl": SECONDS, "region": "REGION", "servers": N}, all optional, or no body`
+	}
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {
 		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
-			return "", 0, http.StatusRequestEntityTooLarge, fmt.Errorf("body larger than %d bytes: %s", maxBody, want)
+			return Request{}, http.StatusRequestEntityTooLarge, fmt.Errorf("body larger than %d bytes: %s", maxBody, want)
 		}
-		return "", 0, http.StatusBadRequest, fmt.Errorf("reading the body: %v", err)
+		return Request{}, http.StatusBadRequest, fmt.Errorf("reading the body: %v", err)
 	}
-	user, ttl := h.defaultUser, h.defaultTTL
+	out := Request{User: h.defaultUser, TTL: h.defaultTTL, Servers: 1}
 	if len(bytes.TrimSpace(data)) > 0 {
 		var req request
 		dec := json.NewDecoder(bytes.NewReader(data))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&req); err != nil {
-			return "", 0, http.StatusBadRequest, fmt.Errorf("invalid JSON body: %v: %s", err, want)
+			return Request{}, http.StatusBadRequest, fmt.Errorf("invalid JSON body: %v: %s", err, want)
 		}
 		if _, err := dec.Token(); err != io.EOF {
-			return "", 0, http.StatusBadRequest, fmt.Errorf("invalid JSON body: data after the object: %s", want)
+			return Request{}, http.StatusBadRequest, fmt.Errorf("invalid JSON body: data after the object: %s", want)
+		}
+		if h.mintRequest == nil {
+			// Not a fleet: the members of one are unknown, as they were
+			// before fleets.
+			for name, present := range map[string]bool{"region": req.Region != nil, "servers": len(req.Servers) > 0} {
+				if present {
+					return Request{}, http.StatusBadRequest, fmt.Errorf("invalid JSON body: json: unknown field %q: %s", name, want)
+				}
+			}
 		}
 		if req.User != nil {
 			if err := CheckUser(*req.User); err != nil {
-				return "", 0, http.StatusBadRequest, fmt.Errorf("user: %v (omit it for the default user)", err)
+				return Request{}, http.StatusBadRequest, fmt.Errorf("user: %v (omit it for the default user)", err)
 			}
-			user = *req.User
+			out.User = *req.User
 		}
 		if len(req.TTL) > 0 && string(req.TTL) != "null" {
 			secs, err := strconv.ParseInt(string(req.TTL), 10, 64)
 			if err != nil || secs <= 0 {
-				return "", 0, http.StatusBadRequest, fmt.Errorf("ttl %s: want a positive whole number of seconds, e.g. 3600", req.TTL)
+				return Request{}, http.StatusBadRequest, fmt.Errorf("ttl %s: want a positive whole number of seconds, e.g. 3600", req.TTL)
 			}
 			// Compare in seconds: multiplying first could overflow.
-			ttl = h.maxTTL
+			out.TTL = h.maxTTL
 			if secs < int64(h.maxTTL/time.Second) {
-				ttl = time.Duration(secs) * time.Second
+				out.TTL = time.Duration(secs) * time.Second
 			}
 		}
+		if req.Region != nil {
+			if err := checkRegion(*req.Region); err != nil {
+				return Request{}, http.StatusBadRequest, fmt.Errorf("region: %v (omit it for any region)", err)
+			}
+			out.Region = *req.Region
+		}
+		if len(req.Servers) > 0 && string(req.Servers) != "null" {
+			n, err := strconv.Atoi(string(req.Servers))
+			if err != nil || n < 1 || n > MaxServers {
+				return Request{}, http.StatusBadRequest, fmt.Errorf("servers %s: want a whole number from 1 to %d", req.Servers, MaxServers)
+			}
+			out.Servers = n
+		}
 	}
-	return user, min(ttl, h.maxTTL), 0, nil
+	out.TTL = min(out.TTL, h.maxTTL)
+	return out, 0, nil
+}
+
+// checkRegion reports whether s may name a region: 1 to maxRegionLen
+// letters, digits, '.', '_' or '-'.
+func checkRegion(s string) error {
+	if s == "" || len(s) > maxRegionLen {
+		return fmt.Errorf("%d bytes, want 1 to %d", len(s), maxRegionLen)
+	}
+	for _, c := range []byte(s) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return errors.New("only letters, digits, '.', '_' and '-'")
+		}
+	}
+	return nil
 }
 
 // cors sets the CORS headers of an actual response and reports whether the

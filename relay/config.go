@@ -244,6 +244,12 @@ type Config struct {
 	// ALTERNATE-SERVER); otherwise they get 508.
 	AlternateServer netip.AddrPort
 
+	// Fleet, when set, counts allocations against fleet-wide quotas and
+	// names another node for 300 Try Alternate when this one is draining
+	// (and AlternateServer is not set) or full (see Fleet); nil: this
+	// relay is on its own.
+	Fleet Fleet
+
 	// TLSCert is served on TLS listeners; nil generates a self-signed
 	// certificate in memory (and logs a warning).
 	TLSCert *tls.Certificate

@@ -91,6 +91,12 @@
 // Every listener shares one allocations.Table, so per-user quotas hold
 // across UDP, TCP and TLS, on every port.
 //
+// With Config.Fleet (package cluster) they also hold across the nodes of a
+// fleet: an Allocate asks the fleet before it enters the table (fleet.go),
+// on the control plane only and within the fleet's own short timeout, and
+// a node that is draining or full sends the client to the fleet's best
+// other node (300 Try Alternate). Without it, nothing changes.
+//
 // # Port 443
 //
 // Stream listeners route each connection before answering it, in a chain

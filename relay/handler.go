@@ -254,6 +254,9 @@ func (r *request) allocate(id auth.Identity) error {
 			return &stunError{code: stun.CodeTryAlternate, reason: "Try Alternate: this server is draining",
 				extra: []stun.Setter{alternateServer(alt)}}
 		}
+		if alt := r.tryAlternate("this server is draining"); alt != nil {
+			return alt // the fleet's best other node (fleet.go)
+		}
 		return newError(stun.CodeInsufficientCapacity, "Insufficient Capacity: this server is draining")
 	}
 	var transport proto.RequestedTransport
@@ -332,7 +335,7 @@ func (r *request) allocate(id auth.Identity) error {
 		TransactionID: r.req.TransactionID,
 	}
 	a.DontFragment.Store(dontFragment)
-	if err := r.s.table.Create(a, lifetime); err != nil {
+	if err := r.create(a, lifetime); err != nil {
 		r.s.ports.Close(conn)
 		if half6 != nil {
 			r.s.ports.Close(half6.Conn)

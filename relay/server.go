@@ -422,6 +422,7 @@ func (s *Server) untrackConn(c net.Conn) {
 
 func (s *Server) onRemove(a *allocations.Allocation, why allocations.Reason) {
 	s.stats.allocationEnded(a, why)
+	s.releaseFleet(a)
 	if why != allocations.ReasonDeleted {
 		// An allocation over TCP/TLS whose lifetime ran out takes its
 		// connection with it, and so does shutdown. A deletion (Refresh

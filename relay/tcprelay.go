@@ -325,7 +325,7 @@ func (r *request) allocateTCP(id auth.Identity) error {
 		TransactionID: r.req.TransactionID,
 	}
 	t.a = a
-	if err := r.s.table.Create(a, lifetime); err != nil {
+	if err := r.create(a, lifetime); err != nil {
 		cancel()
 		r.s.ports.CloseTCP(ln)
 		return err

@@ -48,6 +48,9 @@ type Config struct {
 	// (cmd/postern/selftest.go).
 	Selftest SelftestConfig `toml:"selftest"`
 
+	// Cluster is the [cluster] table (cluster.go).
+	Cluster ClusterConfig `toml:"cluster"`
+
 	// Declared holds the settings declared in package config (config.Settings),
 	// read from the file by Load and overridden by flags; nil or a missing
 	// key: the default.

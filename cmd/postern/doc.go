@@ -5,9 +5,10 @@
 //	postern credential hash --user NAME [--realm R] < password
 //	postern ice-servers --host NAME | --config FILE [flags]
 //	postern check-config FILE
-//	postern sessions [--user NAME] [--json] [--admin ADDR] [--config FILE]
+//	postern sessions [--user NAME] [--json] [--admin ADDR] [--config FILE] [--fleet]
 //	postern kick ID... | --user NAME [--admin ADDR] [--config FILE]
-//	postern drain [--undo] [--admin ADDR] [--config FILE]
+//	postern kick --fleet NODE/ID... | --user NAME [--cluster-redis URL]
+//	postern drain [--undo] [--admin ADDR] [--config FILE] [--fleet [--node NAME]]
 //	postern probe HOST [--user NAME --password P | --secret S] [--proxy URL] [--json]
 //
 // The command only turns configuration into typed values and wires the
@@ -22,7 +23,10 @@
 // the credentials, the peer policy and the credentials API's settings
 // without touching an allocation (reload.go). serve also runs the admin
 // listener (package admin: metrics, health, sessions; operate.go), which
-// sessions and kick talk to, and tells systemd when it is ready.
+// sessions and kick talk to, and tells systemd when it is ready. With
+// [cluster], serve joins a fleet (package cluster; all of its wiring is
+// cluster.go), and sessions, kick and drain --fleet reach every node
+// through the fleet's Redis.
 //
 // Invariants: no package-level mutable state (flag values are read from the
 // *cli.Command inside the action, so the command can run many times in one

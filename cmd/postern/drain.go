@@ -28,6 +28,9 @@ func drainCommand() *cli.Command {
 }
 
 func drainAction(ctx context.Context, cmd *cli.Command) error {
+	if cmd.Bool(flagFleet) {
+		return fleetDrain(ctx, cmd)
+	}
 	c, err := adminClient(cmd)
 	if err != nil {
 		return err

@@ -18,12 +18,14 @@ import (
 // "stopping" while the relay shuts down; serve calls stop once the relay
 // has stopped. A default address that cannot bind (another Postern on the
 // host, a test run) is logged and skipped; a configured one is an error.
-func startAdmin(ctx context.Context, a adminSettings, srv *relay.Server, log *slog.Logger) (addr string, stop func(), err error) {
+//
+// fleet, when not nil, is the fleet the node belongs to ([cluster]).
+func startAdmin(ctx context.Context, a adminSettings, srv *relay.Server, fleet admin.Fleet, log *slog.Logger) (addr string, stop func(), err error) {
 	if a.listen == "" {
 		log.Info("admin listener off (admin.listen = \"off\")")
 		return "off", func() {}, nil
 	}
-	adm, err := admin.New(admin.Config{Addr: a.listen, Token: a.token, Relay: srv, Version: version(), Logger: log})
+	adm, err := admin.New(admin.Config{Addr: a.listen, Token: a.token, Relay: srv, Version: version(), Fleet: fleet, Logger: log})
 	if err != nil {
 		return "", nil, err
 	}

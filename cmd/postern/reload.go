@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/postern/postern/auth"
+	"github.com/postern/postern/cluster"
 	"github.com/postern/postern/config"
 	"github.com/postern/postern/iceapi"
 	"github.com/postern/postern/relay"
@@ -89,6 +90,13 @@ type live struct {
 	// certChanged is signalled by watchCertFiles when the certificate
 	// files change (a renewal): run reloads the certificate alone.
 	certChanged chan struct{}
+
+	// The fleet ([cluster], cluster.go), nil and unused without one:
+	// its secrets come before the file's, fleetMint answers the
+	// credentials API, and fleetChanged says the fleet's secrets changed.
+	fleet        *cluster.Node
+	fleetMint    iceapi.MintRequestFunc
+	fleetChanged chan struct{}
 }
 
 // mintState is what the credentials API mints from.
@@ -141,10 +149,16 @@ func (l *live) attach(srv *relay.Server, started settings) {
 // secretsFor returns the secrets s puts in force: its own, or, when it
 // configures no credentials at all, the one generated at start.
 func (l *live) secretsFor(s settings) []string {
+	own := s.secrets
 	if len(s.users) == 0 && len(s.keys) == 0 && len(s.secrets) == 0 && l.generated != "" {
-		return []string{l.generated}
+		own = []string{l.generated}
 	}
-	return s.secrets
+	if l.fleet != nil {
+		if fleet := l.fleet.Secrets(); len(fleet) > 0 {
+			return append(fleet, own...) // the fleet's first mints
+		}
+	}
+	return own
 }
 
 // newAuth builds the authenticator for s with the run's nonce key.
@@ -175,6 +189,7 @@ func (l *live) newHandler(s settings) (*iceapi.Handler, error) {
 	}
 	h, err := iceapi.New(iceapi.Config{
 		Mint:         l.mintICE,
+		MintRequest:  l.fleetMint,
 		Keys:         s.api.keys,
 		DefaultUser:  s.ice.user,
 		DefaultTTL:   s.ice.ttl,
@@ -228,6 +243,8 @@ func (l *live) run(ctx context.Context, src reloadSource) {
 			_ = l.reload(src.load)
 		case <-l.certChanged:
 			l.reloadCertificate()
+		case <-l.fleetChanged: // nil without a fleet
+			l.fleetSecretsChanged()
 		case reply := <-src.requests:
 			err := l.reload(src.load)
 			if reply != nil {

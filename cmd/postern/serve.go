@@ -107,6 +107,11 @@ func serve(ctx context.Context, s settings, log *slog.Logger, stdout io.Writer, 
 	if err != nil {
 		return err
 	}
+	fleet, err := startCluster(ctx, s, lv, log) // [cluster]: nil when off (cluster.go)
+	if err != nil {
+		return err
+	}
+	defer fleet.stop()
 	authn := lv.auth
 
 	cert, err := loadCertificate(s)
@@ -141,6 +146,7 @@ func serve(ctx context.Context, s settings, log *slog.Logger, stdout io.Writer, 
 		ProxyProtocolFrom:  s.port443.proxyFrom,
 		Software:           software(),
 		Logger:             log,
+		Fleet:              fleet.relayFleet(),
 	}
 	config.Apply(config.Settings(), s.declared, &relayConfig)
 	apiHandler, err := serveSelftest(s, lv, &relayConfig, lv)
@@ -153,7 +159,7 @@ func serve(ctx context.Context, s settings, log *slog.Logger, stdout io.Writer, 
 	}
 	api.UseCertificates(srv.GetCertificate)
 	// The admin listener comes up first, so /readyz can say "starting".
-	adminAddr, stopAdmin, err := startAdmin(ctx, s.admin, srv, log)
+	adminAddr, stopAdmin, err := startAdmin(ctx, s.admin, srv, fleet.adminFleet(), log)
 	if err != nil {
 		return err
 	}
@@ -186,6 +192,7 @@ func serve(ctx context.Context, s settings, log *slog.Logger, stdout io.Writer, 
 	// Until ctx is cancelled: answer the credentials API and reload on
 	// SIGHUP.
 	lv.attach(srv, s)
+	fleet.start(ctx, srv, s, adminAddr)
 	if s.tlsCert != "" {
 		go func() {
 			if err := certwatch.Watch(ctx, lv.certChanged, log, s.tlsCert, s.tlsKey); err != nil {

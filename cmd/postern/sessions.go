@@ -24,12 +24,12 @@ const flagSessionUser = "user"
 
 // adminClientFlags are the flags that say how to reach the admin listener.
 func adminClientFlags() []cli.Flag {
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.StringFlag{Name: flagConfig, Aliases: []string{"c"}, TakesFile: true,
 			Usage: "read the admin address and token from the server's TOML `FILE` ([admin] listen, token)"},
 		adminAddrFlag("the server's admin listener, `ADDR` (HOST:PORT)"),
 		adminTokenFlag("send the bearer `TOKEN` (the server's [admin] token)"),
-	}
+	}, fleetFlags()...) // --fleet (cluster.go)
 }
 
 // sessionsCommand returns "postern sessions": list live allocations.
@@ -121,6 +121,9 @@ func sessionsAction(ctx context.Context, cmd *cli.Command) error {
 	if cmd.NArg() > 0 {
 		return fmt.Errorf("sessions takes no arguments, got %q (filter with --%s NAME)", cmd.Args().First(), flagSessionUser)
 	}
+	if cmd.Bool(flagFleet) {
+		return fleetSessions(ctx, cmd)
+	}
 	c, err := adminClient(cmd)
 	if err != nil {
 		return err
@@ -172,6 +175,9 @@ func humanBytes(n uint64) string {
 }
 
 func kickAction(ctx context.Context, cmd *cli.Command) error {
+	if cmd.Bool(flagFleet) {
+		return fleetKick(ctx, cmd)
+	}
 	user := cmd.String(flagSessionUser)
 	switch {
 	case user != "" && cmd.NArg() > 0:
