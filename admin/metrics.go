@@ -35,6 +35,8 @@ const (
 	mTLSHandshakes      = "postern_tls_handshakes_total"
 	mRelayPortsInUse    = "postern_relay_ports_in_use"
 	mRelayPortsCapacity = "postern_relay_ports_capacity"
+	mUsageRecords       = "postern_usage_records_total"
+	mUsageWriteErrors   = "postern_usage_write_errors_total"
 )
 
 // metrics is the documented set of postern_ metrics.
@@ -56,6 +58,8 @@ var metrics = []metric{
 	{mTLSHandshakes, "TLS handshakes on tls:// and tcp+tls:// listeners, by result (ok, failed).", prometheus.CounterValue, []string{"result"}},
 	{mRelayPortsInUse, "Relay sockets open, by the local address they are bound on.", prometheus.GaugeValue, []string{"relay_ip"}},
 	{mRelayPortsCapacity, "Ports in the relay port range: the most relay sockets one relay address can hold.", prometheus.GaugeValue, nil},
+	{mUsageRecords, "Usage records ([usage]) by result: written to the file or stream, or dropped (the oldest, from a full queue while the sink was down or slow).", prometheus.CounterValue, []string{"result"}},
+	{mUsageWriteErrors, "Failed writes of usage records to the file or stream (each retried).", prometheus.CounterValue, nil},
 }
 
 // collector turns Relay.Stats into metrics at scrape time.
@@ -132,6 +136,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		emit(mRelayPortsInUse, float64(n), ip.String())
 	}
 	emit(mRelayPortsCapacity, float64(st.RelayPorts.Len()))
+	emit(mUsageRecords, float64(st.Usage.Written), "written")
+	emit(mUsageRecords, float64(st.Usage.Dropped), "dropped")
+	emit(mUsageWriteErrors, float64(st.Usage.WriteErrors))
 }
 
 // MetricNames returns the names of the postern_ metrics, in documentation

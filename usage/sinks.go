@@ -110,3 +110,9 @@ func (s *redisSink) write(ctx context.Context, batch []Record) error {
 
 func (s *redisSink) close() error   { return s.client.Close() }
 func (s *redisSink) String() string { return "redis://" + s.addr + " " + s.stream }
+
+// CheckRedisURL reports what is wrong with a Redis URL, as New would.
+func CheckRedisURL(url string) error {
+	_, err := redis.ParseURL(url)
+	return err
+}

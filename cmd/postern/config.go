@@ -44,6 +44,9 @@ type Config struct {
 	// (opsconfig.go).
 	Admin AdminConfig `toml:"admin"`
 
+	// Usage is the [usage] table, declared in package config (usage.go).
+	Usage UsageConfig `toml:"usage"`
+
 	// Declared holds the settings declared in package config (config.Settings),
 	// read from the file by Load and overridden by flags; nil or a missing
 	// key: the default.
