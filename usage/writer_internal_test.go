@@ -106,3 +106,28 @@ func TestCloseGivesUp(t *testing.T) {
 		t.Errorf("counts %+v, want 2 dropped", c)
 	}
 }
+
+// nopSink writes nothing, at once.
+type nopSink struct{}
+
+func (nopSink) write(context.Context, []Record) error { return nil }
+func (nopSink) close() error                          { return nil }
+func (nopSink) String() string                        { return "nop" }
+
+// BenchmarkRecord is what the relay pays per record (at an allocation's
+// end, or per interim record): conversion and the queue.
+func BenchmarkRecord(b *testing.B) {
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &Writer{
+		node: "node-a", sink: nopSink{}, log: slog.New(slog.NewTextHandler(io.Discard, nil)), queue: make([]Record, DefaultQueueSize),
+		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}), ctx: ctx, cancel: cancel,
+	}
+	go w.run()
+	defer func() { _ = w.Close(context.Background()) }()
+	r := relay.UsageRecord{Session: "dnehwvd4agm1-42", User: "alice", Username: "1767312000:alice", Realm: "example.org",
+		Transport: "udp", Start: time.Now(), PeriodStart: time.Now(), End: time.Now()}
+	b.ReportAllocs()
+	for b.Loop() {
+		w.Record(r)
+	}
+}
