@@ -132,6 +132,7 @@ func newFake() *fakeRelay {
 				Ended: map[string]uint64{"expired": 4}}},
 			ToPeer: relay.Traffic{Packets: 11, Bytes: 1100},
 			Drops:  map[string]uint64{"no_permission": 2},
+			Usage:  relay.UsageCounts{Written: 12, Dropped: 3, WriteErrors: 2},
 		},
 	}
 }

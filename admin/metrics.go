@@ -39,6 +39,8 @@ const (
 	mClusterRedisUp     = "postern_cluster_redis_up"
 	mClusterFallbacks   = "postern_cluster_fallbacks_total"
 	mClusterNodes       = "postern_cluster_nodes"
+	mUsageRecords       = "postern_usage_records_total"
+	mUsageWriteErrors   = "postern_usage_write_errors_total"
 )
 
 // metrics is the documented set of postern_ metrics.
@@ -65,6 +67,8 @@ var metrics = []metric{
 	{mClusterRedisUp, "1 when the fleet's Redis answered the node's last call, 0 while the node runs on local quotas.", prometheus.GaugeValue, nil},
 	{mClusterFallbacks, "Calls to the fleet's Redis that failed or timed out, each falling back to local behaviour (admitting on local quotas, skipping a heartbeat).", prometheus.CounterValue, nil},
 	{mClusterNodes, "Live nodes in the fleet's registry as this node last read it, itself included.", prometheus.GaugeValue, nil},
+	{mUsageRecords, "Usage records ([usage]) by result: written to the file or stream, or dropped (the oldest, from a full queue while the sink was down or slow).", prometheus.CounterValue, []string{"result"}},
+	{mUsageWriteErrors, "Failed writes of usage records to the file or stream (each retried).", prometheus.CounterValue, nil},
 }
 
 // collector turns Relay.Stats into metrics at scrape time.
@@ -152,6 +156,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		emit(mClusterFallbacks, float64(f.Fallbacks()))
 		emit(mClusterNodes, float64(f.LiveNodes()))
 	}
+	emit(mUsageRecords, float64(st.Usage.Written), "written")
+	emit(mUsageRecords, float64(st.Usage.Dropped), "dropped")
+	emit(mUsageWriteErrors, float64(st.Usage.WriteErrors))
 }
 
 // MetricNames returns the names of the postern_ metrics, in documentation

@@ -69,7 +69,7 @@ func documentedFamily(key string) bool {
 	case "web":
 		// turn_hosts is a list, a kind not declared yet.
 		return name != "turn_hosts"
-	case "limits", "drain", "log", "selftest", "cluster":
+	case "limits", "drain", "log", "selftest", "cluster", "usage":
 		return true
 	case "":
 		// The top level: listen and proxy_protocol_from are lists.

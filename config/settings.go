@@ -19,7 +19,8 @@ const CategoryWeb = "Sharing port 443"
 // Settings are the declared settings, in the order of --help, the README
 // table and config.toml.example.
 func Settings() []Setting {
-	return slices.Concat(authSettings(), relaySettings(), logSettings(), webSettings(), limitsSettings(), selftestSettings(), clusterSettings())
+	return slices.Concat(authSettings(), relaySettings(), logSettings(), webSettings(), limitsSettings(),
+		selftestSettings(), clusterSettings(), usageSettings())
 }
 
 // CategoryRelay is the --help category of [relay].

@@ -165,8 +165,8 @@ func TestKubernetesManifests(t *testing.T) {
 		kinds[kind] = doc
 	}
 	ds := kinds["DaemonSet"]
-	if ds == nil || kinds["Secret"] == nil || kinds["Namespace"] == nil {
-		t.Fatalf("want a Namespace, a Secret and a DaemonSet, got %v", keys(kinds))
+	if ds == nil || kinds["Secret"] == nil || kinds["ConfigMap"] == nil || kinds["Namespace"] == nil {
+		t.Fatalf("want a Namespace, a Secret, a ConfigMap and a DaemonSet, got %v", keys(kinds))
 	}
 	spec := dig(t, ds, "spec", "template", "spec")
 	if spec["hostNetwork"] != true {
@@ -197,9 +197,11 @@ func TestKubernetesManifests(t *testing.T) {
 	if add, _ := caps["add"].([]any); len(add) != 1 || add[0] != "NET_BIND_SERVICE" {
 		t.Errorf("added capabilities %v, want only NET_BIND_SERVICE", caps["add"])
 	}
-	if cfg, _ := dig(t, kinds["Secret"], "stringData")["config.toml"].(string); !strings.Contains(cfg, "[admin]") ||
-		!strings.Contains(cfg, `external_ip = "auto"`) {
-		t.Errorf("the config Secret lacks an [admin] token or external_ip = \"auto\":\n%s", cfg)
+	if cfg, _ := dig(t, kinds["ConfigMap"], "data")["config.toml"].(string); !strings.Contains(cfg, `external_ip = "auto"`) {
+		t.Errorf("the config lacks external_ip = \"auto\":\n%s", cfg)
+	}
+	if tok, _ := dig(t, kinds["Secret"], "stringData")["admin-token"].(string); tok == "" {
+		t.Error("the Secret holds no admin token")
 	}
 }
 

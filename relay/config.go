@@ -276,6 +276,16 @@ type Config struct {
 	// Logger receives the server's logs; slog.Default() when nil.
 	Logger *slog.Logger
 
+	// Usage, when set, receives a usage record at the end of every
+	// allocation and, every UsageInterval (none when zero), an interim
+	// record of each long one (usage.go). nil costs nothing. Records are
+	// made on the control plane, never per packet, and Record must not
+	// block (package usage queues them).
+	Usage UsageSink
+	// UsageInterval is the period of interim usage records; zero: final
+	// records only.
+	UsageInterval time.Duration
+
 	// tcpBindTimeout replaces RFC 6062's 30 s ConnectionBind timeout in
 	// tests (export_test.go); zero in every other use.
 	tcpBindTimeout time.Duration

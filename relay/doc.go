@@ -162,7 +162,11 @@
 // removal), so observing the server adds no work per packet. Ready and
 // State report the lifecycle (starting, ready, draining, stopping) for
 // health checks; SetDraining is the draining flag. Kick and KickUser end
-// allocations for operators. With Config.DiscoverExternalIP, Start asks
+// allocations for operators. With Config.Usage, every allocation's end
+// (and, every Config.UsageInterval, each long one) makes a UsageRecord
+// of what it relayed (usage.go): on the control plane, from the same
+// per-allocation counters, handed to a sink that never blocks (package
+// usage). With Config.DiscoverExternalIP, Start asks
 // STUN servers for the public address of each relay address before it
 // binds anything (external.go, with the STUN client in package
 // internal/stunclient).

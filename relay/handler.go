@@ -574,12 +574,16 @@ func (r *request) refresh(id auth.Identity) error {
 			return newError(stun.CodePeerAddrFamilyMismatch, "Peer Address Family Mismatch: the allocation has no relayed address of this family")
 		}
 		if lifetime == 0 {
+			r.s.usage.deleting(a, UsageRefreshed)
 			r.s.table.DeleteFamily(a, ip)
+			r.s.usage.forget(a) // only one half went, or someone else removed it
 		} else if !a.RefreshFamily(ip, lifetime) {
 			return newError(stun.CodePeerAddrFamilyMismatch, "Peer Address Family Mismatch: the allocation has no relayed address of this family")
 		}
 	} else if lifetime == 0 {
+		r.s.usage.deleting(a, UsageRefreshed)
 		r.s.table.Delete(r.ft)
+		r.s.usage.forget(a)
 	} else {
 		a.Refresh(lifetime)
 	}

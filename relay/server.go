@@ -48,6 +48,7 @@ type Server struct {
 	answerLimit *sourceLimiter // per-source UDP answer limits; nil: unlimited
 	authLog     *lineLimiter   // "authentication failed" lines
 	epoch       time.Time      // start of the monotonic clock of the data plane
+	usage       *usageTracker  // nil without Config.Usage
 
 	// Replaced at run time by SetAuth and SetPolicy (configuration reload);
 	// read on every request, and the policy on every packet.
@@ -181,6 +182,7 @@ func New(cfg Config) (*Server, error) {
 		OnRemove:            s.onRemove,
 	})
 	s.reserved = newReservations(s.ports, s.table)
+	s.usage = newUsageTracker(cfg.Usage, cfg.UsageInterval, s.epoch)
 	return s, nil
 }
 
@@ -299,6 +301,11 @@ func (s *Server) Start(ctx context.Context) error {
 		defer close(janitorDone)
 		s.table.Run(janitorCtx)
 	}()
+	interimDone := make(chan struct{})
+	go func() {
+		defer close(interimDone)
+		s.runInterim(janitorCtx)
+	}()
 
 	for _, b := range s.bound {
 		s.log.Info("listening", "listener", b.Kind.String()+"://"+b.Addr.String())
@@ -308,6 +315,7 @@ func (s *Server) Start(ctx context.Context) error {
 		s.shutdown()
 		stopJanitor()
 		<-janitorDone
+		<-interimDone
 		close(s.done)
 	}()
 	s.life.started.Store(true)
@@ -423,6 +431,9 @@ func (s *Server) untrackConn(c net.Conn) {
 func (s *Server) onRemove(a *allocations.Allocation, why allocations.Reason) {
 	s.stats.allocationEnded(a, why)
 	s.releaseFleet(a)
+	if s.usage != nil {
+		s.usage.final(a, why, s.auth().Realm(), time.Now())
+	}
 	if why != allocations.ReasonDeleted {
 		// An allocation over TCP/TLS whose lifetime ran out takes its
 		// connection with it, and so does shutdown. A deletion (Refresh

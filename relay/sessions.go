@@ -75,7 +75,12 @@ func (s *Server) Kick(id uint64) bool {
 		}
 		return true
 	})
-	if victim == nil || !s.table.Remove(victim) {
+	if victim == nil {
+		return false
+	}
+	s.usage.deleting(victim, UsageKicked)
+	if !s.table.Remove(victim) {
+		s.usage.forget(victim)
 		return false
 	}
 	closeSink(victim)

@@ -398,6 +398,9 @@ type Stats struct {
 	// sockets by the local address they are bound on.
 	RelayPorts      allocations.PortRange
 	RelayPortsInUse map[netip.Addr]int
+	// Usage counts the usage records of Config.Usage, when it is a
+	// UsageCounter (package usage's writer is); zero otherwise.
+	Usage UsageCounts
 }
 
 // Stats returns a snapshot of the server's counters. It walks the
@@ -417,6 +420,9 @@ func (s *Server) Stats() Stats {
 		TLSHandshakeFailures: s.stats.tlsFailed.Load(),
 		RelayPorts:           s.cfg.RelayPorts,
 		RelayPortsInUse:      map[netip.Addr]int{},
+	}
+	if c, ok := s.cfg.Usage.(UsageCounter); ok {
+		st.Usage = c.UsageCounts()
 	}
 	reasons := []allocations.Reason{allocations.ReasonExpired, allocations.ReasonDeleted, allocations.ReasonClosed}
 	for _, r := range reasons {

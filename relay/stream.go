@@ -351,7 +351,7 @@ func (s *Server) serveStream(sink *streamSink, r io.Reader, ft allocations.FiveT
 	// requests): a larger one closes it instead of growing the buffer.
 	framer.SetMaxFrame(preAllocMaxFrame)
 	var req, resp, send stun.Message
-	defer s.table.Delete(ft)
+	defer s.endStream(ft)
 	runs := streamRuns{s: s}
 	defer runs.flush()
 	// allocated: the 5-tuple has an allocation now; once: it has had one.

@@ -151,9 +151,26 @@ func TestServeFleet(t *testing.T) {
 		return err == nil
 	})
 	conf := askAPI(t, apiA, `{"user":"carol"}`)
-	if _, err := allocate(t, udpB, conf.ICEServers[0].Username, conf.ICEServers[0].Credential); err != nil {
+	a, err := allocate(t, udpB, conf.ICEServers[0].Username, conf.ICEServers[0].Credential)
+	if err != nil {
 		t.Fatalf("credential from a's API on b: %v", err)
 	}
+	_ = a.relayed.Close() // Refresh 0: the allocation's final usage record
+
+	// With no [usage] table, a fleet node's usage records go to the
+	// fleet's Redis, named by the node.
+	turntest.WaitFor(t, "b's usage record in the fleet's stream", func() bool {
+		msgs, err := rdb.XRange(context.Background(), "postern:usage", "-", "+").Result()
+		if err != nil {
+			return false
+		}
+		for _, m := range msgs {
+			if raw, _ := m.Values["record"].(string); strings.Contains(raw, `"node":"b"`) && strings.Contains(raw, `"user":"carol"`) {
+				return true
+			}
+		}
+		return false
+	})
 }
 
 // TestCheckConfigCluster: check-config validates [cluster], each problem

@@ -51,6 +51,9 @@ type Config struct {
 	// Cluster is the [cluster] table (cluster.go).
 	Cluster ClusterConfig `toml:"cluster"`
 
+	// Usage is the [usage] table, declared in package config (usage.go).
+	Usage UsageConfig `toml:"usage"`
+
 	// Declared holds the settings declared in package config (config.Settings),
 	// read from the file by Load and overridden by flags; nil or a missing
 	// key: the default.

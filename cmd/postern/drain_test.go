@@ -28,3 +28,18 @@ func TestDrainCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestDrainAddressFromEnv: the admin clients read the admin address from
+// $POSTERN_ADMIN, as Kubernetes' preStop hook runs "postern drain"
+// (deploy/kubernetes/postern.yaml).
+func TestDrainAddressFromEnv(t *testing.T) {
+	r, adminAddr := startWithAdmin(t)
+	t.Setenv(envAdminAddr, adminAddr)
+	out, err := opsRun(t, "drain")
+	if err != nil || !strings.HasPrefix(out, "draining:") {
+		t.Fatalf("drain with %s=%s: %q, %v", envAdminAddr, adminAddr, out, err)
+	}
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -140,6 +140,19 @@ func adminAddrFlag(usage string) cli.Flag {
 	return &cli.StringFlag{Name: flagAdmin, Category: catAdmin, Value: defaultAdminListen, Usage: usage}
 }
 
+// envAdminAddr may hold the admin address for the admin clients (sessions,
+// kick, drain): a Kubernetes preStop hook runs "postern drain" without a
+// shell to expand the node's address into a flag, but with the
+// container's environment, where "$(HOST_IP):9641" is expanded.
+const envAdminAddr = "POSTERN_ADMIN"
+
+// adminClientAddrFlag is --admin of the admin clients, also read from
+// $POSTERN_ADMIN (serve's --admin is not).
+func adminClientAddrFlag() cli.Flag {
+	return &cli.StringFlag{Name: flagAdmin, Category: catAdmin, Value: defaultAdminListen, Sources: cli.EnvVars(envAdminAddr),
+		Usage: "the server's admin listener, `ADDR` (HOST:PORT; or $" + envAdminAddr + ")"}
+}
+
 func adminTokenFlag(usage string) cli.Flag {
 	return &cli.StringFlag{Name: flagAdminToken, Category: catAdmin, Sources: cli.EnvVars(envAdminToken), Usage: usage}
 }

@@ -153,6 +153,11 @@ func serve(ctx context.Context, s settings, log *slog.Logger, stdout io.Writer, 
 	if err != nil {
 		return err
 	}
+	stopUsage, err := startUsage(s.declared, &relayConfig, fleet, log)
+	if err != nil {
+		return err
+	}
+	defer stopUsage() // after srv.Wait below: the shutdown's records too
 	srv, err := relay.New(relayConfig)
 	if err != nil {
 		return fmt.Errorf("relay: %w", err)

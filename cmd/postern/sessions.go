@@ -27,7 +27,7 @@ func adminClientFlags() []cli.Flag {
 	return append([]cli.Flag{
 		&cli.StringFlag{Name: flagConfig, Aliases: []string{"c"}, TakesFile: true,
 			Usage: "read the admin address and token from the server's TOML `FILE` ([admin] listen, token)"},
-		adminAddrFlag("the server's admin listener, `ADDR` (HOST:PORT)"),
+		adminClientAddrFlag(),
 		adminTokenFlag("send the bearer `TOKEN` (the server's [admin] token)"),
 	}, fleetFlags()...) // --fleet (cluster.go)
 }
