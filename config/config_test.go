@@ -174,3 +174,76 @@ quic_max_flows_per_client = 8
 		t.Errorf("bare number duration: %v", err)
 	}
 }
+
+// TestRestartChangedNamesEachKey: reload is data. Each restart-only change
+// is named by its key, in declaration order; lists and tables compare by
+// content (== on them would panic); a reloadable setting is taken, one that
+// reloads with a restart-only one only while that one is unchanged.
+func TestRestartChangedNamesEachKey(t *testing.T) {
+	decls := Settings()
+	for _, tc := range []struct {
+		loaded Values
+		want   string
+	}{
+		{Values{"admin.listen": "127.0.0.1:9999"}, "admin.listen"},
+		{Values{"limits.ip_quota": 3}, "limits.ip_quota"},
+		{Values{"drain.timeout": time.Second}, "drain.timeout"},
+		{Values{"tls.acme": true}, "tls.acme"},
+		{Values{"relay.stun_servers": []string{"192.0.2.1:3478"}}, "relay.stun_servers"},
+		{Values{"relay.external_ip": []string{"auto"}}, "relay.external_ip"},
+		{Values{"log.format": "json"}, "log.format"},
+		{Values{"listen": []string{"udp://:1"}, "limits.user_quota": 5}, "listen limits.user_quota"},
+		{Values{"auth.users": map[string]string{"a": "b"}, "relay.allow_peers": []string{"10.0.0.0/8"}}, ""},
+		{Values{"credentials_api.api_keys": []string{"0123456789abcdef"}}, ""},
+		{nil, ""},
+	} {
+		if got := strings.Join(RestartChanged(decls, nil, tc.loaded), " "); got != tc.want {
+			t.Errorf("RestartChanged(%v) = %q, want %q", tc.loaded, got, tc.want)
+		}
+	}
+	// The same list in a fresh slice is no change.
+	running := Values{"relay.stun_servers": []string{"192.0.2.1:3478"}, "auth.users": map[string]string{"a": "b"}}
+	loaded := Values{"relay.stun_servers": []string{"192.0.2.1:3478"}, "auth.users": map[string]string{"a": "b"}}
+	if got := RestartChanged(decls, running, loaded); len(got) != 0 {
+		t.Errorf("equal lists: RestartChanged = %v", got)
+	}
+
+	users := map[string]string{"bob": "builder"}
+	next := TakeReloadable(decls, Values{"auth.users": map[string]string{"a": "b"}, "relay.ports": "50000-50010"},
+		Values{"auth.users": users, "auth.nonce_lifetime": 90 * time.Second, "relay.ports": "40000-40010"})
+	if !Equal(next["auth.users"], users) || NonceLifetime(next) != 90*time.Second || next["relay.ports"] != "50000-50010" {
+		t.Errorf("TakeReloadable = %v: want the new users and nonce lifetime, the running ports", next)
+	}
+
+	// The API's keys follow only while its listen address is unchanged.
+	api := Values{"credentials_api.listen": "http://127.0.0.1:1", "credentials_api.api_keys": []string{"0123456789abcdef"}}
+	newKeys := Values{"credentials_api.listen": "http://127.0.0.1:1", "credentials_api.api_keys": []string{"fedcba9876543210"}}
+	if got := TakeReloadable(decls, api, newKeys); !Equal(got["credentials_api.api_keys"], newKeys["credentials_api.api_keys"]) {
+		t.Errorf("same listen: keys %v, want the new ones", got["credentials_api.api_keys"])
+	}
+	moved := Values{"credentials_api.listen": "http://127.0.0.1:2", "credentials_api.api_keys": []string{"fedcba9876543210"}}
+	if got := TakeReloadable(decls, api, moved); !Equal(got["credentials_api.api_keys"], api["credentials_api.api_keys"]) {
+		t.Errorf("new listen: keys %v, want the running ones (they go with the address)", got["credentials_api.api_keys"])
+	}
+}
+
+// TestEqual: lists and tables by content, never a panic.
+func TestEqual(t *testing.T) {
+	for _, tc := range []struct {
+		a, b any
+		want bool
+	}{
+		{[]string{"a"}, []string{"a"}, true},
+		{[]string{"a"}, []string{"b"}, false},
+		{[]string(nil), []string{}, true},
+		{map[string]string{"a": "1"}, map[string]string{"a": "1"}, true},
+		{map[string]string{"a": "1"}, map[string]string{"a": "2"}, false},
+		{[]string{"a"}, "a", false},
+		{"a", []string{"a"}, false},
+		{3, 3, true},
+	} {
+		if got := Equal(tc.a, tc.b); got != tc.want {
+			t.Errorf("Equal(%v, %v) = %v", tc.a, tc.b, got)
+		}
+	}
+}

@@ -9,11 +9,11 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/BurntSushi/toml"
 	"github.com/urfave/cli/v3"
 
 	"github.com/postern/postern/allocations"
@@ -34,9 +34,9 @@ func writeFile(t *testing.T, name, content string) string {
 
 // settingsFor runs "postern serve ARGS" with the action replaced by one that
 // only loads the settings, so flag parsing is the real one.
-func settingsFor(t *testing.T, args ...string) (settings, error) {
+func settingsFor(t *testing.T, args ...string) (config.Values, error) {
 	t.Helper()
-	var got settings
+	var got config.Values
 	var loadErr error
 	serve := serveCommand()
 	serve.Action = func(_ context.Context, cmd *cli.Command) error {
@@ -48,7 +48,7 @@ func settingsFor(t *testing.T, args ...string) (settings, error) {
 	app.Writer, app.ErrWriter = io.Discard, io.Discard
 	err := app.Run(t.Context(), append([]string{"postern", "serve"}, args...))
 	if err != nil && loadErr == nil {
-		return settings{}, err // a parsing error, before the action
+		return nil, err // a parsing error, before the action
 	}
 	return got, loadErr
 }
@@ -83,7 +83,7 @@ func TestLoadStrict(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			path := writeFile(t, "config.toml", tt.toml)
-			_, err := Load(path)
+			_, err := config.Load(path)
 			if tt.wantErr == nil {
 				if err != nil {
 					t.Fatalf("Load: %v", err)
@@ -106,14 +106,14 @@ func TestLoadStrict(t *testing.T) {
 }
 
 func TestLoadUnknownKeyIsSentinel(t *testing.T) {
-	_, err := Load(writeFile(t, "c.toml", "bogus = 1\n"))
-	if !errors.Is(err, ErrUnknownKey) {
+	_, err := config.Load(writeFile(t, "c.toml", "bogus = 1\n"))
+	if !errors.Is(err, config.ErrUnknownKey) {
 		t.Fatalf("Load: %v, want ErrUnknownKey", err)
 	}
 }
 
 func TestLoadMissingFile(t *testing.T) {
-	_, err := Load(filepath.Join(t.TempDir(), "nope.toml"))
+	_, err := config.Load(filepath.Join(t.TempDir(), "nope.toml"))
 	if !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("Load: %v, want a not-exist error", err)
 	}
@@ -151,81 +151,86 @@ alternate_server = "192.0.2.8:3478"
 cert = "c.pem"
 key = "k.pem"
 `)
-	c, err := Load(path)
+	c, err := config.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := c.settings()
+	s, err := config.Resolve(config.Settings(), c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := settings{
-		listeners: []relay.ListenSpec{
-			{Kind: relay.UDP, Addr: "127.0.0.1:3478"},
-			{Kind: relay.TCPTLS, Addr: "[::1]:443"},
-		},
-		listenersExplicit: true,
-		users:             map[string]string{"alice": "pw:with:colons", "bob": "x"},
-		keys:              map[string][]byte{},
-		secrets:           []string{"s1", "s2"},
-		relayIP:           netip.MustParseAddr("192.0.2.10"),
-		externalIP:        netip.MustParseAddr("203.0.113.5"),
-		allowPeers:        []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
-		denyPeers:         []netip.Prefix{netip.MustParsePrefix("198.51.100.7/32")},
-		tlsCert:           "c.pem",
-		tlsKey:            "k.pem",
-		ice:               iceSettings{user: defaultICEUser, ttl: defaultICETTL},
-		externalIPs:       relay.ExternalIPs{V4: netip.MustParseAddr("203.0.113.5")},
-		stunServers:       defaultSTUNServers(),
-		admin:             adminSettings{listen: defaultAdminListen},
-		api:               apiSettings{maxTTL: defaultAPIMaxTTL},
-		// [web] idle_timeout and max_conns are declared in package config
-		// (their defaults are the nil Values); TestPort443Settings checks them.
-		// The abuse limits and [drain] are declared in package config: only
-		// the values that differ from their default are kept.
-		declared: config.Values{
-			"limits.ip_quota": 2, "limits.user_bandwidth": 125000,
-			"limits.unauthenticated_rate": 0.0, // 0 written: no limit
-			"limits.max_conns_per_ip":     0,   // 0 written: no cap
-			"limits.idle_timeout":         time.Minute,
-			"drain.alternate_server":      "192.0.2.8:3478",
-			"limits.user_quota":           3,
-			"limits.max_lifetime":         2 * time.Hour,
-			"limits.default_lifetime":     5 * time.Minute,
-			"realm":                       "example.org",
-			"auth.nonce_lifetime":         90 * time.Second,
-			"relay.ports":                 "50000-50010",
-			"log.level":                   "debug",
-			"log.format":                  "json",
-		},
+	// Only the values that differ from their default are kept.
+	want := config.Values{
+		"listen":                      []string{"udp://127.0.0.1:3478", "tcp+tls://[::1]:443"},
+		"auth.users":                  map[string]string{"alice": "pw:with:colons", "bob": "x"},
+		"auth.secrets":                []string{"s1", "s2"},
+		"relay.ip":                    []string{"192.0.2.10"},
+		"relay.external_ip":           []string{"203.0.113.5"},
+		"relay.allow_peers":           []string{"10.0.0.0/8"},
+		"relay.deny_peers":            []string{"198.51.100.7"},
+		"tls.cert":                    "c.pem",
+		"tls.key":                     "k.pem",
+		"limits.ip_quota":             2,
+		"limits.user_bandwidth":       125000,
+		"limits.unauthenticated_rate": 0.0, // 0 written: no limit
+		"limits.max_conns_per_ip":     0,   // 0 written: no cap
+		"limits.idle_timeout":         time.Minute,
+		"drain.alternate_server":      "192.0.2.8:3478",
+		"limits.user_quota":           3,
+		"limits.max_lifetime":         2 * time.Hour,
+		"limits.default_lifetime":     5 * time.Minute,
+		"realm":                       "example.org",
+		"auth.nonce_lifetime":         90 * time.Second,
+		"relay.ports":                 "50000-50010",
+		"log.level":                   "debug",
+		"log.format":                  "json",
 	}
 	if !reflect.DeepEqual(s, want) {
 		t.Errorf("settings:\n got %+v\nwant %+v", s, want)
 	}
+	r := relayOf(s)
+	if want := []relay.ListenSpec{{Kind: relay.UDP, Addr: "127.0.0.1:3478"}, {Kind: relay.TCPTLS, Addr: "[::1]:443"}}; !reflect.DeepEqual(r.Listeners, want) || !r.ListenersExplicit {
+		t.Errorf("listeners %v explicit %v, want %v", r.Listeners, r.ListenersExplicit, want)
+	}
+	if r.RelayIP != netip.MustParseAddr("192.0.2.10") || !reflect.DeepEqual(r.ExternalIP, relay.ExternalIPs{V4: netip.MustParseAddr("203.0.113.5")}) || r.DiscoverExternalIP != nil {
+		t.Errorf("relay ip %v external %+v discover %v", r.RelayIP, r.ExternalIP, r.DiscoverExternalIP)
+	}
+	allow, deny := config.Peers(s)
+	if !slices.Equal(allow, []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}) || !slices.Equal(deny, []netip.Prefix{netip.MustParsePrefix("198.51.100.7/32")}) {
+		t.Errorf("peers %v %v", allow, deny)
+	}
+	if a := config.AdminOf(s); a != (config.Admin{Listen: config.DefaultAdminListen}) {
+		t.Errorf("admin %+v", a)
+	}
+	if ice := config.ICEOf(s); ice != (config.ICE{User: config.DefaultICEUser, TTL: config.DefaultICETTL}) {
+		t.Errorf("ice %+v", ice)
+	}
 }
 
 // relayOf is the relay configuration the declared settings of s give.
-func relayOf(s settings) relay.Config {
+func relayOf(s config.Values) relay.Config {
 	var c relay.Config
-	config.Apply(config.Settings(), s.declared, &c)
+	config.Apply(config.Settings(), s, &c)
 	return c
 }
 
 func TestDefaults(t *testing.T) {
-	s, err := Config{}.settings()
-	if err != nil {
-		t.Fatal(err)
+	s, err := config.Resolve(config.Settings(), nil)
+	if err != nil || s != nil {
+		t.Fatalf("defaults: %v %v, want the nil Values", s, err)
 	}
-	if !reflect.DeepEqual(s.listeners, relay.DefaultListeners()) || s.listenersExplicit {
-		t.Errorf("listeners = %v explicit=%v, want relay.DefaultListeners() not explicit", s.listeners, s.listenersExplicit)
+	if l, explicit := config.Listeners(s); !reflect.DeepEqual(l, relay.DefaultListeners()) || explicit {
+		t.Errorf("listeners = %v explicit=%v, want relay.DefaultListeners() not explicit", l, explicit)
 	}
-	if s.realm() != "postern" || config.NonceLifetime(s.declared) != 10*time.Minute || relayOf(s).MaxLifetime != time.Hour ||
-		relayOf(s).DefaultLifetime != 10*time.Minute || s.relayPorts() != (allocations.PortRange{Low: 49152, High: 65535}) ||
-		relayOf(s).UserQuota != 0 || config.LogFormat(s.declared) != "text" || config.LogLevel(s.declared) != 0 {
-		t.Errorf("defaults: %+v", s)
+	r := relayOf(s)
+	if config.Realm(s) != "postern" || config.NonceLifetime(s) != 10*time.Minute || r.MaxLifetime != time.Hour ||
+		r.DefaultLifetime != 10*time.Minute || r.RelayPorts != (allocations.PortRange{Low: 49152, High: 65535}) ||
+		r.UserQuota != 0 || config.LogFormat(s) != "text" || config.LogLevel(s) != 0 {
+		t.Errorf("defaults: %+v", r)
 	}
-	if s.relayIP.IsValid() || s.externalIP.IsValid() || len(s.users)+len(s.keys)+len(s.secrets) != 0 {
-		t.Errorf("defaults: %+v", s)
+	users, keys, _ := config.Users(s)
+	if r.RelayIP.IsValid() || config.AdvertisedHost(s).IsValid() || len(users)+len(keys)+len(config.Secrets(s)) != 0 {
+		t.Errorf("defaults: %+v", r)
 	}
 }
 
@@ -243,76 +248,51 @@ func TestConfigExample(t *testing.T) {
 	}
 
 	// As shipped: loads, and configures exactly the defaults.
-	c, err := Load("../../config.toml.example")
+	c, err := config.Load("../../config.toml.example")
 	if err != nil {
 		t.Fatalf("config.toml.example: %v", err)
 	}
-	shipped, err := c.settings()
+	shipped, err := config.Resolve(config.Settings(), c)
 	if err != nil {
 		t.Fatalf("config.toml.example: %v", err)
 	}
-	defaults, err := Config{}.settings()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(shipped, defaults) {
-		t.Errorf("config.toml.example as shipped:\n got %+v\nwant %+v", shipped, defaults)
+	if shipped != nil {
+		t.Errorf("config.toml.example as shipped: %+v, want the defaults", shipped)
 	}
 
 	// Uncommented: still the defaults (only the listeners become explicit).
 	uncommented := exampleSetting.ReplaceAll(raw, []byte("$1"))
 	path := writeFile(t, "config.toml", string(uncommented))
-	c, err = Load(path)
+	if c, err = config.Load(path); err != nil {
+		t.Fatalf("config.toml.example uncommented: %v", err)
+	}
+	got, err := config.Resolve(config.Settings(), c)
 	if err != nil {
 		t.Fatalf("config.toml.example uncommented: %v", err)
 	}
-	got, err := c.settings()
-	if err != nil {
-		t.Fatalf("config.toml.example uncommented: %v", err)
+	g, w := relayOf(got), relayOf(nil)
+	if !g.ListenersExplicit || !reflect.DeepEqual(g.Listeners, relay.DefaultListeners()) {
+		t.Error("uncommented listen did not make the default listeners explicit")
 	}
-	if !got.listenersExplicit {
-		t.Error("uncommented listen did not make the listeners explicit")
-	}
-	got.listenersExplicit = false
-	// A declared default written out may stay in got.declared
-	// (limits.default_lifetime = "10m" is explicit, not "follows
-	// max_lifetime"): compare what the relay gets.
-	if g, w := relayOf(got), relayOf(defaults); !reflect.DeepEqual(g, w) {
+	g.Listeners, g.ListenersExplicit = nil, false
+	if !reflect.DeepEqual(g, w) {
 		t.Errorf("config.toml.example uncommented: relay configuration\n got %+v\nwant %+v", g, w)
 	}
-	got.declared = defaults.declared
-	if !reflect.DeepEqual(got, defaults) {
-		t.Errorf("config.toml.example uncommented is not the defaults:\n got %+v\nwant %+v", got, defaults)
-	}
-
-	// Every key of the schema is there.
-	var decoded Config
-	md, err := toml.Decode(string(uncommented), &decoded)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, key := range schemaKeys(reflect.TypeFor[Config](), nil) {
-		if !md.IsDefined(key...) {
-			t.Errorf("config.toml.example does not document %s (as a commented-out \"# key = default\" line)", toml.Key(key))
+	// A declared default written out may stay (limits.default_lifetime =
+	// "10m" is explicit, not "follows max_lifetime"; relay.ip = "" is the
+	// empty list): nothing else.
+	for key := range got {
+		if key != "listen" && key != "limits.default_lifetime" {
+			t.Errorf("config.toml.example uncommented sets %s = %v, not its default", key, got[key])
 		}
 	}
-}
-
-// schemaKeys lists the paths of every leaf key of a Config-like struct.
-func schemaKeys(t reflect.Type, prefix []string) [][]string {
-	var out [][]string
-	for f := range t.Fields() {
-		if f.Tag.Get("toml") == "-" { // Config.Declared: package config's own test
-			continue
+	// Every declared key is there (TestDocsMatchDeclarations in package
+	// config checks each default).
+	for _, d := range config.Settings() {
+		if _, ok := c[d.Key]; !ok {
+			t.Errorf("config.toml.example does not document %s (as a commented-out \"# key = default\" line)", d.Key)
 		}
-		path := append(append([]string(nil), prefix...), f.Tag.Get("toml"))
-		if f.Type.Kind() == reflect.Struct {
-			out = append(out, schemaKeys(f.Type, path)...)
-			continue
-		}
-		out = append(out, path)
 	}
-	return out
 }
 
 func TestFlagsOverrideConfig(t *testing.T) {
@@ -353,19 +333,22 @@ level = "warn"
 			t.Errorf("%s = %v, want %v", name, got, want)
 		}
 	}
-	check("realm", s.realm(), "flag-realm")
-	check("listeners", s.listeners, []relay.ListenSpec{{Kind: relay.TCP, Addr: "127.0.0.1:2000"}})
-	check("listenersExplicit", s.listenersExplicit, true)
-	check("secrets", s.secrets, []string{"c1,with,commas"})
-	check("users", s.users, map[string]string{"carol": "p:w"})
-	check("relayPorts", s.relayPorts(), allocations.PortRange{Low: 40000, High: 40010})
-	check("allowPeers", s.allowPeers, []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")})
+	listeners, explicit := config.Listeners(s)
+	users, _, _ := config.Users(s)
+	allow, _ := config.Peers(s)
+	check("realm", config.Realm(s), "flag-realm")
+	check("listeners", listeners, []relay.ListenSpec{{Kind: relay.TCP, Addr: "127.0.0.1:2000"}})
+	check("listenersExplicit", explicit, true)
+	check("secrets", config.Secrets(s), []string{"c1,with,commas"})
+	check("users", users, map[string]string{"carol": "p:w"})
+	check("relayPorts", relayOf(s).RelayPorts, allocations.PortRange{Low: 40000, High: 40010})
+	check("allowPeers", allow, []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")})
 	check("userQuota", relayOf(s).UserQuota, 0)
 	check("maxLifetime", relayOf(s).MaxLifetime, 2*time.Hour)
-	check("nonceLifetime", config.NonceLifetime(s.declared), time.Second)
-	check("logLevel", config.LogLevel(s.declared).String(), "DEBUG")
+	check("nonceLifetime", config.NonceLifetime(s), time.Second)
+	check("logLevel", config.LogLevel(s).String(), "DEBUG")
 	// Not overridden: the file's value stands.
-	check("externalIP", s.externalIP, netip.MustParseAddr("203.0.113.1"))
+	check("externalIP", config.AdvertisedHost(s), netip.MustParseAddr("203.0.113.1"))
 	check("defaultLifetime", relayOf(s).DefaultLifetime, 10*time.Minute)
 }
 
@@ -375,14 +358,17 @@ func TestFlagsAlone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(s.listeners) != 2 || s.listeners[1].Kind != relay.TLS {
-		t.Errorf("listeners = %v", s.listeners)
+	listeners, _ := config.Listeners(s)
+	users, _, _ := config.Users(s)
+	_, deny := config.Peers(s)
+	if len(listeners) != 2 || listeners[1].Kind != relay.TLS {
+		t.Errorf("listeners = %v", listeners)
 	}
-	if len(s.users) != 2 || s.users["b"] != "2" {
-		t.Errorf("users = %v", s.users)
+	if len(users) != 2 || users["b"] != "2" {
+		t.Errorf("users = %v", users)
 	}
-	if s.denyPeers[0] != netip.MustParsePrefix("8.8.8.8/32") {
-		t.Errorf("denyPeers = %v", s.denyPeers)
+	if deny[0] != netip.MustParsePrefix("8.8.8.8/32") {
+		t.Errorf("denyPeers = %v", deny)
 	}
 	// An unset default lifetime follows a maximum set below it.
 	if r := relayOf(s); r.MaxLifetime != 5*time.Minute || r.DefaultLifetime != 5*time.Minute {
@@ -396,8 +382,9 @@ func TestUsersFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.users["alice"] != "secret" || s.users["carol"] != "c" || len(s.keys["bob"]) != 16 {
-		t.Errorf("users %v keys %v", s.users, s.keys)
+	users, keys, _ := config.Users(s)
+	if users["alice"] != "secret" || users["carol"] != "c" || len(keys["bob"]) != 16 {
+		t.Errorf("users %v keys %v", users, keys)
 	}
 
 	_, err = settingsFor(t, "--users-file", file, "--user", "bob:b")
@@ -505,7 +492,7 @@ func TestConfigErrorsInSettings(t *testing.T) {
 }
 
 func TestDurationText(t *testing.T) {
-	var d Duration
+	var d config.Duration
 	if err := d.UnmarshalText([]byte("1h30m")); err != nil || time.Duration(d) != 90*time.Minute {
 		t.Fatalf("UnmarshalText: %v %v", d, err)
 	}

@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"github.com/postern/postern/config"
+	"github.com/postern/postern/node"
 	"net"
 	"net/netip"
 	"reflect"
@@ -14,21 +16,21 @@ import (
 	"github.com/postern/postern/relay"
 )
 
-// decodeICEServers decodes iceServers JSON strictly: nothing but the
+// decodeICEServers decodes iceapi.Configuration JSON strictly: nothing but the
 // members of RTCConfiguration and RTCIceServer.
 func decodeICEServers(t *testing.T, out string) iceServer {
 	t.Helper()
 	if strings.Count(out, "\n") != 1 || !strings.HasSuffix(out, "\n") {
 		t.Fatalf("output %q: want one line", out)
 	}
-	var doc iceServers
+	var doc iceapi.Configuration
 	dec := json.NewDecoder(strings.NewReader(out))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&doc); err != nil {
 		t.Fatalf("%q: %v", out, err)
 	}
 	if len(doc.ICEServers) != 1 {
-		t.Fatalf("iceServers %+v: want one entry", doc.ICEServers)
+		t.Fatalf("iceapi.Configuration %+v: want one entry", doc.ICEServers)
 	}
 	return doc.ICEServers[0]
 }
@@ -162,13 +164,13 @@ func TestParseICEHost(t *testing.T) {
 		"[2001:db8::1]":     "2001:db8::1",
 		"localhost":         "localhost",
 	} {
-		if got, err := parseICEHost(in); err != nil || got != want {
-			t.Errorf("parseICEHost(%q) = %q, %v; want %q", in, got, err, want)
+		if got, err := config.ICEHost(in); err != nil || got != want {
+			t.Errorf("config.ICEHost(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
 	for _, in := range []string{"", "-a.example", "a..b", "a_b.example", "fe80::1%eth0", "ff02::1", strings.Repeat("a", 64) + ".example"} {
-		if got, err := parseICEHost(in); err == nil {
-			t.Errorf("parseICEHost(%q) = %q, want an error", in, got)
+		if got, err := config.ICEHost(in); err == nil {
+			t.Errorf("config.ICEHost(%q) = %q, want an error", in, got)
 		}
 	}
 }
@@ -179,16 +181,16 @@ func TestParseICEHost(t *testing.T) {
 func TestExternalIPHint(t *testing.T) {
 	bound := []relay.BoundListener{{Kind: relay.UDP, Addr: &net.UDPAddr{IP: net.IPv4zero, Port: 3478}}}
 	_, err := iceapi.BoundURLs(bound, "", iceapi.HostPolicy{})
-	if got, want := withExternalIPHint(err).Error(), "listener on 0.0.0.0: no address to advertise: set --external-ip"; got != want {
+	if got, want := node.WithExternalIPHint(err).Error(), "listener on 0.0.0.0: no address to advertise: set --external-ip"; got != want {
 		t.Errorf("no primary: %q, want %q", got, want)
 	}
 	failing := func() (netip.Addr, error) { return netip.Addr{}, errors.New("no route") }
 	_, err = iceapi.BoundURLs(bound, "", iceapi.HostPolicy{Primary: failing})
-	if got, want := withExternalIPHint(err).Error(), "listener on 0.0.0.0: finding this host's address: no route (set --external-ip)"; got != want {
+	if got, want := node.WithExternalIPHint(err).Error(), "listener on 0.0.0.0: finding this host's address: no route (set --external-ip)"; got != want {
 		t.Errorf("primary fails: %q, want %q", got, want)
 	}
 	other := errors.New("other")
-	if withExternalIPHint(other) != other || withExternalIPHint(nil) != nil {
+	if node.WithExternalIPHint(other) != other || node.WithExternalIPHint(nil) != nil {
 		t.Error("an error without NoAddressError was changed")
 	}
 }
