@@ -31,7 +31,10 @@ type Report struct {
 }
 
 // Check validates the file at path as serve would (with no flags).
-func Check(path string) Report {
+func Check(path string) Report { return check(Settings(), path) }
+
+// check is Check for the declarations decls (Settings and more, in tests).
+func check(decls []Setting, path string) Report {
 	var r Report
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -47,7 +50,7 @@ func Check(path string) Report {
 		return fmt.Sprintf("%s: %s", path, msg)
 	}
 
-	given, problems, err := Read(text)
+	given, problems, err := read(decls, text)
 	if err != nil {
 		line, msg := tomlProblem(err)
 		r.Problems = append(r.Problems, at(line, msg))
@@ -63,7 +66,6 @@ func Check(path string) Report {
 	// validate again, to report every independent problem at once. An
 	// error naming a key already cleared is a consequence of the clearing
 	// and ends the loop.
-	decls := Settings()
 	var v Values
 	cleared := map[string]bool{}
 	for {

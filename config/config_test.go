@@ -2,6 +2,7 @@ package config
 
 import (
 	"context"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -245,5 +246,85 @@ func TestEqual(t *testing.T) {
 		if got := Equal(tc.a, tc.b); got != tc.want {
 			t.Errorf("Equal(%v, %v) = %v", tc.a, tc.b, got)
 		}
+	}
+}
+
+// TestAddedDeclarationReachesEverything appends one throwaway declaration
+// to the real ones and follows it: it gets a repeatable flag, is read from
+// TOML (and is no longer an unknown key), is validated on check-config's
+// path with its line, and the docs check names it as missing from README
+// and config.toml.example.
+func TestAddedDeclarationReachesEverything(t *testing.T) {
+	knob := Setting{
+		Key: "web.knob_hosts", Flag: "knob-host", Kind: KindStrings, Default: []string(nil), DocDefault: "none",
+		Placeholder: "NAME", Category: CategoryWeb, Restart: true,
+		Usage: "knob host NAME (replaces the file's list)",
+		Check: func(v any) error { _, err := hostNames(v.([]string)); return err },
+	}
+	decls := append(Settings(), knob)
+
+	// The flag, repeatable, replacing the file's list.
+	var flag *cli.StringSliceFlag
+	for _, f := range Flags(decls) {
+		if sf, ok := f.(*cli.StringSliceFlag); ok && sf.Name == "knob-host" {
+			flag = sf
+		}
+	}
+	if flag == nil || flag.Category != CategoryWeb || flag.Usage != "knob host `NAME` (replaces the file's list)" {
+		t.Fatalf("flag = %+v", flag)
+	}
+	if v := parse(t, decls, "--knob-host", "a.example", "--knob-host", "b.example"); !Equal(v["web.knob_hosts"], []string{"a.example", "b.example"}) {
+		t.Errorf("flag values = %v", v)
+	}
+
+	// TOML: read with the declaration, an unknown key without it.
+	file := "[web]\nbackend = \"127.0.0.1:8443\"\nknob_hosts = [\"a.example\"]\n"
+	v, problems, err := read(decls, file)
+	if err != nil || len(problems) != 0 || !Equal(v["web.knob_hosts"], []string{"a.example"}) {
+		t.Errorf("read = %v, %v, %v", v, problems, err)
+	}
+	if _, problems, _ := read(Settings(), file); len(problems) != 1 || !strings.HasPrefix(problems[0].Msg, "unknown key web.knob_hosts (keys in [web]: backend,") {
+		t.Errorf("undeclared: %v", problems)
+	}
+	if _, problems, _ := read(decls, "[web]\nknob_hosts = \"a.example\"\n"); len(problems) != 1 ||
+		!strings.HasPrefix(problems[0].Msg, "web.knob_hosts: wrong type: write an array of strings") {
+		t.Errorf("a string for a list: %v", problems)
+	}
+
+	// check-config's path: validated, with the line, and a valid file OK.
+	dir := t.TempDir()
+	bad := dir + "/bad.toml"
+	if err := os.WriteFile(bad, []byte("[auth]\nsecrets = [\"s\"]\n[web]\n\nknob_hosts = [\"https://a.example/\"]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := check(decls, bad); len(r.Problems) != 1 || !strings.HasPrefix(r.Problems[0], bad+":5: web.knob_hosts (--knob-host): ") {
+		t.Errorf("check-config problems %q", r.Problems)
+	}
+	good := dir + "/good.toml"
+	if err := os.WriteFile(good, []byte("[auth]\nsecrets = [\"s\"]\n[web]\nknob_hosts = [\"A.example.\"]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := check(decls, good); len(r.Problems) != 0 || r.Summary == "" {
+		t.Errorf("check-config of a valid file: %q", r.Problems)
+	}
+
+	// Docs: the real README and example do not have it yet.
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	example, err := os.ReadFile("../config.toml.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := checkDocs(decls, string(readme), string(example))
+	want := []string{"README: no flag table row for web.knob_hosts", `config.toml.example: no "# web.knob_hosts = []" line`}
+	if !slices.Equal(got, want) {
+		t.Errorf("docs check = %q, want %q", got, want)
+	}
+	withRow := string(readme) + "\n| `--knob-host NAME` (repeatable) | `[web] knob_hosts` | none | knob hosts |\n"
+	withLine := string(example) + "\n[web]\n# knob_hosts = []\n"
+	if got := checkDocs(decls, withRow, withLine); len(got) != 0 {
+		t.Errorf("documented: %q", got)
 	}
 }

@@ -26,13 +26,14 @@ type Problem struct {
 // and a problem for each key no declaration has (with the keys valid
 // where it is) and each value of the wrong type. err is a TOML syntax
 // error.
-func Read(text string) (Values, []Problem, error) {
+func Read(text string) (Values, []Problem, error) { return read(Settings(), text) }
+
+func read(decls []Setting, text string) (Values, []Problem, error) {
 	var doc map[string]any
 	md, err := toml.Decode(text, &doc)
 	if err != nil {
 		return nil, nil, err
 	}
-	decls := Settings()
 	problems := unknown(decls, md, doc)
 	v, errs := FromTOMLAll(decls, doc)
 	for _, err := range errs {
