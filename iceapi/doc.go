@@ -25,7 +25,8 @@
 // picks (external address, relay address, the listener's own, the host's
 // default-route address), and a listener on every address is also listed
 // with the host's global IPv6 address. RESTConfiguration fills in a TURN
-// REST API credential (package auth) for a MintFunc built on one secret.
+// REST API credential (package auth) for a MintFunc built on one secret;
+// MintJSON writes it as the iceServers JSON the commands print.
 // Server is the API's own listener, with the timeouts of a tiny API and the
 // relay's certificate for HTTPS.
 //
