@@ -120,6 +120,8 @@ type Setting struct {
 	// TOMLDefault is how config.toml.example writes the default when it
 	// is not the value ("listen = [the five]"); empty: the value.
 	TOMLDefault string
+	// TakesFile marks a string flag that names a file (shell completion).
+	TakesFile bool
 }
 
 // name is how errors name the setting: the key, and its flag if any.
@@ -182,7 +184,7 @@ func Flags(decls []Setting) []cli.Flag {
 		}
 		switch d.Kind {
 		case KindString:
-			out = append(out, &cli.StringFlag{Name: d.Flag, Category: d.Category, Usage: usage, Value: d.Default.(string), DefaultText: d.DefaultText, Sources: src})
+			out = append(out, &cli.StringFlag{Name: d.Flag, Category: d.Category, Usage: usage, Value: d.Default.(string), DefaultText: d.DefaultText, Sources: src, TakesFile: d.TakesFile})
 		case KindBool:
 			out = append(out, &cli.BoolFlag{Name: d.Flag, Category: d.Category, Usage: usage, Value: d.Default.(bool), DefaultText: d.DefaultText})
 		case KindDuration:

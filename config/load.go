@@ -107,7 +107,7 @@ func unknown(decls []Setting, md toml.MetaData, doc map[string]any) []Problem {
 		case len(childKeys(decls, k)) > 0:
 			if _, ok := lookupPath(doc, k).(map[string]any); !ok {
 				reported = append(reported, k)
-				out = append(out, Problem{Key: k, Msg: fmt.Sprintf("%s: wrong type: write a table: [%s] followed by its keys", k, k)})
+				out = append(out, Problem{Key: k, Msg: fmt.Sprintf("%s: wrong type: write %s", k, TableHint(k))})
 			}
 			continue
 		}

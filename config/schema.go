@@ -165,7 +165,7 @@ func credentialSettings() []Setting {
 		},
 		{
 			Key: "auth.users_file", Flag: "users-file", Kind: KindString, Default: "", DocDefault: "none",
-			Placeholder: "FILE", Category: CategoryAuth,
+			TakesFile: true, Placeholder: "FILE", Category: CategoryAuth,
 			Usage:  "read users from FILE: lines user:password or user:0x<md5 key hex>, # comments",
 			Relate: func(get func(string) any) error { _, _, err := users(get); return err },
 		},
@@ -466,13 +466,13 @@ func tlsSettings() []Setting {
 		{
 			Key: "tls.cert", Flag: "tls-cert", Kind: KindString, Default: "",
 			DefaultText: "a self-signed certificate made at start", DocDefault: "self-signed",
-			Placeholder: "FILE", Category: CategoryTLS,
+			TakesFile: true, Placeholder: "FILE", Category: CategoryTLS,
 			Requires: "tls.key", RequiresFix: "give both or neither (neither: a self-signed certificate)",
 			Usage: "PEM certificate chain FILE for tls:// and tcp+tls:// listeners",
 		},
 		{
 			Key: "tls.key", Flag: "tls-key", Kind: KindString, Default: "", DocDefault: "",
-			Placeholder: "FILE", Category: CategoryTLS,
+			TakesFile: true, Placeholder: "FILE", Category: CategoryTLS,
 			Requires: "tls.cert", RequiresFix: "give both or neither (neither: a self-signed certificate)",
 			Usage: "PEM private key FILE of --tls-cert",
 		},
@@ -508,12 +508,12 @@ func tlsSettings() []Setting {
 			Key: "tls.acme_storage", Flag: "acme-storage", Kind: KindString, Default: "",
 			DefaultText: "$STATE_DIRECTORY/acme, else $XDG_DATA_HOME/postern/acme, else ~/.local/share/postern/acme",
 			DocDefault:  "`$STATE_DIRECTORY/acme`, else `$XDG_DATA_HOME/postern/acme`, else `~/.local/share/postern/acme`",
-			Placeholder: "DIR", Category: CategoryTLS, Restart: true,
+			TakesFile:   true, Placeholder: "DIR", Category: CategoryTLS, Restart: true,
 			Usage: "DIR keeping the ACME account and certificates",
 		},
 		{
 			Key: "tls.acme_ca_root", Flag: "acme-ca-root", Kind: KindString, Default: "", DocDefault: "system roots",
-			Placeholder: "FILE", Category: CategoryTLS, Restart: true,
+			TakesFile: true, Placeholder: "FILE", Category: CategoryTLS, Restart: true,
 			Usage: "trust the PEM root certificate(s) in FILE for the ACME CA's HTTPS API (private or test CAs)",
 		},
 	}

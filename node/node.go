@@ -75,7 +75,7 @@ func Run(ctx context.Context, o Options) error {
 
 	// lv holds what a reload may change, starting with the credentials
 	// (with one nonce key for the whole run), and the credentials API.
-	lv, err := newLive(s, secrets, generated, log)
+	lv, err := newLive(s, creds, secrets, generated, log)
 	if err != nil {
 		return err
 	}

@@ -71,9 +71,10 @@ type live struct {
 
 	// cur is the configuration in force. Only Run's goroutine reads and
 	// writes it (at start, then in run).
-	cur  config.Values
-	mint atomic.Pointer[mintState]      // read by API requests
-	api  atomic.Pointer[iceapi.Handler] // nil when the API is off
+	cur   config.Values
+	creds credentials                    // of cur, the users file read once per load
+	mint  atomic.Pointer[mintState]      // read by API requests
+	api   atomic.Pointer[iceapi.Handler] // nil when the API is off
 
 	// certChanged is signalled by watchCertFiles when the certificate
 	// files change (a renewal): run reloads the certificate alone.
@@ -90,14 +91,14 @@ type mintState struct {
 // newLive prepares the credentials of s (secrets are those serve put in
 // force: s.secrets or the one it generated) and the credentials API's
 // handler; attach completes it once the relay is serving.
-func newLive(s config.Values, secrets []string, generated bool, log *slog.Logger) (*live, error) {
-	l := &live{log: log, nonceKey: make([]byte, nonceKeySize), cur: s, certChanged: make(chan struct{}, 1)}
+func newLive(s config.Values, c credentials, secrets []string, generated bool, log *slog.Logger) (*live, error) {
+	l := &live{log: log, nonceKey: make([]byte, nonceKeySize), cur: s, creds: c, certChanged: make(chan struct{}, 1)}
 	_, _ = rand.Read(l.nonceKey) // never fails (crypto/rand)
 	if generated && len(secrets) > 0 {
 		l.generated = secrets[0]
 	}
 	var err error
-	if l.auth, err = l.newAuth(s); err != nil {
+	if l.auth, err = l.newAuth(s, c); err != nil {
 		return nil, err
 	}
 	h, err := l.newHandler(s)
@@ -117,7 +118,7 @@ func (l *live) attach(srv *relay.Server, external netip.Addr) {
 	l.srv = srv
 	l.bound = srv.Addrs()
 	l.external = external
-	m := l.newMintState(l.cur)
+	m := l.newMintState(l.cur, l.creds)
 	if m.err != nil && l.api.Load() != nil {
 		l.log.Error("credentials API cannot mint", "err", m.err)
 	}
@@ -133,12 +134,9 @@ func (l *live) secretsFor(c credentials) []string {
 	return c.secrets
 }
 
-// newAuth builds the authenticator for s with the run's nonce key.
-func (l *live) newAuth(s config.Values) (*auth.Authenticator, error) {
-	c, err := loadCredentials(s)
-	if err != nil {
-		return nil, err
-	}
+// newAuth builds the authenticator for s, whose credentials are c, with
+// the run's nonce key.
+func (l *live) newAuth(s config.Values, c credentials) (*auth.Authenticator, error) {
 	secrets := l.secretsFor(c)
 	if len(c.users) == 0 && len(c.keys) == 0 && len(secrets) == 0 {
 		return nil, errors.New("auth: no users and no secrets: nobody could allocate: configure auth.users, auth.users_file or auth.secrets")
@@ -180,11 +178,7 @@ func (l *live) newHandler(s config.Values) (*iceapi.Handler, error) {
 }
 
 // newMintState returns what the API mints from under s.
-func (l *live) newMintState(s config.Values) *mintState {
-	c, err := loadCredentials(s)
-	if err != nil {
-		return &mintState{err: err}
-	}
+func (l *live) newMintState(s config.Values, c credentials) *mintState {
 	secrets := l.secretsFor(c)
 	if len(secrets) == 0 {
 		return &mintState{err: fmt.Errorf("no auth.secrets to mint with: add one (--secret)")}
@@ -250,7 +244,11 @@ func (l *live) apply(load func() (config.Values, error)) error {
 	next := config.TakeReloadable(decls, l.cur, s)
 
 	// Build everything first, so that a failure changes nothing.
-	a, err := l.newAuth(next)
+	c, err := loadCredentials(next)
+	if err != nil {
+		return err
+	}
+	a, err := l.newAuth(next, c)
 	if err != nil {
 		return err
 	}
@@ -260,7 +258,7 @@ func (l *live) apply(load func() (config.Values, error)) error {
 	}
 	allow, deny := config.Peers(next)
 	policy := auth.NewPeerPolicy(allow, deny)
-	m := l.newMintState(next)
+	m := l.newMintState(next, c)
 	cert, err := loadCertificate(next)
 	if err != nil {
 		return err
@@ -273,7 +271,7 @@ func (l *live) apply(load func() (config.Values, error)) error {
 	if h != nil {
 		l.api.Store(h)
 	}
-	l.cur = next
+	l.cur, l.creds = next, c
 
 	if keys := config.RestartChanged(decls, next, s); len(keys) > 0 {
 		l.log.Warn("configuration reload: these settings changed but take effect only on restart; the running values stay",
@@ -282,7 +280,6 @@ func (l *live) apply(load func() (config.Values, error)) error {
 	if m.err != nil && h != nil {
 		l.log.Error("credentials API cannot mint", "err", m.err)
 	}
-	c, _ := loadCredentials(next) // read by newAuth
 	l.log.Info("configuration reloaded", "users", len(c.users)+len(c.keys), "secrets", len(l.secretsFor(c)),
 		"allow_peers", len(allow), "deny_peers", len(deny))
 	return nil

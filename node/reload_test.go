@@ -14,13 +14,14 @@ import (
 // for a new nonce by every reload.
 func TestReloadKeepsNonces(t *testing.T) {
 	s := config.Values{"auth.secrets": []string{"s"}}
-	l, err := newLive(s, config.Secrets(s), false, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	c := credentials{secrets: config.Secrets(s)}
+	l, err := newLive(s, c, c.secrets, false, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	client := netip.MustParseAddr("192.0.2.1")
 	nonce := l.auth.Nonce(client)
-	next, err := l.newAuth(config.Values{"auth.secrets": []string{"other"}})
+	next, err := l.newAuth(config.Values{"auth.secrets": []string{"other"}}, credentials{secrets: []string{"other"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +29,7 @@ func TestReloadKeepsNonces(t *testing.T) {
 		t.Errorf("nonce from before the reload: %v", err)
 	}
 	// A second run draws its own key.
-	l2, err := newLive(s, config.Secrets(s), false, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	l2, err := newLive(s, c, c.secrets, false, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

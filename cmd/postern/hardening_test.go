@@ -74,20 +74,3 @@ func limitsOf(c relay.Config) limits {
 	return limits{c.IPQuota, c.TotalQuota, c.AllocationBandwidth, c.UserBandwidth, c.UnauthenticatedRate, c.BindingRate,
 		c.UnauthenticatedBurst, c.BindingBurst, c.MaxConns, c.MaxConnsPerIP, c.HandshakeTimeout, c.IdleTimeout, c.AlternateServer}
 }
-
-// TestCheckConfigTypeHints: check-config explains the expected type of the
-// newer keys (optional ints, int64, float, bool) as it does for the others.
-func TestCheckConfigTypeHints(t *testing.T) {
-	for key, want := range map[string]string{
-		"max_conns":            "a whole number without quotes",
-		"allocation_bandwidth": "a whole number without quotes",
-		"unauthenticated_rate": "a number without quotes",
-	} {
-		if got := config.TableHint([]string{"limits", key}); !strings.Contains(got, want) {
-			t.Errorf("config.TableHint(limits.%s) = %q, want %q", key, got, want)
-		}
-	}
-	if got := config.TableHint([]string{"tls", "acme"}); got != "true or false, without quotes" {
-		t.Errorf("config.TableHint(tls.acme) = %q", got)
-	}
-}
