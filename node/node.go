@@ -121,6 +121,16 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("start: %w", err)
 	}
 	external := discoveredExternal(s, srv)
+	// The certificate files are watched before the node says it serves,
+	// so that a renewal from then on is seen.
+	if certFile, keyFile := config.TLSFiles(s); certFile != "" {
+		watchDone, err := certwatch.Start(ctx, lv.certChanged, log, certFile, keyFile)
+		if err != nil {
+			log.Warn("certificate renewals will need a SIGHUP", "err", err)
+		} else {
+			defer func() { <-watchDone }()
+		}
+	}
 
 	bound := srv.Addrs()
 	addrs := make([]string, 0, len(bound))
@@ -145,13 +155,6 @@ func Run(ctx context.Context, o Options) error {
 	// Until ctx is cancelled: answer the credentials API and reload on
 	// SIGHUP.
 	lv.attach(srv, external)
-	if certFile, keyFile := config.TLSFiles(s); certFile != "" {
-		go func() {
-			if err := certwatch.Watch(ctx, lv.certChanged, log, certFile, keyFile); err != nil {
-				log.Warn("certificate renewals will need a SIGHUP", "err", err)
-			}
-		}()
-	}
 	apiDone := api.Serve(ctx, lv)
 	lv.run(ctx, o.Reload)
 	<-apiDone
