@@ -242,7 +242,7 @@ func fromTOML(d Setting, raw any) (any, error) {
 		}
 		return x, nil
 	}
-	// The words of cmd/postern's check-config for the older keys.
+	// The words check-config has always used for a wrong type.
 	bad := func(want string) error {
 		return fmt.Errorf("%s: wrong type: write %s (%v is not %s)", d.Key, TypeHint(d.Kind), raw, want)
 	}

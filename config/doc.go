@@ -9,10 +9,12 @@
 // Invariants:
 //   - A Values holds only values that differ from their default, so the
 //     defaults are the nil Values and two Values compare key by key.
-//   - Errors name the key and the flag: "web.quic_backend (--web-quic-backend): ...".
+//   - Errors name the key and the flag: "web.quic_backend (--web-quic-backend): ..."
+//     (the key alone for a key without a flag), and never echo a password.
+//   - Values compare with Equal (lists and tables by content), never ==.
 //   - README's flag table and config.toml.example document every
-//     declaration with its default, and document no undeclared key of a
-//     declared family (TestDocsMatchDeclarations).
+//     declaration with its default, and document no undeclared key
+//     (TestDocsMatchDeclarations).
 //
 // Every setting of the file is declared here; nothing else lists them.
 // Settings that go into relay.Config have a Set; the others (credentials,
@@ -29,7 +31,7 @@
 // Kinds: string, bool, duration, int, float, a list of strings (TOML
 // array; Decode may accept one string too, as relay.ip does; a repeatable
 // flag replaces the file's list) and a table of strings ([auth] users;
-// --user NAME:PASSWORD, repeatable). Values compare with Equal, never ==.
+// --user NAME:PASSWORD, repeatable).
 //
 // How to add a setting:
 //  1. Append a Setting to Settings: Key, Flag (or none, for a key of the

@@ -231,9 +231,12 @@ func getter(v Values) func(string) any {
 	return func(key string) any { return Get(decls, v, key) }
 }
 
-// DefaultSTUNServers are asked for this host's public address when
-// relay.external_ip = "auto" and relay.stun_servers is not set.
-var defaultSTUNServers = []string{"stun.l.google.com:19302", "stun.cloudflare.com:3478"}
+// defaultSTUNServers are asked for this host's public address when
+// relay.external_ip = "auto" and relay.stun_servers is not set (a fresh
+// slice each time: no package-level mutable state).
+func defaultSTUNServers() []string {
+	return []string{"stun.l.google.com:19302", "stun.cloudflare.com:3478"}
+}
 
 // addressSettings are [relay] ip, default_family, external_ip,
 // stun_servers, allow_peers and deny_peers.
@@ -272,13 +275,13 @@ func addressSettings() []Setting {
 				c.ExternalIP, auto, _ = externalIPs(v.([]string)) // checked
 				c.DiscoverExternalIP = nil
 				if auto {
-					c.DiscoverExternalIP = defaultSTUNServers // stun_servers, set next, may replace it
+					c.DiscoverExternalIP = defaultSTUNServers() // stun_servers, set next, may replace it
 				}
 			},
 		},
 		{
-			Key: "relay.stun_servers", Flag: "stun-server", Kind: KindStrings, Default: defaultSTUNServers, ZeroIsDefault: true,
-			DefaultText: strings.Join(defaultSTUNServers, ", "), DocDefault: "Google's and Cloudflare's",
+			Key: "relay.stun_servers", Flag: "stun-server", Kind: KindStrings, Default: defaultSTUNServers(), ZeroIsDefault: true,
+			DefaultText: strings.Join(defaultSTUNServers(), ", "), DocDefault: "Google's and Cloudflare's",
 			Placeholder: "HOST:PORT", Category: CategoryRelay, Restart: true,
 			Usage: "with --external-ip auto, ask the STUN server HOST:PORT (repeatable; replaces the file's list)",
 			Check: func(v any) error {
@@ -291,7 +294,7 @@ func addressSettings() []Setting {
 			},
 			Set: func(c *relay.Config, v any) {
 				if c.DiscoverExternalIP != nil {
-					c.DiscoverExternalIP = v.([]string)
+					c.DiscoverExternalIP = slices.Clone(v.([]string))
 				}
 			},
 		},

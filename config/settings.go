@@ -12,8 +12,7 @@ import (
 	"github.com/postern/postern/relay"
 )
 
-// CategoryWeb is the --help category of the [web] settings (the same name
-// cmd/postern gives its other [web] flags).
+// CategoryWeb is the --help category of the [web] settings.
 const CategoryWeb = "Sharing port 443"
 
 // Settings are the declared settings, in the order of --help, the README
@@ -249,7 +248,7 @@ func webSettings() []Setting {
 }
 
 // CategoryLimits and CategoryDrain are the --help categories of [limits]
-// and [drain] (the names cmd/postern gives its other flags there).
+// and [drain].
 const (
 	CategoryLimits = "Limits"
 	CategoryDrain  = "Draining"

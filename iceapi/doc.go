@@ -51,7 +51,7 @@
 //     port 0 cannot be listed before it is bound. No IPv6 URL names a ULA,
 //     link-local or loopback address: other networks cannot reach it.
 //   - Errors name settings by what they are, never by a command-line flag:
-//     the caller (cmd/postern) words the fix; NoAddressError marks the one
+//     the caller (package node, cmd/postern) words the fix; NoAddressError marks the one
 //     the operator fixes with external_ip.
 //
 // CORS (the Fetch standard) is off unless Config.AllowOrigins is set. CORS
