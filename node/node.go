@@ -36,7 +36,15 @@ type Options struct {
 	// Version is Postern's version (the admin API, the startup log);
 	// Software the SOFTWARE attribute (RFC 8489 §14.14).
 	Version, Software string
+	// Extras are started once the relay serves, in order, before the node
+	// says it serves; each one's stop runs when Run returns, in reverse
+	// order. An error stops the node. (A feature with a listener of its
+	// own plugs in here, from the command, with one line.)
+	Extras []Extra
 }
+
+// Extra starts something beside the relay; stop ends it.
+type Extra func(ctx context.Context, srv *relay.Server, s config.Values, log *slog.Logger) (stop func(), err error)
 
 // Reload tells Run when to reload and how to read the configuration.
 type Reload struct {
@@ -117,10 +125,22 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer stopAdmin()
-	if err := srv.Start(drainContext(ctx, srv, config.Get(config.Settings(), s, "drain.timeout").(time.Duration), log)); err != nil {
+	// The relay runs until ctx ends, or until an extra fails to start.
+	relayCtx, stopRelay := context.WithCancel(ctx)
+	defer stopRelay()
+	if err := srv.Start(drainContext(relayCtx, srv, config.Get(config.Settings(), s, "drain.timeout").(time.Duration), log)); err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
 	external := discoveredExternal(s, srv)
+	for _, start := range o.Extras {
+		stop, err := start(ctx, srv, s, log)
+		if err != nil {
+			stopRelay()
+			_ = srv.Wait()
+			return err
+		}
+		defer stop()
+	}
 	// The certificate files are watched before the node says it serves,
 	// so that a renewal from then on is seen.
 	if certFile, keyFile := config.TLSFiles(s); certFile != "" {

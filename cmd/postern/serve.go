@@ -60,7 +60,13 @@ func serveAction(ctx context.Context, cmd *cli.Command) error {
 
 // nodeOptions are the options of node.Run for settings s.
 func nodeOptions(s config.Values, log *slog.Logger, stdout io.Writer, r node.Reload) node.Options {
-	return node.Options{Settings: s, Log: log, Stdout: stdout, Reload: r, Version: version(), Software: software()}
+	return node.Options{Settings: s, Log: log, Stdout: stdout, Reload: r, Version: version(), Software: software(), Extras: extras()}
+}
+
+// extras are what serve starts beside the relay (node.Extra), one line
+// each.
+func extras() []node.Extra {
+	return nil
 }
 
 // newLogger returns a slog logger writing to w in format "text" or "json".
