@@ -157,6 +157,9 @@ func Run(ctx context.Context, o Options) error {
 	for _, b := range bound {
 		addrs = append(addrs, b.Kind.String()+"://"+b.Addr.String())
 	}
+	// The credentials API answers before the node says it serves.
+	lv.attach(srv, external)
+	apiDone := api.Serve(ctx, lv)
 	log.Info("postern serving", startupSummary(s, relayConfig, creds, srv, addrs, len(secrets), generated, adminAddr, o.Version)...)
 	notifySystemd(ctx, log)
 
@@ -174,8 +177,6 @@ func Run(ctx context.Context, o Options) error {
 
 	// Until ctx is cancelled: answer the credentials API and reload on
 	// SIGHUP.
-	lv.attach(srv, external)
-	apiDone := api.Serve(ctx, lv)
 	lv.run(ctx, o.Reload)
 	<-apiDone
 
