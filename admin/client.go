@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 )
 
@@ -112,4 +114,74 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, out 
 		return fmt.Errorf("admin API: undecodable answer: %w", err)
 	}
 	return nil
+}
+
+// Dialable turns a listen address into one to dial: a wildcard host (all
+// addresses) becomes loopback.
+func Dialable(addr string) string {
+	if strings.Contains(addr, "://") {
+		return addr
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	switch host {
+	case "", "0.0.0.0":
+		host = "127.0.0.1"
+	case "::":
+		host = "::1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// WriteSessions writes list as the aligned table of `postern sessions`.
+func WriteSessions(w io.Writer, list []Session) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tUSER\tCLIENT\tTRANSPORT\tLISTENER\tRELAYED\tAGE\tLEFT\tPERMS\tCHANS\tTO PEER\tTO CLIENT")
+	for _, s := range list {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n",
+			s.ID, s.User, s.Client, s.Transport, s.Listener, s.Relayed,
+			seconds(s.AgeSeconds), seconds(s.LifetimeLeftSeconds), len(s.Permissions), len(s.Channels),
+			humanBytes(s.ToPeer.Bytes), humanBytes(s.ToClient.Bytes))
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("writing the sessions: %w", err)
+	}
+	return nil
+}
+
+// WriteFleetSessions writes the sessions of a fleet's nodes as the
+// aligned table of `postern sessions --fleet`: each session's ID is
+// NODE/ID, as kick --fleet takes it.
+func WriteFleetSessions(w io.Writer, lists []SessionList) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE/ID\tUSER\tCLIENT\tTRANSPORT\tRELAYED\tAGE\tLEFT\tTO PEER\tTO CLIENT")
+	for _, l := range lists {
+		for _, s := range l.Sessions {
+			fmt.Fprintf(tw, "%s/%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", l.Node, s.ID, s.User, s.Client, s.Transport, s.Relayed,
+				seconds(s.AgeSeconds), seconds(s.LifetimeLeftSeconds), humanBytes(s.ToPeer.Bytes), humanBytes(s.ToClient.Bytes))
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("writing the sessions: %w", err)
+	}
+	return nil
+}
+
+// seconds formats a whole number of seconds as a duration: "1h2m3s".
+func seconds(n int64) string { return (time.Duration(n) * time.Second).String() }
+
+// humanBytes formats a byte count with a binary unit: "512 B", "1.5 KiB".
+func humanBytes(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return strconv.FormatUint(n, 10) + " B"
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit && exp < 5; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -15,7 +15,9 @@
 //     /api/dashboard (JSON); for anything else, and at /help, the
 //     plain-text index of endpoints.
 //
-// Client is the matching HTTP client for the command line.
+// Client is the matching HTTP client for the command line (postern
+// sessions, kick, drain); WriteSessions prints its table and Dialable
+// turns a listen address into one to dial.
 //
 // # Invariants
 //

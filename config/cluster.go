@@ -1,7 +1,10 @@
 package config
 
 import (
+	"fmt"
+	"os"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/postern/postern/cluster"
@@ -85,11 +88,13 @@ func clusterSettings() []Setting {
 			},
 		}),
 		needsRedis(Setting{
-			Key: "cluster.region_rules", Flag: "cluster-region-rules", Kind: KindString, Default: "",
-			DefaultText: "none", Placeholder: "RULES", Category: CategoryCluster, Restart: true,
-			Usage: "client address prefixes and their regions, RULES such as 10.0.0.0/8=eu,2001:db8::/32=us (a request's region wins)",
+			Key: "cluster.region_rules", Flag: "cluster-region-rules", Kind: KindStrings, Default: []string(nil),
+			DocDefault: "none", Placeholder: "RULE", Category: CategoryCluster, Restart: true,
+			Usage: "client address prefix and its region, RULE such as 10.0.0.0/8=eu (repeatable; replaces the file's list; a request's region wins)",
+			// The list; the one string of commas written before stays valid.
+			Decode: oneOrMany(`write a list of PREFIX=REGION, e.g. ["10.0.0.0/8=eu", "2001:db8::/32=us"]`),
 			Check: func(v any) error {
-				if _, err := cluster.ParseRegionRules(v.(string)); err != nil {
+				if _, err := regionRules(v.([]string)); err != nil {
 					return valueErrorf("%v", err)
 				}
 				return nil
@@ -97,3 +102,39 @@ func clusterSettings() []Setting {
 		}),
 	}
 }
+
+// regionRules parses cluster.region_rules: each item PREFIX=REGION (an
+// item may still hold several, separated by commas, as the one string
+// of before did).
+func regionRules(items []string) ([]cluster.RegionRule, error) {
+	return cluster.ParseRegionRules(strings.Join(items, ","))
+}
+
+// ClusterOf is the fleet configuration of the resolved v, or nil when
+// cluster.redis is empty (a node alone). The node's name defaults to the
+// host name. Version and Logger are the caller's.
+func ClusterOf(v Values) (*cluster.Config, error) {
+	get := getter(v)
+	url := get("cluster.redis").(string)
+	if url == "" {
+		return nil, nil
+	}
+	name := get("cluster.node").(string)
+	if name == "" {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			return nil, fmt.Errorf("cluster.node (--cluster-node): the host has no name (%v): name this node", err)
+		}
+		name = h
+	}
+	rules, _ := regionRules(get("cluster.region_rules").([]string)) // checked
+	return &cluster.Config{
+		URL: url, Node: name, Region: get("cluster.region").(string),
+		Heartbeat: get("cluster.heartbeat").(time.Duration), Timeout: get("cluster.timeout").(time.Duration),
+		UserQuota: get("limits.user_quota").(int), IPQuota: get("limits.ip_quota").(int),
+		RegionRules: rules,
+	}, nil
+}
+
+// NonceKeyFile is the resolved cluster.nonce_key_file of v.
+func NonceKeyFile(v Values) string { return Get(Settings(), v, "cluster.nonce_key_file").(string) }

@@ -1,11 +1,15 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"regexp"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
@@ -37,14 +41,20 @@ func (d Duration) MarshalText() ([]byte, error) {
 // Kind is the type of a setting's value, in TOML and on the command line.
 type Kind int
 
-// Kinds of settings. Values holds a string, bool, time.Duration, int or
-// float64.
+// Kinds of settings. Values holds a string, bool, time.Duration, int,
+// float64, []string or map[string]string.
 const (
 	KindString Kind = iota
 	KindBool
 	KindDuration
 	KindInt
 	KindFloat
+	// KindStrings is a TOML array of strings; its flag is repeatable and
+	// replaces the file's whole list.
+	KindStrings
+	// KindMap is a TOML table of strings (user = "password"); its flag is
+	// repeatable, NAME:VALUE, and replaces the file's whole table.
+	KindMap
 )
 
 // Setting declares one setting: everything the flag, the TOML decoder,
@@ -92,6 +102,34 @@ type Setting struct {
 	Check func(v any) error
 	// Set puts the value into the relay's configuration.
 	Set func(c *relay.Config, v any)
+
+	// Decode, when set, reads the raw TOML value instead of the Kind's
+	// rule (relay.ip takes a string or an array); its error is wrapped
+	// with the key.
+	Decode func(raw any) (any, error)
+	// FlagValue, when set, turns the flag's value into the setting's
+	// (--admin "" means off).
+	FlagValue func(v any) any
+	// EnvVar names an environment variable that gives the flag's value
+	// (a token kept out of ps).
+	EnvVar string
+	// ReloadsWith names a restart-only setting: a reload takes this one
+	// only while that one is unchanged (the credentials API's keys follow
+	// its listen address).
+	ReloadsWith string
+	// TOMLDefault is how config.toml.example writes the default when it
+	// is not the value ("listen = [the five]"); empty: the value.
+	TOMLDefault string
+	// TakesFile marks a string flag that names a file (shell completion).
+	TakesFile bool
+}
+
+// name is how errors name the setting: the key, and its flag if any.
+func (d Setting) name() string {
+	if d.Flag == "" {
+		return d.Key
+	}
+	return d.Key + " (--" + d.Flag + ")"
 }
 
 // Values maps declared keys to their values; a missing key (or a nil
@@ -107,6 +145,24 @@ func (v Values) get(d Setting) any {
 	return d.Default
 }
 
+// Equal reports whether two values of a setting are the same. Lists and
+// maps are compared element by element (== on them would panic).
+func Equal(a, b any) bool {
+	switch a := a.(type) {
+	case []string:
+		b, ok := b.([]string)
+		return ok && slices.Equal(a, b)
+	case map[string]string:
+		b, ok := b.(map[string]string)
+		return ok && maps.Equal(a, b)
+	}
+	switch b.(type) {
+	case []string, map[string]string:
+		return false
+	}
+	return a == b
+}
+
 // Flags returns fresh urfave/cli flags for decls.
 func Flags(decls []Setting) []cli.Flag {
 	out := make([]cli.Flag, 0, len(decls))
@@ -119,9 +175,16 @@ func Flags(decls []Setting) []cli.Flag {
 				usage = usage[:loc[0]] + "`" + d.Placeholder + "`" + usage[loc[1]:]
 			}
 		}
+		if d.Flag == "" {
+			continue // a key of the file only
+		}
+		var src cli.ValueSourceChain
+		if d.EnvVar != "" {
+			src = cli.EnvVars(d.EnvVar)
+		}
 		switch d.Kind {
 		case KindString:
-			out = append(out, &cli.StringFlag{Name: d.Flag, Category: d.Category, Usage: usage, Value: d.Default.(string), DefaultText: d.DefaultText})
+			out = append(out, &cli.StringFlag{Name: d.Flag, Category: d.Category, Usage: usage, Value: d.Default.(string), DefaultText: d.DefaultText, Sources: src, TakesFile: d.TakesFile})
 		case KindBool:
 			out = append(out, &cli.BoolFlag{Name: d.Flag, Category: d.Category, Usage: usage, Value: d.Default.(bool), DefaultText: d.DefaultText})
 		case KindDuration:
@@ -130,6 +193,10 @@ func Flags(decls []Setting) []cli.Flag {
 			out = append(out, &cli.IntFlag{Name: d.Flag, Category: d.Category, Usage: usage, Value: d.Default.(int), DefaultText: d.DefaultText})
 		case KindFloat:
 			out = append(out, &cli.FloatFlag{Name: d.Flag, Category: d.Category, Usage: usage, Value: d.Default.(float64), DefaultText: d.DefaultText})
+		case KindStrings, KindMap:
+			// No Value: --help shows DefaultText, and the file's list
+			// stays unless the flag is given.
+			out = append(out, &cli.StringSliceFlag{Name: d.Flag, Category: d.Category, Usage: usage, DefaultText: d.DefaultText})
 		}
 	}
 	return out
@@ -139,7 +206,19 @@ func Flags(decls []Setting) []cli.Flag {
 // toml.Decode into map[string]any gives it). Values of the wrong type are
 // errors naming the key.
 func FromTOML(decls []Setting, doc map[string]any) (Values, error) {
+	v, errs := FromTOMLAll(decls, doc)
+	if len(errs) > 0 {
+		return nil, errs[0]
+	}
+	return v, nil
+}
+
+// FromTOMLAll is FromTOML that reads every key it can and returns an error
+// for each one it cannot (check-config reports them all); a key in error
+// is left out of the values.
+func FromTOMLAll(decls []Setting, doc map[string]any) (Values, []error) {
 	v := Values{}
+	var errs []error
 	for _, d := range decls {
 		raw, ok := lookup(doc, d.Key)
 		if !ok {
@@ -147,15 +226,23 @@ func FromTOML(decls []Setting, doc map[string]any) (Values, error) {
 		}
 		x, err := fromTOML(d, raw)
 		if err != nil {
-			return nil, err
+			errs = append(errs, err)
+			continue
 		}
 		v[d.Key] = x
 	}
-	return v, nil
+	return v, errs
 }
 
 func fromTOML(d Setting, raw any) (any, error) {
-	// The words of cmd/postern's check-config for the older keys.
+	if d.Decode != nil {
+		x, err := d.Decode(raw)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", d.Key, err)
+		}
+		return x, nil
+	}
+	// The words check-config has always used for a wrong type.
 	bad := func(want string) error {
 		return fmt.Errorf("%s: wrong type: write %s (%v is not %s)", d.Key, TypeHint(d.Kind), raw, want)
 	}
@@ -196,6 +283,34 @@ func fromTOML(d Setting, raw any) (any, error) {
 			return float64(n), nil
 		}
 		return nil, bad("a number")
+	case KindStrings:
+		list, ok := raw.([]any)
+		if !ok {
+			return nil, bad("an array of strings")
+		}
+		out := make([]string, 0, len(list))
+		for _, x := range list {
+			s, ok := x.(string)
+			if !ok {
+				return nil, bad("an array of strings")
+			}
+			out = append(out, s)
+		}
+		return out, nil
+	case KindMap:
+		t, ok := raw.(map[string]any)
+		if !ok {
+			return nil, bad("a table")
+		}
+		out := make(map[string]string, len(t))
+		for k, x := range t {
+			s, ok := x.(string)
+			if !ok {
+				return nil, fmt.Errorf("%s: wrong type: write %s (the value of %q is not a string)", d.Key, TypeHint(d.Kind), k)
+			}
+			out[k] = s
+		}
+		return out, nil
 	}
 	return nil, fmt.Errorf("%s: unknown kind %d", d.Key, d.Kind)
 }
@@ -214,6 +329,10 @@ func TypeHint(k Kind) string {
 		return "a whole number without quotes"
 	case KindFloat:
 		return "a number without quotes, such as 10 or 2.5"
+	case KindStrings:
+		return `an array of strings such as ["a", "b"] (even for one value)`
+	case KindMap:
+		return `a table such as { alice = "password" }`
 	}
 	return ""
 }
@@ -277,25 +396,66 @@ func KeysIn(decls []Setting, table string) []string {
 }
 
 // FromFlags overrides v with the declared flags given on the command line:
-// a flag wins over the file.
-func FromFlags(decls []Setting, cmd *cli.Command, v Values) {
+// a flag wins over the file, and a repeatable one replaces the file's whole
+// list or table. Its error (a malformed NAME:VALUE) names the flag but
+// never echoes the value, which may hold a password.
+func FromFlags(decls []Setting, cmd *cli.Command, v Values) error {
 	for _, d := range decls {
-		if !cmd.IsSet(d.Flag) {
+		if d.Flag == "" || !cmd.IsSet(d.Flag) {
 			continue
 		}
+		var x any
 		switch d.Kind {
 		case KindString:
-			v[d.Key] = cmd.String(d.Flag)
+			x = cmd.String(d.Flag)
 		case KindBool:
-			v[d.Key] = cmd.Bool(d.Flag)
+			x = cmd.Bool(d.Flag)
 		case KindDuration:
-			v[d.Key] = cmd.Duration(d.Flag)
+			x = cmd.Duration(d.Flag)
 		case KindInt:
-			v[d.Key] = cmd.Int(d.Flag)
+			x = cmd.Int(d.Flag)
 		case KindFloat:
-			v[d.Key] = cmd.Float(d.Flag)
+			x = cmd.Float(d.Flag)
+		case KindStrings:
+			x = slices.Clone(cmd.StringSlice(d.Flag))
+		case KindMap:
+			m, err := pairs(d, cmd.StringSlice(d.Flag))
+			if err != nil {
+				return err
+			}
+			x = m
 		}
+		if d.FlagValue != nil {
+			x = d.FlagValue(x)
+		}
+		v[d.Key] = x
 	}
+	return nil
+}
+
+// pairs reads the NAME:VALUE values of a KindMap flag. VALUE may hold
+// colons; NAME may not. The words come from the Placeholder
+// ("NAME:PASSWORD": "empty password").
+func pairs(d Setting, values []string) (map[string]string, error) {
+	_, what, _ := strings.Cut(d.Placeholder, ":")
+	what = strings.ToLower(cmp.Or(what, "value"))
+	out := make(map[string]string, len(values))
+	for i, v := range values {
+		name, value, ok := strings.Cut(v, ":")
+		switch {
+		case !ok:
+			return nil, fmt.Errorf("--%s (value %d of %d): no colon: write %s", d.Flag, i+1, len(values), d.Placeholder)
+		case name == "":
+			return nil, fmt.Errorf("--%s (value %d of %d): empty %s name: write %s", d.Flag, i+1, len(values), d.Flag, d.Placeholder)
+		case value == "":
+			return nil, fmt.Errorf("--%s %s: empty %s: write %s", d.Flag, name, what, d.Placeholder)
+		}
+		if _, dup := out[name]; dup {
+			return nil, fmt.Errorf("--%s %s: given twice: keep one", d.Flag, name)
+		}
+		out[name] = value
+	}
+	return out, nil
 }
 
 // Resolve validates the values given and fills in the defaults of the rest.
@@ -307,16 +467,16 @@ func Resolve(decls []Setting, given Values) (Values, error) {
 		if d.ZeroIsDefault && ok && isZero(x) {
 			x = d.Default
 		}
-		if !ok || x == d.Default {
+		if !ok || Equal(x, d.Default) {
 			continue
 		}
 		if d.Check != nil {
 			if err := d.Check(x); err != nil {
 				var v valueError
 				if errors.As(err, &v) {
-					return nil, fmt.Errorf("%s (--%s) %w", d.Key, d.Flag, err)
+					return nil, fmt.Errorf("%s %w", d.name(), err)
 				}
-				return nil, fmt.Errorf("%s (--%s): %w", d.Key, d.Flag, err)
+				return nil, fmt.Errorf("%s: %w", d.name(), err)
 			}
 		}
 		if out == nil {
@@ -333,15 +493,15 @@ func Resolve(decls []Setting, given Values) (Values, error) {
 		}
 	}
 	for _, d := range decls {
-		if d.Requires == "" || out.get(d) == d.Default {
+		if d.Requires == "" || Equal(out.get(d), d.Default) {
 			continue
 		}
-		if r, ok := find(decls, d.Requires); ok && out.get(r) == r.Default {
+		if r, ok := find(decls, d.Requires); ok && Equal(out.get(r), r.Default) {
 			fix := d.RequiresFix
 			if fix == "" {
 				fix = "set both or neither"
 			}
-			return nil, fmt.Errorf("%s (--%s) is set but %s (--%s) is not: %s", d.Key, d.Flag, r.Key, r.Flag, fix)
+			return nil, fmt.Errorf("%s is set but %s is not: %s", d.name(), r.name(), fix)
 		}
 	}
 	return out, nil
@@ -360,6 +520,10 @@ func isZero(x any) bool {
 		return !x
 	case float64:
 		return x == 0
+	case []string:
+		return len(x) == 0
+	case map[string]string:
+		return len(x) == 0
 	}
 	return false
 }
@@ -400,7 +564,7 @@ func Apply(decls []Setting, v Values, c *relay.Config) {
 func RestartChanged(decls []Setting, running, loaded Values) []string {
 	var out []string
 	for _, d := range decls {
-		if d.Restart && running.get(d) != loaded.get(d) {
+		if d.Restart && !Equal(running.get(d), loaded.get(d)) {
 			out = append(out, d.Key)
 		}
 	}
@@ -413,10 +577,10 @@ func TakeReloadable(decls []Setting, running, loaded Values) Values {
 	var out Values
 	for _, d := range decls {
 		x := running.get(d)
-		if !d.Restart {
+		if !d.Restart && !withChanged(decls, d, running, loaded) {
 			x = loaded.get(d)
 		}
-		if x == d.Default {
+		if Equal(x, d.Default) {
 			continue
 		}
 		if out == nil {
@@ -425,6 +589,16 @@ func TakeReloadable(decls []Setting, running, loaded Values) Values {
 		out[d.Key] = x
 	}
 	return out
+}
+
+// withChanged reports whether the setting d reloads with has changed, so
+// that d keeps its running value too.
+func withChanged(decls []Setting, d Setting, running, loaded Values) bool {
+	if d.ReloadsWith == "" {
+		return false
+	}
+	w, ok := find(decls, d.ReloadsWith)
+	return ok && !Equal(running.get(w), loaded.get(w))
 }
 
 // hostPort checks a HOST:PORT value.
@@ -460,4 +634,17 @@ func flowCap(v any) error {
 		return fmt.Errorf("0: write a positive count, or a negative one for no cap")
 	}
 	return nil
+}
+
+// Subset returns the declarations of keys, for a command that reads only
+// part of a file (the minting commands read [ice_servers], not the users
+// file). The keys must not be related to others (Relate).
+func Subset(keys ...string) []Setting {
+	var out []Setting
+	for _, k := range keys {
+		if d, ok := find(Settings(), k); ok {
+			out = append(out, d)
+		}
+	}
+	return out
 }

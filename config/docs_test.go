@@ -19,12 +19,26 @@ func docDefault(d Setting) string {
 	if d.DefaultText != "" {
 		return d.DefaultText
 	}
+	if d.Default == "" {
+		return "" // an empty cell: nothing by default
+	}
 	return "`" + shortDuration(fmt.Sprint(d.Default)) + "`"
 }
 
 // tomlDefault is how config.toml.example writes d's default.
 func tomlDefault(d Setting) string {
+	if d.TOMLDefault != "" {
+		return d.TOMLDefault
+	}
 	switch d.Kind {
+	case KindStrings:
+		quoted := []string{}
+		for _, s := range d.Default.([]string) {
+			quoted = append(quoted, fmt.Sprintf("%q", s))
+		}
+		return "[" + strings.Join(quoted, ", ") + "]"
+	case KindMap:
+		return "{}"
 	case KindString:
 		return fmt.Sprintf("%q", d.Default)
 	case KindDuration:
@@ -55,32 +69,12 @@ func shortDuration(s string) string {
 var (
 	exampleTable = regexp.MustCompile(`^\[([a-z_.]+)\]`)
 	exampleKey   = regexp.MustCompile(`^# ?([a-z_]+) = (.*)$`)
-	readmeRow    = regexp.MustCompile("^\\| `--([a-z0-9-]+)[^`]*`[^|]*\\| `(?:\\[([a-z_]+)\\] )?([a-z_]+)` \\| ([^|]*) \\|")
+	readmeRow    = regexp.MustCompile("^\\| (?:`--([a-z0-9-]+)[^`]*`[^|]*)?\\| `(?:\\[([a-z_]+)\\] )?([a-z_]+)` \\|([^|]*)\\|")
 )
 
-// documentedFamily says which documented keys must be declared: those of
-// the families already moved into this package: [web] but turn_hosts,
-// [limits], [drain], [log], [selftest], realm, relay.ports, auth.nonce_lifetime
-// (the other keys are still
-// cmd/postern's schema, checked by its TestConfigExample).
-func documentedFamily(key string) bool {
-	table, name, _ := cut(key)
-	switch table {
-	case "web":
-		// turn_hosts is a list, a kind not declared yet.
-		return name != "turn_hosts"
-	case "limits", "drain", "log", "selftest", "cluster", "usage":
-		return true
-	case "":
-		// The top level: listen and proxy_protocol_from are lists.
-		return name == "realm"
-	case "relay":
-		return name == "ports"
-	case "auth":
-		return name == "nonce_lifetime"
-	}
-	return false
-}
+// documentedFamily says which documented keys must be declared: every
+// key of the file (all are declared).
+func documentedFamily(string) bool { return true }
 
 // checkDocs returns what README and the example get wrong about decls:
 // a declaration without its README row (flag, key, default) or its

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -21,7 +22,8 @@ func selftestSettings() []Setting {
 			// anyone who asks.
 			Key: "selftest.enabled", Flag: "selftest", Kind: KindBool, Default: false,
 			DocDefault: "off", Category: CategorySelftest, Restart: true,
-			Usage: "serve the self-test page with its credential minting endpoint (on the 443 listeners without --web-backend, and on /test of --credentials-api)",
+			Usage:  "serve the self-test page with its credential minting endpoint (on the 443 listeners without --web-backend, and on /test of --credentials-api)",
+			Relate: relateSelftest,
 		},
 		{
 			Key: "selftest.ttl", Flag: "selftest-ttl", Kind: KindDuration, Default: selftest.DefaultTTL,
@@ -69,4 +71,20 @@ func Selftest(v Values) selftest.Config {
 		Rate:    rate.Limit(get("selftest.rate").(float64)),
 		Burst:   get("selftest.burst").(int),
 	}
+}
+
+// relateSelftest refuses a self-test that could mint nothing the relay
+// accepts: it mints TURN REST credentials, and static users' passwords are
+// never handed out. With no credentials configured at all, the secret
+// generated at start serves.
+func relateSelftest(get func(string) any) error {
+	if !get("selftest.enabled").(bool) || len(get("auth.secrets").([]string)) > 0 {
+		return nil
+	}
+	users, keys, err := users(get)
+	if err != nil || len(users) == 0 && len(keys) == 0 {
+		return nil // the users file's error is auth.users_file's; none at all: serve generates a secret
+	}
+	return errors.New("selftest.enabled (--selftest): the self-test mints TURN REST credentials and needs a REST secret: " +
+		"add one to auth.secrets (--secret); static users' passwords are never handed out")
 }

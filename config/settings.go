@@ -12,15 +12,18 @@ import (
 	"github.com/postern/postern/relay"
 )
 
-// CategoryWeb is the --help category of the [web] settings (the same name
-// cmd/postern gives its other [web] flags).
+// CategoryWeb is the --help category of the [web] settings.
 const CategoryWeb = "Sharing port 443"
 
 // Settings are the declared settings, in the order of --help, the README
 // table and config.toml.example.
 func Settings() []Setting {
-	return slices.Concat(authSettings(), relaySettings(), logSettings(), webSettings(), limitsSettings(),
-		selftestSettings(), clusterSettings(), usageSettings())
+	// Tables in the order of the file (the strict decoder lists valid keys
+	// so), realm last as before.
+	return slices.Concat(listenSettings(), logSettings(), authSettings(), credentialSettings(),
+		relaySettings(), addressSettings(), limitsSettings(), tlsSettings(), iceSettings(),
+		webSettings(), []Setting{turnHosts()}, proxyFromSettings(), adminSettings(),
+		selftestSettings(), clusterSettings(), usageSettings(), realmSettings())
 }
 
 // CategoryRelay is the --help category of [relay].
@@ -30,7 +33,8 @@ const CategoryRelay = "Relay"
 // (RFC 6335 §6), where RFC 8656 §7.2 wants relayed ports by default.
 const DefaultRelayPorts = "49152-65535"
 
-// relaySettings are the [relay] settings declared so far.
+// relaySettings is relay.ports; addressSettings (schema.go) are the rest
+// of [relay].
 func relaySettings() []Setting {
 	return []Setting{
 		{
@@ -63,9 +67,13 @@ const MaxRealmLen = 127
 // character or the '"' that would end its quoted-string.
 func BadRealmRune(r rune) bool { return r < 0x20 || r == 0x7f || r == '"' }
 
-// authSettings are the authentication settings declared so far: realm,
-// which is in every long-term key, so it needs a restart.
-func authSettings() []Setting {
+// authSettings is auth.nonce_lifetime; credentialSettings (schema.go)
+// are the rest of [auth].
+func authSettings() []Setting { return []Setting{nonceLifetime()} }
+
+// realmSettings is realm, which is in every long-term key, so it needs a
+// restart.
+func realmSettings() []Setting {
 	return []Setting{
 		{
 			Key: "realm", Flag: "realm", Kind: KindString, Default: DefaultRealm, ZeroIsDefault: true,
@@ -78,7 +86,6 @@ func authSettings() []Setting {
 				return nil
 			},
 		},
-		nonceLifetime(),
 	}
 }
 
@@ -154,7 +161,7 @@ func LogFormat(v Values) string {
 	return strings.ToLower(Get(Settings(), v, "log.format").(string))
 }
 
-// webSettings are the [web] table's settings but turn_hosts.
+// webSettings are the [web] table's settings but turn_hosts (schema.go).
 func webSettings() []Setting {
 	return []Setting{
 		{
@@ -242,7 +249,7 @@ func webSettings() []Setting {
 }
 
 // CategoryLimits and CategoryDrain are the --help categories of [limits]
-// and [drain] (the names cmd/postern gives its other flags there).
+// and [drain].
 const (
 	CategoryLimits = "Limits"
 	CategoryDrain  = "Draining"

@@ -31,7 +31,8 @@
 // picks (external address, relay address, the listener's own, the host's
 // default-route address), and a listener on every address is also listed
 // with the host's global IPv6 address. RESTConfiguration fills in a TURN
-// REST API credential (package auth) for a MintFunc built on one secret.
+// REST API credential (package auth) for a MintFunc built on one secret;
+// MintJSON writes it as the iceServers JSON the commands print.
 // Server is the API's own listener, with the timeouts of a tiny API and the
 // relay's certificate for HTTPS.
 //
@@ -56,7 +57,7 @@
 //     port 0 cannot be listed before it is bound. No IPv6 URL names a ULA,
 //     link-local or loopback address: other networks cannot reach it.
 //   - Errors name settings by what they are, never by a command-line flag:
-//     the caller (cmd/postern) words the fix; NoAddressError marks the one
+//     the caller (package node, cmd/postern) words the fix; NoAddressError marks the one
 //     the operator fixes with external_ip.
 //
 // CORS (the Fetch standard) is off unless Config.AllowOrigins is set. CORS

@@ -1,6 +1,7 @@
 package iceapi
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/netip"
@@ -10,6 +11,17 @@ import (
 	"github.com/postern/postern/auth"
 	"github.com/postern/postern/relay"
 )
+
+// MintJSON returns the iceServers JSON for urls with a TURN REST API
+// credential for user, minted from secret and valid for ttl from now (what
+// `postern ice-servers` and serve's start-up printout write).
+func MintJSON(urls []string, secret, user string, ttl time.Duration, now time.Time) ([]byte, error) {
+	b, err := json.Marshal(RESTConfiguration(urls, secret, user, ttl, now))
+	if err != nil {
+		return nil, fmt.Errorf("iceServers JSON: %w", err)
+	}
+	return b, nil
+}
 
 // RESTConfiguration is the RTCConfiguration listing urls with a TURN REST
 // API credential for user (auth.MintREST: EXPIRY:USER and

@@ -120,7 +120,7 @@ const (
 	DefaultIdleTimeout = 30 * time.Second
 )
 
-// Defaults of the per-source UDP answer limits, applied by cmd/postern (a
+// Defaults of the per-source UDP answer limits, applied by package config (a
 // zero Config means no limit). One source is an IPv4 address or an IPv6
 // /64, and may be a NAT in front of a whole office, so they are sized for
 // one:

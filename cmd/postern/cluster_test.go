@@ -182,6 +182,8 @@ func TestCheckConfigCluster(t *testing.T) {
 		{"[cluster]\nnode = \"a\"\n", "set cluster.redis (--cluster-redis)"},
 		{"[cluster]\nredis = \"redis://127.0.0.1:6379\"\nnode = \"a b\"\n", "cluster.node (--cluster-node) \"a b\": write at most 64 letters"},
 		{"[cluster]\nredis = \"redis://127.0.0.1:6379\"\nregion_rules = \"10.0.0.0/33=eu\"\n", "cluster.region_rules (--cluster-region-rules)"},
+		{"[cluster]\nredis = \"redis://127.0.0.1:6379\"\nregion_rules = [\"10.0.0.0/8=eu\", \"10.0.0.0=us\"]\n", "cluster.region_rules (--cluster-region-rules)"},
+		{"[cluster]\nredis = \"redis://127.0.0.1:6379\"\nregion_rules = [\"10.0.0.0/8=eu\", 7]\n", "cluster.region_rules"},
 		{"[cluster]\nredis = \"redis://127.0.0.1:6379\"\nnonce_key_file = \"/nonexistent/key\"\n", "openssl rand -hex 32"},
 		{"[cluster]\nredis = \"redis://127.0.0.1:6379\"\nheartbeat = 2\n", "cluster.heartbeat"},
 	} {
@@ -191,9 +193,12 @@ func TestCheckConfigCluster(t *testing.T) {
 			t.Errorf("%q: err %v, stderr %q; want it to name %q", tt.toml, err, errOut, tt.want)
 		}
 	}
-	ok := writeFile(t, "ok.toml", "[auth]\nsecrets = [\"s\"]\n[cluster]\nredis = \"rediss://user:pw@redis.example.org:6380/1\"\nnode = \"eu-1\"\nregion = \"eu\"\nregion_rules = \"10.0.0.0/8=eu, 2001:db8::/32=us\"\n")
-	if _, errOut, err := runCmd(t, "", "check-config", ok); err != nil {
-		t.Errorf("valid [cluster]: %v\n%s", err, errOut)
+	// region_rules is a list; the one string of commas of before still reads.
+	for _, rules := range []string{`["10.0.0.0/8=eu", "2001:db8::/32=us"]`, `"10.0.0.0/8=eu, 2001:db8::/32=us"`} {
+		ok := writeFile(t, "ok.toml", "[auth]\nsecrets = [\"s\"]\n[cluster]\nredis = \"rediss://user:pw@redis.example.org:6380/1\"\nnode = \"eu-1\"\nregion = \"eu\"\nregion_rules = "+rules+"\n")
+		if _, errOut, err := runCmd(t, "", "check-config", ok); err != nil {
+			t.Errorf("valid [cluster] with region_rules = %s: %v\n%s", rules, err, errOut)
+		}
 	}
 }
 

@@ -2,18 +2,15 @@ package main
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/BurntSushi/toml"
 	"github.com/urfave/cli/v3"
 
 	"github.com/postern/postern/allocations"
@@ -34,9 +31,9 @@ func writeFile(t *testing.T, name, content string) string {
 
 // settingsFor runs "postern serve ARGS" with the action replaced by one that
 // only loads the settings, so flag parsing is the real one.
-func settingsFor(t *testing.T, args ...string) (settings, error) {
+func settingsFor(t *testing.T, args ...string) (config.Values, error) {
 	t.Helper()
-	var got settings
+	var got config.Values
 	var loadErr error
 	serve := serveCommand()
 	serve.Action = func(_ context.Context, cmd *cli.Command) error {
@@ -48,271 +45,16 @@ func settingsFor(t *testing.T, args ...string) (settings, error) {
 	app.Writer, app.ErrWriter = io.Discard, io.Discard
 	err := app.Run(t.Context(), append([]string{"postern", "serve"}, args...))
 	if err != nil && loadErr == nil {
-		return settings{}, err // a parsing error, before the action
+		return nil, err // a parsing error, before the action
 	}
 	return got, loadErr
 }
 
-func TestLoadStrict(t *testing.T) {
-	tests := []struct {
-		name    string
-		toml    string
-		wantErr []string // substrings; nil means success
-	}{
-		{name: "empty", toml: ""},
-		{name: "known keys", toml: "realm = \"r\"\n[auth]\nsecrets = [\"s\"]\nnonce_lifetime = \"30s\"\n"},
-		{name: "unknown top-level key", toml: "relam = \"r\"\n",
-			wantErr: []string{"unknown key", "relam", "keys at the top level", "realm"}},
-		{name: "unknown key in table", toml: "[auth]\nusres = { a = \"b\" }\n",
-			wantErr: []string{"auth.usres", "keys in [auth]", "users_file"}},
-		{name: "unknown table reported once", toml: "[metrics]\nlisten = \"x\"\nport = 1\n",
-			wantErr: []string{"unknown key metrics", "listen, log, auth", ", realm)"}},
-		{name: "two unknown keys", toml: "[relay]\nport = \"1-2\"\n[limits]\nquota = 1\n",
-			wantErr: []string{"relay.port", "limits.quota"}},
-		{name: "key of the wrong table", toml: "[relay]\nuser_quota = 3\n",
-			wantErr: []string{"relay.user_quota"}},
-		{name: "duration as a number", toml: "[limits]\nmax_lifetime = 3600\n",
-			wantErr: []string{"max_lifetime", `"3600" is not a duration`, `"10m"`}},
-		{name: "bad duration", toml: "[auth]\nnonce_lifetime = \"ten minutes\"\n",
-			wantErr: []string{"nonce_lifetime", "not a duration"}},
-		{name: "wrong type", toml: "listen = \"udp://:3478\"\n",
-			wantErr: []string{"listen"}},
-		{name: "syntax error", toml: "realm = \n",
-			wantErr: []string{"line 1"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			path := writeFile(t, "config.toml", tt.toml)
-			_, err := Load(path)
-			if tt.wantErr == nil {
-				if err != nil {
-					t.Fatalf("Load: %v", err)
-				}
-				return
-			}
-			if err == nil {
-				t.Fatalf("Load succeeded, want an error containing %q", tt.wantErr)
-			}
-			for _, want := range tt.wantErr {
-				if !strings.Contains(err.Error(), want) {
-					t.Errorf("error %q does not contain %q", err, want)
-				}
-			}
-			if !strings.Contains(err.Error(), path) {
-				t.Errorf("error %q does not name the file", err)
-			}
-		})
-	}
-}
-
-func TestLoadUnknownKeyIsSentinel(t *testing.T) {
-	_, err := Load(writeFile(t, "c.toml", "bogus = 1\n"))
-	if !errors.Is(err, ErrUnknownKey) {
-		t.Fatalf("Load: %v, want ErrUnknownKey", err)
-	}
-}
-
-func TestLoadMissingFile(t *testing.T) {
-	_, err := Load(filepath.Join(t.TempDir(), "nope.toml"))
-	if !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("Load: %v, want a not-exist error", err)
-	}
-}
-
-func TestLoadValues(t *testing.T) {
-	path := writeFile(t, "c.toml", `
-listen = ["udp://127.0.0.1:3478", "tcp+tls://[::1]:443"]
-realm = "example.org"
-[log]
-level = "debug"
-format = "json"
-[auth]
-users = { alice = "pw:with:colons", bob = "x" }
-secrets = ["s1", "s2"]
-nonce_lifetime = "90s"
-[relay]
-ip = "192.0.2.10"
-external_ip = "203.0.113.5"
-ports = "50000-50010"
-allow_peers = ["10.0.0.0/8"]
-deny_peers = ["198.51.100.7"]
-[limits]
-user_quota = 3
-max_lifetime = "2h"
-default_lifetime = "5m"
-ip_quota = 2
-user_bandwidth = 125000
-unauthenticated_rate = 0.0
-max_conns_per_ip = 0
-idle_timeout = "1m"
-[drain]
-alternate_server = "192.0.2.8:3478"
-[tls]
-cert = "c.pem"
-key = "k.pem"
-`)
-	c, err := Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := c.settings()
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := settings{
-		listeners: []relay.ListenSpec{
-			{Kind: relay.UDP, Addr: "127.0.0.1:3478"},
-			{Kind: relay.TCPTLS, Addr: "[::1]:443"},
-		},
-		listenersExplicit: true,
-		users:             map[string]string{"alice": "pw:with:colons", "bob": "x"},
-		keys:              map[string][]byte{},
-		secrets:           []string{"s1", "s2"},
-		relayIP:           netip.MustParseAddr("192.0.2.10"),
-		externalIP:        netip.MustParseAddr("203.0.113.5"),
-		allowPeers:        []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
-		denyPeers:         []netip.Prefix{netip.MustParsePrefix("198.51.100.7/32")},
-		tlsCert:           "c.pem",
-		tlsKey:            "k.pem",
-		ice:               iceSettings{user: defaultICEUser, ttl: defaultICETTL},
-		externalIPs:       relay.ExternalIPs{V4: netip.MustParseAddr("203.0.113.5")},
-		stunServers:       defaultSTUNServers(),
-		admin:             adminSettings{listen: defaultAdminListen},
-		api:               apiSettings{maxTTL: defaultAPIMaxTTL},
-		// [web] idle_timeout and max_conns are declared in package config
-		// (their defaults are the nil Values); TestPort443Settings checks them.
-		// The abuse limits and [drain] are declared in package config: only
-		// the values that differ from their default are kept.
-		declared: config.Values{
-			"limits.ip_quota": 2, "limits.user_bandwidth": 125000,
-			"limits.unauthenticated_rate": 0.0, // 0 written: no limit
-			"limits.max_conns_per_ip":     0,   // 0 written: no cap
-			"limits.idle_timeout":         time.Minute,
-			"drain.alternate_server":      "192.0.2.8:3478",
-			"limits.user_quota":           3,
-			"limits.max_lifetime":         2 * time.Hour,
-			"limits.default_lifetime":     5 * time.Minute,
-			"realm":                       "example.org",
-			"auth.nonce_lifetime":         90 * time.Second,
-			"relay.ports":                 "50000-50010",
-			"log.level":                   "debug",
-			"log.format":                  "json",
-		},
-	}
-	if !reflect.DeepEqual(s, want) {
-		t.Errorf("settings:\n got %+v\nwant %+v", s, want)
-	}
-}
-
 // relayOf is the relay configuration the declared settings of s give.
-func relayOf(s settings) relay.Config {
+func relayOf(s config.Values) relay.Config {
 	var c relay.Config
-	config.Apply(config.Settings(), s.declared, &c)
+	config.Apply(config.Settings(), s, &c)
 	return c
-}
-
-func TestDefaults(t *testing.T) {
-	s, err := Config{}.settings()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(s.listeners, relay.DefaultListeners()) || s.listenersExplicit {
-		t.Errorf("listeners = %v explicit=%v, want relay.DefaultListeners() not explicit", s.listeners, s.listenersExplicit)
-	}
-	if s.realm() != "postern" || config.NonceLifetime(s.declared) != 10*time.Minute || relayOf(s).MaxLifetime != time.Hour ||
-		relayOf(s).DefaultLifetime != 10*time.Minute || s.relayPorts() != (allocations.PortRange{Low: 49152, High: 65535}) ||
-		relayOf(s).UserQuota != 0 || config.LogFormat(s.declared) != "text" || config.LogLevel(s.declared) != 0 {
-		t.Errorf("defaults: %+v", s)
-	}
-	if s.relayIP.IsValid() || s.externalIP.IsValid() || len(s.users)+len(s.keys)+len(s.secrets) != 0 {
-		t.Errorf("defaults: %+v", s)
-	}
-}
-
-// exampleSetting matches the commented-out settings of config.toml.example,
-// "# key = value"; prose and indented examples do not match.
-var exampleSetting = regexp.MustCompile(`(?m)^# ?([a-z_]+ = .*)$`)
-
-// TestConfigExample parses the real config.toml.example, as shipped and with
-// every setting uncommented, and checks that it documents every key of the
-// schema with the default the code uses.
-func TestConfigExample(t *testing.T) {
-	raw, err := os.ReadFile("../../config.toml.example")
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	// As shipped: loads, and configures exactly the defaults.
-	c, err := Load("../../config.toml.example")
-	if err != nil {
-		t.Fatalf("config.toml.example: %v", err)
-	}
-	shipped, err := c.settings()
-	if err != nil {
-		t.Fatalf("config.toml.example: %v", err)
-	}
-	defaults, err := Config{}.settings()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(shipped, defaults) {
-		t.Errorf("config.toml.example as shipped:\n got %+v\nwant %+v", shipped, defaults)
-	}
-
-	// Uncommented: still the defaults (only the listeners become explicit).
-	uncommented := exampleSetting.ReplaceAll(raw, []byte("$1"))
-	path := writeFile(t, "config.toml", string(uncommented))
-	c, err = Load(path)
-	if err != nil {
-		t.Fatalf("config.toml.example uncommented: %v", err)
-	}
-	got, err := c.settings()
-	if err != nil {
-		t.Fatalf("config.toml.example uncommented: %v", err)
-	}
-	if !got.listenersExplicit {
-		t.Error("uncommented listen did not make the listeners explicit")
-	}
-	got.listenersExplicit = false
-	// A declared default written out may stay in got.declared
-	// (limits.default_lifetime = "10m" is explicit, not "follows
-	// max_lifetime"): compare what the relay gets.
-	if g, w := relayOf(got), relayOf(defaults); !reflect.DeepEqual(g, w) {
-		t.Errorf("config.toml.example uncommented: relay configuration\n got %+v\nwant %+v", g, w)
-	}
-	got.declared = defaults.declared
-	if !reflect.DeepEqual(got, defaults) {
-		t.Errorf("config.toml.example uncommented is not the defaults:\n got %+v\nwant %+v", got, defaults)
-	}
-
-	// Every key of the schema is there.
-	var decoded Config
-	md, err := toml.Decode(string(uncommented), &decoded)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, key := range schemaKeys(reflect.TypeFor[Config](), nil) {
-		if !md.IsDefined(key...) {
-			t.Errorf("config.toml.example does not document %s (as a commented-out \"# key = default\" line)", toml.Key(key))
-		}
-	}
-}
-
-// schemaKeys lists the paths of every leaf key of a Config-like struct.
-func schemaKeys(t reflect.Type, prefix []string) [][]string {
-	var out [][]string
-	for f := range t.Fields() {
-		if f.Tag.Get("toml") == "-" { // Config.Declared: package config's own test
-			continue
-		}
-		path := append(append([]string(nil), prefix...), f.Tag.Get("toml"))
-		if f.Type.Kind() == reflect.Struct {
-			out = append(out, schemaKeys(f.Type, path)...)
-			continue
-		}
-		out = append(out, path)
-	}
-	return out
 }
 
 func TestFlagsOverrideConfig(t *testing.T) {
@@ -353,19 +95,22 @@ level = "warn"
 			t.Errorf("%s = %v, want %v", name, got, want)
 		}
 	}
-	check("realm", s.realm(), "flag-realm")
-	check("listeners", s.listeners, []relay.ListenSpec{{Kind: relay.TCP, Addr: "127.0.0.1:2000"}})
-	check("listenersExplicit", s.listenersExplicit, true)
-	check("secrets", s.secrets, []string{"c1,with,commas"})
-	check("users", s.users, map[string]string{"carol": "p:w"})
-	check("relayPorts", s.relayPorts(), allocations.PortRange{Low: 40000, High: 40010})
-	check("allowPeers", s.allowPeers, []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")})
+	listeners, explicit := config.Listeners(s)
+	users, _, _ := config.Users(s)
+	allow, _ := config.Peers(s)
+	check("realm", config.Realm(s), "flag-realm")
+	check("listeners", listeners, []relay.ListenSpec{{Kind: relay.TCP, Addr: "127.0.0.1:2000"}})
+	check("listenersExplicit", explicit, true)
+	check("secrets", config.Secrets(s), []string{"c1,with,commas"})
+	check("users", users, map[string]string{"carol": "p:w"})
+	check("relayPorts", relayOf(s).RelayPorts, allocations.PortRange{Low: 40000, High: 40010})
+	check("allowPeers", allow, []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")})
 	check("userQuota", relayOf(s).UserQuota, 0)
 	check("maxLifetime", relayOf(s).MaxLifetime, 2*time.Hour)
-	check("nonceLifetime", config.NonceLifetime(s.declared), time.Second)
-	check("logLevel", config.LogLevel(s.declared).String(), "DEBUG")
+	check("nonceLifetime", config.NonceLifetime(s), time.Second)
+	check("logLevel", config.LogLevel(s).String(), "DEBUG")
 	// Not overridden: the file's value stands.
-	check("externalIP", s.externalIP, netip.MustParseAddr("203.0.113.1"))
+	check("externalIP", config.AdvertisedHost(s), netip.MustParseAddr("203.0.113.1"))
 	check("defaultLifetime", relayOf(s).DefaultLifetime, 10*time.Minute)
 }
 
@@ -375,14 +120,17 @@ func TestFlagsAlone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(s.listeners) != 2 || s.listeners[1].Kind != relay.TLS {
-		t.Errorf("listeners = %v", s.listeners)
+	listeners, _ := config.Listeners(s)
+	users, _, _ := config.Users(s)
+	_, deny := config.Peers(s)
+	if len(listeners) != 2 || listeners[1].Kind != relay.TLS {
+		t.Errorf("listeners = %v", listeners)
 	}
-	if len(s.users) != 2 || s.users["b"] != "2" {
-		t.Errorf("users = %v", s.users)
+	if len(users) != 2 || users["b"] != "2" {
+		t.Errorf("users = %v", users)
 	}
-	if s.denyPeers[0] != netip.MustParsePrefix("8.8.8.8/32") {
-		t.Errorf("denyPeers = %v", s.denyPeers)
+	if deny[0] != netip.MustParsePrefix("8.8.8.8/32") {
+		t.Errorf("denyPeers = %v", deny)
 	}
 	// An unset default lifetime follows a maximum set below it.
 	if r := relayOf(s); r.MaxLifetime != 5*time.Minute || r.DefaultLifetime != 5*time.Minute {
@@ -396,8 +144,9 @@ func TestUsersFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.users["alice"] != "secret" || s.users["carol"] != "c" || len(s.keys["bob"]) != 16 {
-		t.Errorf("users %v keys %v", s.users, s.keys)
+	users, keys, _ := config.Users(s)
+	if users["alice"] != "secret" || users["carol"] != "c" || len(keys["bob"]) != 16 {
+		t.Errorf("users %v keys %v", users, keys)
 	}
 
 	_, err = settingsFor(t, "--users-file", file, "--user", "bob:b")
@@ -501,19 +250,5 @@ func TestConfigErrorsInSettings(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-func TestDurationText(t *testing.T) {
-	var d Duration
-	if err := d.UnmarshalText([]byte("1h30m")); err != nil || time.Duration(d) != 90*time.Minute {
-		t.Fatalf("UnmarshalText: %v %v", d, err)
-	}
-	b, _ := d.MarshalText()
-	if string(b) != "1h30m0s" {
-		t.Errorf("MarshalText = %q", b)
-	}
-	if err := d.UnmarshalText([]byte("600")); err == nil {
-		t.Error("UnmarshalText(600) succeeded: a bare number must be refused")
 	}
 }

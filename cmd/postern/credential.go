@@ -16,6 +16,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/postern/postern/auth"
+	"github.com/postern/postern/config"
 	"github.com/postern/postern/iceapi"
 )
 
@@ -67,10 +68,10 @@ func mintFlags() []cli.Flag {
 			Usage: "read the secret from `FILE` (one line)"},
 		&cli.StringFlag{Name: flagUser,
 			Usage:       "the USER part of the username EXPIRY:USER, `NAME` (per-user quotas count it)",
-			DefaultText: "ice_servers.user, else " + defaultICEUser},
+			DefaultText: "ice_servers.user, else " + config.DefaultICEUser},
 		&cli.DurationFlag{Name: flagTTL,
 			Usage:       "how long the credential stays valid, a duration `D` such as 1h",
-			DefaultText: "ice_servers.ttl, else " + shortDuration(defaultICETTL)},
+			DefaultText: "ice_servers.ttl, else " + shortDuration(config.DefaultICETTL)},
 	}
 }
 
@@ -126,7 +127,7 @@ type minting struct {
 	secret string
 	user   string
 	ttl    time.Duration
-	config Config // the --config file, or zero
+	config config.Values // the --config file as written (not validated), or nil
 }
 
 // loadMinting reads --config (if given) and resolves the secret, user and
@@ -136,25 +137,25 @@ func loadMinting(cmd *cli.Command) (minting, error) {
 	path := cmd.String(flagConfig)
 	if path != "" {
 		var err error
-		if m.config, err = Load(path); err != nil {
+		if m.config, err = config.Load(path); err != nil {
 			return minting{}, err
 		}
 	}
-	ice, err := parseICESettings(m.config.ICEServers)
+	ice, err := iceOf(m.config)
 	if err != nil {
 		return minting{}, fmt.Errorf("config %s: %w", path, err)
 	}
 	if m.secret, err = mintingSecret(cmd, m.config, os.Getenv); err != nil {
 		return minting{}, err
 	}
-	m.user = ice.user
+	m.user = ice.User
 	if cmd.IsSet(flagUser) {
 		m.user = cmd.String(flagUser)
 		if err := iceapi.CheckUser(m.user); err != nil {
 			return minting{}, fmt.Errorf("--%s %q: %w", flagUser, m.user, err)
 		}
 	}
-	m.ttl = ice.ttl
+	m.ttl = ice.TTL
 	if cmd.IsSet(flagTTL) {
 		if m.ttl = cmd.Duration(flagTTL); m.ttl < time.Second {
 			return minting{}, fmt.Errorf("--%s %v: write a duration of at least 1s, such as 1h or 24h", flagTTL, m.ttl)
@@ -163,10 +164,21 @@ func loadMinting(cmd *cli.Command) (minting, error) {
 	return m, nil
 }
 
+// iceOf validates the [ice_servers] table of a file alone (the minting
+// commands run where the rest of the server's file may not hold: its users
+// file, its certificate).
+func iceOf(c config.Values) (config.ICE, error) {
+	v, err := config.Resolve(config.Subset("ice_servers.host", "ice_servers.user", "ice_servers.ttl"), c)
+	if err != nil {
+		return config.ICE{}, err
+	}
+	return config.ICEOf(v), nil
+}
+
 // mintingSecret returns the secret to mint with: --secret, else
 // --secret-file, else $POSTERN_SECRET, else the first of the config's
 // auth.secrets.
-func mintingSecret(cmd *cli.Command, c Config, getenv func(string) string) (string, error) {
+func mintingSecret(cmd *cli.Command, c config.Values, getenv func(string) string) (string, error) {
 	switch {
 	case cmd.IsSet(flagSecret) && cmd.IsSet(flagSecretFile):
 		return "", fmt.Errorf("--%s and --%s both given: keep one", flagSecret, flagSecretFile)
@@ -181,8 +193,8 @@ func mintingSecret(cmd *cli.Command, c Config, getenv func(string) string) (stri
 	if s := getenv(envSecret); s != "" {
 		return s, nil
 	}
-	if len(c.Auth.Secrets) > 0 && c.Auth.Secrets[0] != "" {
-		return c.Auth.Secrets[0], nil
+	if secrets, _ := c["auth.secrets"].([]string); len(secrets) > 0 && secrets[0] != "" {
+		return secrets[0], nil
 	}
 	return "", fmt.Errorf("no secret: give --%s FILE, set $%s, or --%s FILE with auth.secrets (the first one mints); --%s S works too but shows in ps",
 		flagSecretFile, envSecret, flagConfig, flagSecret)
@@ -235,11 +247,11 @@ func credentialHashCommand() *cli.Command {
 		UsageText: "postern credential hash --user NAME [--realm R | --config FILE] < password",
 		Description: "Prints NAME:0x<hex of MD5(NAME:REALM:PASSWORD)> (RFC 8489 §9.2.2; coturn's turnadmin -k form),\n" +
 			"ready to append to auth.users_file, so the file holds no password. The key is bound to the realm:\n" +
-			"use the server's (--realm, else realm of --config, else " + defaultRealm + "). The password is the first\n" +
+			"use the server's (--realm, else realm of --config, else " + config.DefaultRealm + "). The password is the first\n" +
 			"line of stdin; on a terminal it is asked for twice without echo.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: flagUser, Usage: "the user `NAME`"},
-			&cli.StringFlag{Name: flagRealm, Usage: "the server's realm `R`", DefaultText: "realm of --config, else " + defaultRealm},
+			&cli.StringFlag{Name: flagRealm, Usage: "the server's realm `R`", DefaultText: "realm of --config, else " + config.DefaultRealm},
 			&cli.StringFlag{Name: flagConfig, Aliases: []string{"c"}, TakesFile: true, Usage: "read the realm from the TOML `FILE`"},
 		},
 		OnUsageError: usageError,
@@ -255,21 +267,21 @@ func credentialHashAction(_ context.Context, cmd *cli.Command) error {
 	if err := checkUsersFileName(user); err != nil {
 		return fmt.Errorf("--%s %q: %w", flagUser, user, err)
 	}
-	realm := defaultRealm
+	realm := config.DefaultRealm
 	if path := cmd.String(flagConfig); path != "" {
-		c, err := Load(path)
+		c, err := config.Load(path)
 		if err != nil {
 			return err
 		}
-		if r, _ := c.Declared["realm"].(string); r != "" {
+		if r, _ := c["realm"].(string); r != "" {
 			realm = r
 		}
 	}
 	if cmd.IsSet(flagRealm) {
 		realm = cmd.String(flagRealm)
 	}
-	if realm == "" || len(realm) > maxRealmLen || strings.ContainsFunc(realm, isControlOrQuote) {
-		return fmt.Errorf("--%s %q: write the server's realm: at most %d printable characters without '\"'", flagRealm, realm, maxRealmLen)
+	if realm == "" || len(realm) > config.MaxRealmLen || strings.ContainsFunc(realm, config.BadRealmRune) {
+		return fmt.Errorf("--%s %q: write the server's realm: at most %d printable characters without '\"'", flagRealm, realm, config.MaxRealmLen)
 	}
 	root := cmd.Root()
 	password, err := readPassword(root.Reader, root.ErrWriter)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"encoding/json"
+	"github.com/postern/postern/config"
 	"strconv"
 	"strings"
 	"testing"
@@ -90,7 +91,7 @@ func TestCredentialJSON(t *testing.T) {
 		t.Errorf("output %q: want one line", out)
 	}
 	// The defaults: user postern, 24 h.
-	checkREST(t, got.Username, got.Credential, "s3cret", defaultICEUser, time.Now().Add(24*time.Hour))
+	checkREST(t, got.Username, got.Credential, "s3cret", config.DefaultICEUser, time.Now().Add(24*time.Hour))
 	if exp, err := time.Parse(time.RFC3339, got.Expires); err != nil || !strings.HasSuffix(got.Expires, "Z") ||
 		strconv.FormatInt(exp.Unix(), 10)+":postern" != got.Username {
 		t.Errorf("expires %q (%v) does not match username %q", got.Expires, err, got.Username)
@@ -191,7 +192,7 @@ func TestShellQuote(t *testing.T) {
 }
 
 func TestCredentialHash(t *testing.T) {
-	config := writeFile(t, "c.toml", "realm = \"from.config\"\n")
+	cfg := writeFile(t, "c.toml", "realm = \"from.config\"\n")
 	tests := []struct {
 		name, stdin   string
 		args          []string
@@ -199,10 +200,10 @@ func TestCredentialHash(t *testing.T) {
 		wantPassword  string
 		wantErrSubstr string
 	}{
-		{name: "default realm", stdin: "wonderland\n", args: []string{"--user", "alice"}, user: "alice", realm: defaultRealm, wantPassword: "wonderland"},
+		{name: "default realm", stdin: "wonderland\n", args: []string{"--user", "alice"}, user: "alice", realm: config.DefaultRealm, wantPassword: "wonderland"},
 		{name: "explicit realm, CRLF", stdin: "pass word\r\n", args: []string{"--user", "bob", "--realm", "turn.example.org"}, user: "bob", realm: "turn.example.org", wantPassword: "pass word"},
-		{name: "no newline", stdin: "x:y", args: []string{"--user", "c", "--config", config}, user: "c", realm: "from.config", wantPassword: "x:y"},
-		{name: "flag beats config", stdin: "p\n", args: []string{"--user", "c", "--config", config, "--realm", "r2"}, user: "c", realm: "r2", wantPassword: "p"},
+		{name: "no newline", stdin: "x:y", args: []string{"--user", "c", "--config", cfg}, user: "c", realm: "from.config", wantPassword: "x:y"},
+		{name: "flag beats config", stdin: "p\n", args: []string{"--user", "c", "--config", cfg, "--realm", "r2"}, user: "c", realm: "r2", wantPassword: "p"},
 		{name: "no password", stdin: "", args: []string{"--user", "a"}, wantErrSubstr: "no password"},
 		{name: "empty line", stdin: "\n", args: []string{"--user", "a"}, wantErrSubstr: "no password"},
 		{name: "two lines", stdin: "a\nb\n", args: []string{"--user", "a"}, wantErrSubstr: "more than one line"},

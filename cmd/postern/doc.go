@@ -11,22 +11,20 @@
 //	postern drain [--undo] [--admin ADDR] [--config FILE] [--fleet [--node NAME]]
 //	postern probe HOST [--user NAME --password P | --secret S] [--proxy URL] [--json]
 //
-// The command only turns configuration into typed values and wires the
-// packages together; the domain logic lives in them: package probe is the
-// probe client, package iceapi derives the iceServers URLs and serves the
-// credentials API, package auth mints and checks credentials, package
-// internal/certwatch watches certificate files. A TOML file (Config, read
-// strictly: unknown keys are errors) is read first, then command-line flags override it, then the
-// result is validated into settings and handed to relay.New. Validation
-// errors name both the TOML key and the flag and say how to fix the value.
-// SIGHUP makes serve read and validate the configuration again and swap in
-// the credentials, the peer policy and the credentials API's settings
-// without touching an allocation (reload.go). serve also runs the admin
-// listener (package admin: metrics, health, sessions; operate.go), which
-// sessions and kick talk to, and tells systemd when it is ready. With
-// [cluster], serve joins a fleet (package cluster; all of its wiring is
-// cluster.go), and sessions, kick and drain --fleet reach every node
-// through the fleet's Redis.
+// The command is only CLI wiring: flags and actions over the packages that
+// hold the logic. Package config declares every setting (the flags of
+// serve are config.Flags), reads the TOML file strictly, validates
+// (config.Resolve; errors name the TOML key and the flag and say how to
+// fix the value) and runs check-config (config.Check); package node runs a
+// node from the resolved settings: the relay, the admin listener, the
+// credentials API, SIGHUP reload, SIGUSR1/SIGTERM drain, certificate
+// watching, pprof and the systemd notification. Package probe is the probe
+// client, package iceapi derives the iceServers URLs, mints their JSON and
+// serves the credentials API, package auth mints and checks credentials,
+// and admin.Client is what sessions, kick and drain talk to. With
+// [cluster], the node joins a fleet (package cluster, wired in by
+// node/cluster.go), and sessions, kick and drain --fleet reach every node
+// through the fleet's Redis (cluster.go).
 //
 // Invariants: no package-level mutable state (flag values are read from the
 // *cli.Command inside the action, so the command can run many times in one

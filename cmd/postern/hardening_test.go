@@ -1,87 +1,14 @@
 package main
 
 import (
-	"context"
-	"io"
-	"log/slog"
 	"net/netip"
-	"os"
 	"strings"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/postern/postern/config"
 	"github.com/postern/postern/relay"
 )
-
-// fakeDrainer stands in for relay.Server in the drain sequence.
-type fakeDrainer struct {
-	draining atomic.Bool
-	active   atomic.Int64
-}
-
-func (f *fakeDrainer) SetDraining(d bool) { f.draining.Store(d) }
-func (f *fakeDrainer) Draining() bool     { return f.draining.Load() }
-func (f *fakeDrainer) Stats() relay.Stats {
-	return relay.Stats{AllocationsActive: int(f.active.Load())}
-}
-
-func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
-func TestDrainSequence(t *testing.T) {
-	ended := func(ctx context.Context, within time.Duration) bool {
-		select {
-		case <-ctx.Done():
-			return true
-		case <-time.After(within):
-			return false
-		}
-	}
-	t.Run("no drain: stops with the parent", func(t *testing.T) {
-		parent, cancel := context.WithCancel(context.Background())
-		ctx := drainOn(parent, &fakeDrainer{}, time.Hour, quietLog(), make(chan os.Signal), func() {})
-		cancel()
-		if !ended(ctx, time.Second) {
-			t.Fatal("relay context outlived SIGTERM without a drain")
-		}
-	})
-	t.Run("drain: waits for the last allocation", func(t *testing.T) {
-		f := &fakeDrainer{}
-		f.active.Store(2)
-		trigger := make(chan os.Signal, 1)
-		parent, cancel := context.WithCancel(context.Background())
-		ctx := drainOn(parent, f, time.Hour, quietLog(), trigger, func() {})
-		trigger <- syscall.SIGUSR1
-		deadline := time.Now().Add(time.Second)
-		for !f.Draining() && time.Now().Before(deadline) {
-			time.Sleep(time.Millisecond)
-		}
-		if !f.Draining() {
-			t.Fatal("SIGUSR1 did not start a drain")
-		}
-		cancel() // SIGTERM
-		if ended(ctx, 500*time.Millisecond) {
-			t.Fatal("relay stopped with allocations left during a drain")
-		}
-		f.active.Store(0)
-		if !ended(ctx, 2*time.Second) {
-			t.Fatal("relay did not stop once the last allocation ended")
-		}
-	})
-	t.Run("drain: timeout", func(t *testing.T) {
-		f := &fakeDrainer{}
-		f.active.Store(1)
-		f.SetDraining(true)
-		parent, cancel := context.WithCancel(context.Background())
-		ctx := drainOn(parent, f, 300*time.Millisecond, quietLog(), make(chan os.Signal), func() {})
-		cancel()
-		if !ended(ctx, 2*time.Second) {
-			t.Fatal("drain timeout did not stop the relay")
-		}
-	})
-}
 
 func TestHardeningValidation(t *testing.T) {
 	for _, tc := range []struct{ toml, mention string }{
@@ -94,9 +21,9 @@ func TestHardeningValidation(t *testing.T) {
 		{"[drain]\nalternate_server = \"turn.example.org\"", "drain.alternate_server (--alternate-server)"},
 	} {
 		path := writeFile(t, "postern.toml", tc.toml)
-		c, err := Load(path)
+		c, err := config.Load(path)
 		if err == nil {
-			_, err = c.settings()
+			_, err = config.Resolve(config.Settings(), c)
 		}
 		if err == nil || !strings.Contains(err.Error(), tc.mention) {
 			t.Errorf("%q: error %v, want one naming %q", tc.toml, err, tc.mention)
@@ -117,7 +44,7 @@ func TestHardeningFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got relay.Config
-	config.Apply(config.Settings(), s.declared, &got)
+	config.Apply(config.Settings(), s, &got)
 	want := relay.Config{
 		IPQuota: 2, TotalQuota: 9, AllocationBandwidth: 1000, UserBandwidth: 2000,
 		UnauthenticatedRate: 0, UnauthenticatedBurst: 3, BindingRate: 7.5, BindingBurst: 8, MaxConns: 0, MaxConnsPerIP: 4,
@@ -127,7 +54,7 @@ func TestHardeningFlags(t *testing.T) {
 	if g, w := limitsOf(got), limitsOf(want); g != w {
 		t.Errorf("limits\n got %+v\nwant %+v", g, w)
 	}
-	if d := config.Get(config.Settings(), s.declared, "drain.timeout"); d != 5*time.Second {
+	if d := config.Get(config.Settings(), s, "drain.timeout"); d != 5*time.Second {
 		t.Errorf("drain.timeout = %v, want 5s", d)
 	}
 }
@@ -146,21 +73,4 @@ type limits struct {
 func limitsOf(c relay.Config) limits {
 	return limits{c.IPQuota, c.TotalQuota, c.AllocationBandwidth, c.UserBandwidth, c.UnauthenticatedRate, c.BindingRate,
 		c.UnauthenticatedBurst, c.BindingBurst, c.MaxConns, c.MaxConnsPerIP, c.HandshakeTimeout, c.IdleTimeout, c.AlternateServer}
-}
-
-// TestCheckConfigTypeHints: check-config explains the expected type of the
-// newer keys (optional ints, int64, float, bool) as it does for the others.
-func TestCheckConfigTypeHints(t *testing.T) {
-	for key, want := range map[string]string{
-		"max_conns":            "a whole number without quotes",
-		"allocation_bandwidth": "a whole number without quotes",
-		"unauthenticated_rate": "a number without quotes",
-	} {
-		if got := expectedType([]string{"limits", key}); !strings.Contains(got, want) {
-			t.Errorf("expectedType(limits.%s) = %q, want %q", key, got, want)
-		}
-	}
-	if got := expectedType([]string{"tls", "acme"}); got != "true or false, without quotes" {
-		t.Errorf("expectedType(tls.acme) = %q", got)
-	}
 }

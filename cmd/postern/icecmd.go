@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -11,25 +9,14 @@ import (
 
 	"github.com/urfave/cli/v3"
 
+	"github.com/postern/postern/config"
 	"github.com/postern/postern/iceapi"
+	"github.com/postern/postern/node"
 	"github.com/postern/postern/relay"
 )
 
-// iceServers is the JSON a WebRTC application passes to RTCPeerConnection:
-// {"iceServers":[{"urls":[...],"username":"...","credential":"..."}]}
-// (W3C WebRTC 1.0, RTCConfiguration and RTCIceServer). The credentials API
-// serves the same type.
-type iceServers = iceapi.Configuration
-
-// iceServer is one RTCIceServer. Browsers ignore the credentials for stun:
-// URLs, so one entry carries every URL of the server.
+// iceServer is one RTCIceServer of the iceServers JSON (iceapi.Configuration).
 type iceServer = iceapi.ICEServer
-
-// restCredentialTTL is how long the credential printed at start stays valid.
-const restCredentialTTL = 24 * time.Hour
-
-// restCredentialUser is the USER part of the printed EXPIRY:USER username.
-const restCredentialUser = "postern"
 
 // iceServersCommand returns "ice-servers": print the iceServers JSON that
 // RTCPeerConnection takes, with a fresh credential.
@@ -66,6 +53,10 @@ func iceServersAction(_ context.Context, cmd *cli.Command) error {
 		return err
 	}
 	haveConfig := cmd.String(flagConfig) != ""
+	file, err := config.Resolve(config.Subset("relay.ip", "relay.external_ip"), m.config)
+	if err != nil {
+		return fmt.Errorf("config %s: %w", cmd.String(flagConfig), err)
+	}
 
 	var specs []relay.ListenSpec
 	switch {
@@ -73,28 +64,26 @@ func iceServersAction(_ context.Context, cmd *cli.Command) error {
 		if specs, err = parsePortSpecs(cmd.StringSlice(flagPorts)); err != nil {
 			return err
 		}
-	case len(m.config.Listen) > 0:
-		for _, v := range m.config.Listen {
-			spec, err := relay.ParseListenSpec(v)
-			if err != nil {
-				return fmt.Errorf("config %s: listen: %w", cmd.String(flagConfig), err)
-			}
-			specs = append(specs, spec)
-		}
 	default:
-		specs = relay.DefaultListeners()
+		// From the file (validated for the keys read here only), else the
+		// default listeners.
+		if file, err = config.Resolve(config.Subset("listen", "relay.ip", "relay.external_ip"), m.config); err != nil {
+			return fmt.Errorf("config %s: %w", cmd.String(flagConfig), err)
+		}
+		specs, _ = config.Listeners(file)
 	}
 
 	name := ""
 	if cmd.IsSet(flagHost) {
-		if name, err = parseICEHost(cmd.String(flagHost)); err != nil {
+		if name, err = config.ICEHost(cmd.String(flagHost)); err != nil {
 			return fmt.Errorf("--%s: %w", flagHost, err)
 		}
 	} else if haveConfig {
-		ice, _ := parseICESettings(m.config.ICEServers) // validated by loadMinting
-		name = ice.host
-		if name == "" && m.config.TLS.ACME && len(m.config.TLS.Domains) > 0 {
-			name, _ = hostName(m.config.TLS.Domains[0]) // turns: must name the ACME certificate's domain
+		ice, _ := iceOf(m.config) // validated by loadMinting
+		name = ice.Host
+		acme, _ := m.config["tls.acme"].(bool)
+		if domains, _ := m.config["tls.domains"].([]string); name == "" && acme && len(domains) > 0 {
+			name, _ = config.HostName(domains[0]) // turns: must name the ACME certificate's domain
 		}
 	} else {
 		return fmt.Errorf("give --%s NAME, the DNS name or address clients dial, or --%s FILE to derive it from the server's configuration", flagHost, flagConfig)
@@ -103,12 +92,8 @@ func iceServersAction(_ context.Context, cmd *cli.Command) error {
 	var policy iceapi.HostPolicy
 	if name == "" {
 		// From the configuration, as the running server advertises it.
-		if policy.External, err = m.config.Relay.ExternalIP.advertisedHost(); err != nil {
-			return fmt.Errorf("config %s: %w", cmd.String(flagConfig), err)
-		}
-		if policy.Relay, policy.Relay6, err = parseRelayIPs(m.config.Relay.IP); err != nil {
-			return fmt.Errorf("config %s: %w", cmd.String(flagConfig), err)
-		}
+		policy.External = config.AdvertisedHost(file)
+		policy.Relay, policy.Relay6 = config.RelayIPs(file)
 		told := false
 		policy.Primary = func() (netip.Addr, error) {
 			ip, err := relay.PrimaryIP()
@@ -121,30 +106,14 @@ func iceServersAction(_ context.Context, cmd *cli.Command) error {
 	}
 	urls, err := iceapi.SpecURLs(specs, name, policy)
 	if err != nil {
-		return withExternalIPHint(err)
+		return node.WithExternalIPHint(err)
 	}
-	b, err := mintICEServers(urls, m.secret, m.user, m.ttl, time.Now())
+	b, err := iceapi.MintJSON(urls, m.secret, m.user, m.ttl, time.Now())
 	if err != nil {
 		return err
 	}
 	_, err = fmt.Fprintf(cmd.Root().Writer, "%s\n", b)
 	return err
-}
-
-// mintICEServers returns the iceServers JSON for urls with a TURN REST API
-// credential for user, minted from secret and valid for ttl from now.
-func mintICEServers(urls []string, secret, user string, ttl time.Duration, now time.Time) ([]byte, error) {
-	b, err := json.Marshal(mintConfiguration(urls, secret, user, ttl, now))
-	if err != nil {
-		return nil, fmt.Errorf("iceServers JSON: %w", err)
-	}
-	return b, nil
-}
-
-// mintConfiguration is the RTCConfiguration for urls with a fresh REST
-// credential for user, valid for ttl from now.
-func mintConfiguration(urls []string, secret, user string, ttl time.Duration, now time.Time) iceServers {
-	return iceapi.RESTConfiguration(urls, secret, user, ttl, now)
 }
 
 // parsePortSpecs parses --ports values: SCHEME:PORT (udp:3478) or a listen
@@ -169,35 +138,4 @@ func parsePortSpecs(values []string) ([]relay.ListenSpec, error) {
 		specs = append(specs, spec)
 	}
 	return specs, nil
-}
-
-// advertisedURLs returns the URLs of the bound listeners as clients dial
-// them: with ice_servers.host when set (else the ACME certificate's domain),
-// else with the address iceapi.HostPolicy picks (the start-up printout and
-// the credentials API use this).
-func advertisedURLs(bound []relay.BoundListener, s settings) ([]string, error) {
-	host := s.ice.host
-	if host == "" && s.port443.acme {
-		// turns: URLs must name what the ACME certificate is for.
-		host = s.port443.domains[0]
-	}
-	urls, err := iceapi.BoundURLs(bound, host, iceapi.HostPolicy{External: s.externalIP, Relay: s.relayIP, Relay6: s.relayIP6,
-		Primary: relay.PrimaryIP, Primary6: relay.PrimaryIP6})
-	if err != nil {
-		return nil, withExternalIPHint(err)
-	}
-	return urls, nil
-}
-
-// withExternalIPHint adds to an iceapi.NoAddressError the flag that fixes
-// it.
-func withExternalIPHint(err error) error {
-	var noAddr *iceapi.NoAddressError
-	switch {
-	case !errors.As(err, &noAddr):
-		return err
-	case noAddr.Err == nil:
-		return fmt.Errorf("%w: set --%s", err, flagExternalIP)
-	}
-	return fmt.Errorf("%w (set --%s)", err, flagExternalIP)
 }

@@ -2,33 +2,29 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
-	"net"
-	"net/netip"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/postern/postern/iceapi"
-	"github.com/postern/postern/relay"
 )
 
-// decodeICEServers decodes iceServers JSON strictly: nothing but the
+// decodeICEServers decodes iceapi.Configuration JSON strictly: nothing but the
 // members of RTCConfiguration and RTCIceServer.
 func decodeICEServers(t *testing.T, out string) iceServer {
 	t.Helper()
 	if strings.Count(out, "\n") != 1 || !strings.HasSuffix(out, "\n") {
 		t.Fatalf("output %q: want one line", out)
 	}
-	var doc iceServers
+	var doc iceapi.Configuration
 	dec := json.NewDecoder(strings.NewReader(out))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&doc); err != nil {
 		t.Fatalf("%q: %v", out, err)
 	}
 	if len(doc.ICEServers) != 1 {
-		t.Fatalf("iceServers %+v: want one entry", doc.ICEServers)
+		t.Fatalf("iceapi.Configuration %+v: want one entry", doc.ICEServers)
 	}
 	return doc.ICEServers[0]
 }
@@ -150,45 +146,5 @@ func TestICEServersErrors(t *testing.T) {
 				t.Errorf("stdout %q on error", out)
 			}
 		})
-	}
-}
-
-func TestParseICEHost(t *testing.T) {
-	for in, want := range map[string]string{
-		"turn.example.org":  "turn.example.org",
-		"TURN.Example.org.": "turn.example.org",
-		"192.0.2.1":         "192.0.2.1",
-		"::ffff:192.0.2.1":  "192.0.2.1",
-		"[2001:db8::1]":     "2001:db8::1",
-		"localhost":         "localhost",
-	} {
-		if got, err := parseICEHost(in); err != nil || got != want {
-			t.Errorf("parseICEHost(%q) = %q, %v; want %q", in, got, err, want)
-		}
-	}
-	for _, in := range []string{"", "-a.example", "a..b", "a_b.example", "fe80::1%eth0", "ff02::1", strings.Repeat("a", 64) + ".example"} {
-		if got, err := parseICEHost(in); err == nil {
-			t.Errorf("parseICEHost(%q) = %q, want an error", in, got)
-		}
-	}
-}
-
-// TestExternalIPHint: when no address can be advertised, the error says
-// which flag fixes it, in the words it had before URL derivation moved to
-// iceapi; other errors pass unchanged.
-func TestExternalIPHint(t *testing.T) {
-	bound := []relay.BoundListener{{Kind: relay.UDP, Addr: &net.UDPAddr{IP: net.IPv4zero, Port: 3478}}}
-	_, err := iceapi.BoundURLs(bound, "", iceapi.HostPolicy{})
-	if got, want := withExternalIPHint(err).Error(), "listener on 0.0.0.0: no address to advertise: set --external-ip"; got != want {
-		t.Errorf("no primary: %q, want %q", got, want)
-	}
-	failing := func() (netip.Addr, error) { return netip.Addr{}, errors.New("no route") }
-	_, err = iceapi.BoundURLs(bound, "", iceapi.HostPolicy{Primary: failing})
-	if got, want := withExternalIPHint(err).Error(), "listener on 0.0.0.0: finding this host's address: no route (set --external-ip)"; got != want {
-		t.Errorf("primary fails: %q, want %q", got, want)
-	}
-	other := errors.New("other")
-	if withExternalIPHint(other) != other || withExternalIPHint(nil) != nil {
-		t.Error("an error without NoAddressError was changed")
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/postern/postern/config"
 	"net/netip"
 	"strings"
 	"testing"
@@ -45,7 +46,8 @@ func TestRelayIPFamilies(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := [2]netip.Addr{s.relayIP, s.relayIP6}; got != tc.want {
+			if first, second := config.RelayIPs(s); [2]netip.Addr{first, second} != tc.want {
+				got := [2]netip.Addr{first, second}
 				t.Errorf("relay IPs %v, want %v", got, tc.want)
 			}
 		})
@@ -56,8 +58,8 @@ func TestRelayIPFamilies(t *testing.T) {
 func TestDefaultFamilySetting(t *testing.T) {
 	for value, want := range map[string]relay.Family{"ipv4": relay.FamilyIPv4, "IPv6": relay.FamilyIPv6, "keep": relay.FamilyKeep} {
 		s, err := settingsFor(t, "--config", writeFile(t, "c.toml", "[relay]\ndefault_family = \""+value+"\"\n"))
-		if err != nil || s.defaultFamily != want {
-			t.Errorf("default_family %q: %v (%v), want %v", value, s.defaultFamily, err, want)
+		if got := relayOf(s).DefaultFamily; err != nil || got != want {
+			t.Errorf("default_family %q: %v (%v), want %v", value, got, err, want)
 		}
 	}
 	if _, err := settingsFor(t, "--config", writeFile(t, "c.toml", "[relay]\ndefault_family = \"ipx\"\n")); err == nil ||

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/postern/postern/config"
 	"net"
 	"net/http"
 	"os"
@@ -25,12 +26,12 @@ func TestOperationsSettings(t *testing.T) {
 		ext      string // ExternalIPs.String()
 		auto     bool
 		stun     []string
-		admin    adminSettings
-		hostIP   string // settings.externalIP
+		admin    config.Admin
+		hostIP   string // config.AdvertisedHost
 		wantErr  string
 		wantNone bool // no admin listener
 	}{
-		{name: "defaults", admin: adminSettings{listen: "127.0.0.1:9641"}, stun: defaultSTUNServers()},
+		{name: "defaults", admin: config.Admin{Listen: "127.0.0.1:9641"}, stun: []string{"stun.l.google.com:19302", "stun.cloudflare.com:3478"}},
 		{name: "one address", toml: "[relay]\nexternal_ip = \"203.0.113.7\"\n", ext: "203.0.113.7", hostIP: "203.0.113.7"},
 		{name: "list", toml: "[relay]\nexternal_ip = [\"2001:db8::7\", \"203.0.113.7\", \"10.0.0.5=198.51.100.1\"]\n",
 			ext: "203.0.113.7, 2001:db8::7, 10.0.0.5=198.51.100.1", hostIP: "203.0.113.7"},
@@ -44,14 +45,14 @@ func TestOperationsSettings(t *testing.T) {
 			args: []string{"--external-ip", "auto", "--external-ip", "10.0.0.5=198.51.100.1", "--stun-server", "[::1]:3478"},
 			ext:  "10.0.0.5=198.51.100.1", hostIP: "198.51.100.1", auto: true, stun: []string{"[::1]:3478"}},
 		{name: "admin from the file", toml: "[admin]\nlisten = \"0.0.0.0:9000\"\ntoken = \"tok\"\n",
-			admin: adminSettings{listen: "0.0.0.0:9000", explicit: true, token: "tok"}},
+			admin: config.Admin{Listen: "0.0.0.0:9000", Explicit: true, Token: "tok"}},
 		{name: "admin default address written out", toml: "[admin]\nlisten = \"127.0.0.1:9641\"\n",
-			admin: adminSettings{listen: "127.0.0.1:9641"}},
+			admin: config.Admin{Listen: "127.0.0.1:9641"}},
 		{name: "admin off in the file", toml: "[admin]\nlisten = \"off\"\n", wantNone: true},
 		{name: "admin off by an empty flag", args: []string{"--admin", ""}, wantNone: true},
 		{name: "admin off by flag", args: []string{"--admin", "off"}, wantNone: true},
 		{name: "admin flags win", toml: "[admin]\nlisten = \"off\"\n", args: []string{"--admin", "[::1]:0", "--admin-token", "t2"},
-			admin: adminSettings{listen: "[::1]:0", explicit: true, token: "t2"}},
+			admin: config.Admin{Listen: "[::1]:0", Explicit: true, Token: "t2"}},
 
 		{name: "bad external address", toml: "[relay]\nexternal_ip = \"public\"\n", wantErr: "relay.external_ip (--external-ip)"},
 		{name: "external_ip of the wrong type", toml: "[relay]\nexternal_ip = 7\n", wantErr: "auto"},
@@ -77,26 +78,28 @@ func TestOperationsSettings(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := s.externalIPs.String(); got != tt.ext {
+			r := relayOf(s)
+			if got := r.ExternalIP.String(); got != tt.ext {
 				t.Errorf("external IPs %q, want %q", got, tt.ext)
 			}
-			if s.externalAuto != tt.auto {
-				t.Errorf("auto = %v, want %v", s.externalAuto, tt.auto)
+			if config.ExternalAuto(s) != tt.auto {
+				t.Errorf("auto = %v, want %v", config.ExternalAuto(s), tt.auto)
 			}
-			if tt.stun != nil && strings.Join(s.stunServers, " ") != strings.Join(tt.stun, " ") {
-				t.Errorf("STUN servers %v, want %v", s.stunServers, tt.stun)
+			stun := config.Get(config.Settings(), s, "relay.stun_servers").([]string)
+			if tt.stun != nil && strings.Join(stun, " ") != strings.Join(tt.stun, " ") {
+				t.Errorf("STUN servers %v, want %v", stun, tt.stun)
 			}
-			if (len(s.stunDiscovery()) > 0) != tt.auto {
-				t.Errorf("stunDiscovery() = %v with auto %v", s.stunDiscovery(), tt.auto)
+			if (len(r.DiscoverExternalIP) > 0) != tt.auto {
+				t.Errorf("DiscoverExternalIP = %v with auto %v", r.DiscoverExternalIP, tt.auto)
 			}
 			want := tt.admin
-			if want == (adminSettings{}) && !tt.wantNone {
-				want = adminSettings{listen: defaultAdminListen}
+			if want == (config.Admin{}) && !tt.wantNone {
+				want = config.Admin{Listen: config.DefaultAdminListen}
 			}
-			if s.admin != want {
-				t.Errorf("admin %+v, want %+v", s.admin, want)
+			if a := config.AdminOf(s); a != want {
+				t.Errorf("admin %+v, want %+v", a, want)
 			}
-			if got := s.externalIP; (tt.hostIP == "" && got.IsValid()) || (tt.hostIP != "" && got.String() != tt.hostIP) {
+			if got := config.AdvertisedHost(s); (tt.hostIP == "" && got.IsValid()) || (tt.hostIP != "" && got.String() != tt.hostIP) {
 				t.Errorf("ICE host address %v, want %q", got, tt.hostIP)
 			}
 		})
@@ -106,13 +109,13 @@ func TestOperationsSettings(t *testing.T) {
 // TestAdminTokenFromEnvironment: the token can come from the environment,
 // out of reach of ps.
 func TestAdminTokenFromEnvironment(t *testing.T) {
-	t.Setenv(envAdminToken, "from-env")
+	t.Setenv(config.EnvAdminToken, "from-env")
 	s, err := settingsFor(t)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.admin.token != "from-env" {
-		t.Errorf("admin token %q, want it from $%s", s.admin.token, envAdminToken)
+	if tok := config.AdminOf(s).Token; tok != "from-env" {
+		t.Errorf("admin token %q, want it from $%s", tok, config.EnvAdminToken)
 	}
 }
 
@@ -324,7 +327,7 @@ func TestAdminBindFailure(t *testing.T) {
 
 	// The default address: hold it, if nobody else does, and expect a
 	// warning instead of an error.
-	if def, err := net.Listen("tcp", defaultAdminListen); err == nil {
+	if def, err := net.Listen("tcp", config.DefaultAdminListen); err == nil {
 		defer def.Close()
 	}
 	r := startServe(t, "--listen", "udp://127.0.0.1:0", "--user", "a:b", "--log-format", "json")

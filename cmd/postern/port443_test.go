@@ -2,12 +2,11 @@ package main
 
 import (
 	"bufio"
+	"github.com/postern/postern/node"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strconv"
@@ -22,14 +21,8 @@ import (
 	"github.com/postern/postern/relay"
 )
 
-// webOf is the relay's [web] configuration of s: turn_hosts from
-// s.port443, the declared [web] keys from s.declared (as serve puts them
-// together).
-func webOf(s settings) relay.WebConfig {
-	c := relay.Config{Web: s.port443.web}
-	config.Apply(config.Settings(), s.declared, &c)
-	return c.Web
-}
+// webOf is the relay's [web] configuration of s.
+func webOf(s config.Values) relay.WebConfig { return relayOf(s).Web }
 
 func TestPort443Settings(t *testing.T) {
 	t.Run("flags", func(t *testing.T) {
@@ -41,21 +34,19 @@ func TestPort443Settings(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := port443Settings{
-			web: relay.WebConfig{Backend: "127.0.0.1:8443", BackendProxyProtocol: true,
-				TURNHosts:   []string{"turn.example.org", "turn2.example.org"},
-				IdleTimeout: relay.DefaultWebIdleTimeout, MaxConns: relay.DefaultWebMaxConns},
-			proxyFrom:   []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8::1/128")},
-			acme:        true,
-			domains:     []string{"turn.example.org"},
-			acmeCA:      "https://ca.test/dir",
-			acmeEmail:   "ops@example.org",
-			acmeStorage: "/var/lib/postern/acme",
-			acmeCARoot:  "/etc/ca.pem",
+		wantWeb := relay.WebConfig{Backend: "127.0.0.1:8443", BackendProxyProtocol: true,
+			TURNHosts:   []string{"turn.example.org", "turn2.example.org"},
+			IdleTimeout: relay.DefaultWebIdleTimeout, MaxConns: relay.DefaultWebMaxConns}
+		if got := webOf(s); !reflect.DeepEqual(got, wantWeb) {
+			t.Errorf("web %+v\nwant %+v", got, wantWeb)
 		}
-		s.port443.web = webOf(s)
-		if !reflect.DeepEqual(s.port443, want) {
-			t.Errorf("got  %+v\nwant %+v", s.port443, want)
+		if got, want := relayOf(s).ProxyProtocolFrom, []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8::1/128")}; !reflect.DeepEqual(got, want) {
+			t.Errorf("proxy_protocol_from %v, want %v", got, want)
+		}
+		wantACME := config.ACME{Domains: []string{"turn.example.org"}, CA: "https://ca.test/dir", Email: "ops@example.org",
+			Storage: "/var/lib/postern/acme", CARoot: "/etc/ca.pem"}
+		if got := config.ACMEOf(s); !reflect.DeepEqual(got, wantACME) {
+			t.Errorf("ACME %+v\nwant %+v", got, wantACME)
 		}
 	})
 	t.Run("file, and a flag over it", func(t *testing.T) {
@@ -72,11 +63,10 @@ turn_hosts = ["a.example.org"]
 		if err != nil {
 			t.Fatal(err)
 		}
-		p := s.port443
-		p.web = webOf(s)
-		if p.web.Backend != "127.0.0.1:9443" || !reflect.DeepEqual(p.web.TURNHosts, []string{"a.example.org"}) ||
-			len(p.proxyFrom) != 1 || !p.acme || len(p.domains) != 2 || p.acmeCA != defaultACMECA {
-			t.Errorf("settings %+v", p)
+		web, acme := webOf(s), config.ACMEOf(s)
+		if web.Backend != "127.0.0.1:9443" || !reflect.DeepEqual(web.TURNHosts, []string{"a.example.org"}) ||
+			len(relayOf(s).ProxyProtocolFrom) != 1 || len(acme.Domains) != 2 || acme.CA != relay.DefaultACMECA {
+			t.Errorf("settings %+v %+v", web, acme)
 		}
 	})
 	t.Run("defaults", func(t *testing.T) {
@@ -84,10 +74,9 @@ turn_hosts = ["a.example.org"]
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := port443Settings{web: relay.WebConfig{IdleTimeout: relay.DefaultWebIdleTimeout, MaxConns: relay.DefaultWebMaxConns}}
-		s.port443.web = webOf(s)
-		if !reflect.DeepEqual(s.port443, want) {
-			t.Errorf("defaults %+v, want nothing shared, no PROXY protocol, no ACME", s.port443)
+		want := relay.WebConfig{IdleTimeout: relay.DefaultWebIdleTimeout, MaxConns: relay.DefaultWebMaxConns}
+		if got := webOf(s); !reflect.DeepEqual(got, want) || relayOf(s).ProxyProtocolFrom != nil || config.ACMEOf(s).Domains != nil {
+			t.Errorf("defaults %+v, want nothing shared, no PROXY protocol, no ACME", got)
 		}
 	})
 }
@@ -149,30 +138,6 @@ func TestPort443BadValues(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-func TestACMEConfig(t *testing.T) {
-	dir := t.TempDir()
-	t.Setenv("STATE_DIRECTORY", dir)
-	p := port443Settings{acme: true, domains: []string{"a.example.org"}, acmeCA: defaultACMECA}
-	conf, err := p.acmeConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if conf.Storage != filepath.Join(dir, "acme") || conf.RootCAs != nil || conf.CA != defaultACMECA {
-		t.Errorf("config %+v", conf)
-	}
-	if fi, err := os.Stat(conf.Storage); err != nil || fi.Mode().Perm() != 0o700 {
-		t.Errorf("storage directory: %v %v, want mode 0700", fi, err)
-	}
-
-	p.acmeCARoot = writeFile(t, "root.pem", "not a certificate")
-	if _, err := p.acmeConfig(); err == nil || !strings.Contains(err.Error(), "tls.acme_ca_root") {
-		t.Errorf("a root file without PEM: err = %v", err)
-	}
-	if conf, err := (port443Settings{}).acmeConfig(); conf != nil || err != nil {
-		t.Errorf("ACME off: %v %v", conf, err)
 	}
 }
 
@@ -257,7 +222,7 @@ func TestICEURLsNameTheACMEDomain(t *testing.T) {
 		t.Fatal(err)
 	}
 	bound := []relay.BoundListener{{Kind: relay.TCPTLS, Addr: &net.TCPAddr{IP: net.IPv4zero, Port: 443}}}
-	urls, err := advertisedURLs(bound, s)
+	urls, err := node.AdvertisedURLs(bound, s, netip.Addr{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,12 +20,12 @@ func TestQUICSettingsFileAndFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := config.Values{"web.quic_backend": "127.0.0.1:8443", "web.quic_max_flows": -1, "web.quic_idle_timeout": 90 * time.Second}
-	if len(s.declared) != len(want) {
-		t.Errorf("declared = %v, want %v", s.declared, want)
+	if len(s) != len(want) {
+		t.Errorf("declared = %v, want %v", s, want)
 	}
 	for k, v := range want {
-		if s.declared[k] != v {
-			t.Errorf("%s = %v, want %v", k, s.declared[k], v)
+		if s[k] != v {
+			t.Errorf("%s = %v, want %v", k, s[k], v)
 		}
 	}
 	if _, err := settingsFor(t, "--web-quic-backend-proxy-protocol"); err == nil || !strings.Contains(err.Error(), "web.quic_backend (--web-quic-backend) is not") {
@@ -35,7 +35,7 @@ func TestQUICSettingsFileAndFlags(t *testing.T) {
 
 func TestQUICUnknownKeyListsDeclared(t *testing.T) {
 	path := writeFile(t, "c.toml", "[web]\nquic_bakend = \"x\"\n")
-	_, err := Load(path)
+	_, err := config.Load(path)
 	if err == nil || !strings.Contains(err.Error(), "unknown key web.quic_bakend") || !strings.Contains(err.Error(), "quic_backend, quic_backend_proxy_protocol") {
 		t.Errorf("Load = %v", err)
 	}
@@ -73,21 +73,13 @@ func TestCheckConfigQUIC(t *testing.T) {
 }
 
 func TestRestartOnlyQUIC(t *testing.T) {
-	running, err := Config{}.settings()
-	if err != nil {
-		t.Fatal(err)
-	}
-	loaded := running
-	loaded.declared = config.Values{"web.quic_backend": "127.0.0.1:8443", "web.quic_max_flows": 5}
-	loaded.declared["realm"] = "other"
-	if got := strings.Join(restartOnly(running, loaded), " "); got != "realm web.quic_backend web.quic_max_flows" {
-		t.Errorf("restartOnly = %q", got)
+	loaded := config.Values{"web.quic_backend": "127.0.0.1:8443", "web.quic_max_flows": 5, "realm": "other"}
+	if got := strings.Join(config.RestartChanged(config.Settings(), nil, loaded), " "); got != "web.quic_backend web.quic_max_flows realm" {
+		t.Errorf("RestartChanged = %q", got)
 	}
 	// A reload keeps the running values of restart-only settings.
-	kept := running
-	takeReloadable(&kept, loaded)
-	if kept.declared != nil {
-		t.Errorf("reload took restart-only values: %v", kept.declared)
+	if kept := config.TakeReloadable(config.Settings(), nil, loaded); kept != nil {
+		t.Errorf("reload took restart-only values: %v", kept)
 	}
 }
 

@@ -3,10 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"net"
-	"net/netip"
 	"os"
 	"strings"
 	"syscall"
@@ -18,9 +16,10 @@ import (
 
 	"github.com/postern/postern/config"
 	"github.com/postern/postern/internal/turntest"
+	"github.com/postern/postern/node"
 )
 
-// inProcess is serve() run directly, so the test can ask it to reload and
+// inProcess is node.Run run directly, so the test can ask it to reload and
 // wait for the result.
 type inProcess struct {
 	logs    *turntest.SyncBuffer
@@ -31,13 +30,13 @@ type inProcess struct {
 
 // loadFile reads and validates the configuration file at path, as serve
 // --config does.
-func loadFile(path string) func() (settings, error) {
-	return func() (settings, error) {
-		c, err := Load(path)
+func loadFile(path string) func() (config.Values, error) {
+	return func() (config.Values, error) {
+		c, err := config.Load(path)
 		if err != nil {
-			return settings{}, err
+			return nil, err
 		}
-		return c.settings()
+		return config.Resolve(config.Settings(), c)
 	}
 }
 
@@ -53,7 +52,7 @@ func startInProcess(t *testing.T, path string) *inProcess {
 	log := slog.New(slog.NewJSONHandler(p.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithCancel(t.Context())
 	go func() {
-		p.done <- serve(ctx, s, log, p.stdout, reloadSource{load: loadFile(path), requests: p.reloads})
+		p.done <- node.Run(ctx, nodeOptions(s, log, p.stdout, node.Reload{Load: loadFile(path), Requests: p.reloads}))
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -319,43 +318,11 @@ func TestReloadRestartOnlySettings(t *testing.T) {
 	if err := p.reload(t); err != nil {
 		t.Fatal(err)
 	}
-	if got := logField(t, p.logs.String(), "configuration reload: these settings changed but take effect only on restart; the running values stay", "keys"); got != "limits.user_quota listen" {
-		// The declared settings (package config) come first.
-		t.Errorf("restart-only keys %q, want \"limits.user_quota listen\"", got)
+	if got := logField(t, p.logs.String(), "configuration reload: these settings changed but take effect only on restart; the running values stay", "keys"); got != "listen limits.user_quota" {
+		// In declaration order.
+		t.Errorf("restart-only keys %q, want \"listen limits.user_quota\"", got)
 	}
 	mustAllocate(t, addr, "bob", "builder").exchange(t, "bob")
-}
-
-// TestReloadKeepsNonces: the authenticator a reload builds accepts nonces
-// issued before it (one nonce key per run), so clients are not sent back
-// for a new nonce by every reload.
-func TestReloadKeepsNonces(t *testing.T) {
-	s, err := Config{Auth: AuthConfig{Secrets: []string{"s"}}}.settings()
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := newLive(s, s.secrets, false, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := netip.MustParseAddr("192.0.2.1")
-	nonce := l.auth.Nonce(client)
-	s.secrets = []string{"other"}
-	next, err := l.newAuth(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := next.CheckNonce(nonce, client); err != nil {
-		t.Errorf("nonce from before the reload: %v", err)
-	}
-	// A second run draws its own key.
-	l2, err := newLive(s, s.secrets, false, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := l2.auth.CheckNonce(nonce, client); err == nil {
-		t.Error("another run accepted the nonce")
-	}
 }
 
 // TestSIGHUP sends a real SIGHUP to this process while `postern serve`
@@ -444,51 +411,4 @@ func TestReloadGeneratedSecret(t *testing.T) {
 		t.Error("the generated secret still works once credentials are configured")
 	}
 	mustAllocate(t, addr, "a", "b")
-}
-
-// TestRestartOnlyNamesEachKey: every restart-only change is named once, and
-// no key is reported as "(other settings)" when the list knows it.
-func TestRestartOnlyNamesEachKey(t *testing.T) {
-	running, err := Config{}.settings()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tc := range []struct {
-		change func(*settings)
-		want   string
-	}{
-		{func(s *settings) { s.admin.listen = "127.0.0.1:9999" }, "admin"},
-		{func(s *settings) { s.declared = config.Values{"limits.ip_quota": 3} }, "limits.ip_quota"},
-		{func(s *settings) { s.declared = config.Values{"drain.timeout": time.Second} }, "drain.timeout"},
-		{func(s *settings) { s.port443.acme = true }, "[web], proxy_protocol_from and tls.acme*"},
-		{func(s *settings) { s.stunServers = []string{"192.0.2.1:3478"} }, "relay.stun_servers"},
-		{func(s *settings) { s.externalAuto = true }, "relay.external_ip"},
-		{func(s *settings) { s.declared = config.Values{"log.format": "json"} }, "log.format"},
-		{func(s *settings) {}, ""},
-	} {
-		loaded := running
-		tc.change(&loaded)
-		if got := strings.Join(restartOnly(running, loaded), " "); got != tc.want {
-			t.Errorf("restartOnly = %q, want %q", got, tc.want)
-		}
-	}
-}
-
-// TestReloadTakesNonceLifetime: auth.nonce_lifetime (declared in package
-// config) changes on a reload, without a restart warning.
-func TestReloadTakesNonceLifetime(t *testing.T) {
-	running, err := Config{}.settings()
-	if err != nil {
-		t.Fatal(err)
-	}
-	loaded := running
-	loaded.declared = config.Values{"auth.nonce_lifetime": 90 * time.Second}
-	if keys := restartOnly(running, loaded); len(keys) != 0 {
-		t.Errorf("restartOnly = %v, want none", keys)
-	}
-	next := running
-	takeReloadable(&next, loaded)
-	if got := config.NonceLifetime(next.declared); got != 90*time.Second {
-		t.Errorf("nonce lifetime after reload = %v, want 90s", got)
-	}
 }

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/postern/postern/relay"
 	"github.com/postern/postern/selftest"
 )
 
@@ -158,8 +157,8 @@ func TestSelftestSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.declared["selftest.enabled"] != true || s.declared["selftest.rate"] != 0.5 || s.declared["selftest.burst"] != 7 {
-		t.Errorf("declared = %v", s.declared)
+	if s["selftest.enabled"] != true || s["selftest.rate"] != 0.5 || s["selftest.burst"] != 7 {
+		t.Errorf("settings = %v", s)
 	}
 	for _, tc := range []struct {
 		args []string
@@ -178,22 +177,5 @@ func TestSelftestSettings(t *testing.T) {
 	// With nothing configured the generated secret mints.
 	if _, err := settingsFor(t, "--selftest"); err != nil {
 		t.Errorf("--selftest alone: %v", err)
-	}
-}
-
-// TestSelftestPorts: the doors' ports follow the listeners.
-func TestSelftestPorts(t *testing.T) {
-	for _, tc := range []struct {
-		listen           []relay.ListenSpec
-		turn, turns, alt int
-	}{
-		{relay.DefaultListeners(), 3478, 5349, 443},
-		{[]relay.ListenSpec{{Kind: relay.UDP, Addr: ":8443"}, {Kind: relay.TCPTLS, Addr: ":8443"}, {Kind: relay.TCP, Addr: "[::1]:3479"}}, 3479, 0, 8443},
-		{[]relay.ListenSpec{{Kind: relay.UDP, Addr: "127.0.0.1:0"}}, 0, 0, 0},
-	} {
-		turn, turns, alt := selftestPorts(tc.listen)
-		if turn != tc.turn || turns != tc.turns || alt != tc.alt {
-			t.Errorf("%v: %d %d %d, want %d %d %d", tc.listen, turn, turns, alt, tc.turn, tc.turns, tc.alt)
-		}
 	}
 }

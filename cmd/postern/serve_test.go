@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"github.com/postern/postern/iceapi"
 	"net"
 	"strings"
 	"testing"
@@ -79,7 +80,7 @@ func runServe(t *testing.T, ctx context.Context, args ...string) error {
 }
 
 // TestServeEndToEnd starts the server with no credentials on loopback
-// listeners with free ports, reads the iceServers JSON it prints, allocates
+// listeners with free ports, reads the iceapi.Configuration JSON it prints, allocates
 // with the printed credential and relays a datagram both ways through it,
 // then cancels the context and expects a clean exit.
 func TestServeEndToEnd(t *testing.T) {
@@ -89,20 +90,20 @@ func TestServeEndToEnd(t *testing.T) {
 		"--allow-peer", "127.0.0.0/8",
 		"--log-level", "debug",
 	)
-	r.waitFor(t, "the iceServers JSON on stdout", func() bool { return strings.Contains(r.stdout.String(), "\n") })
+	r.waitFor(t, "the iceapi.Configuration JSON on stdout", func() bool { return strings.Contains(r.stdout.String(), "\n") })
 
 	out := r.stdout.String()
 	if strings.Count(out, "\n") != 1 {
 		t.Fatalf("stdout is not one line of JSON: %q", out)
 	}
-	var cfg iceServers
+	var cfg iceapi.Configuration
 	dec := json.NewDecoder(strings.NewReader(out))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&cfg); err != nil {
 		t.Fatalf("stdout %q: %v", out, err)
 	}
 	if len(cfg.ICEServers) != 1 {
-		t.Fatalf("iceServers = %+v, want one entry", cfg.ICEServers)
+		t.Fatalf("iceapi.Configuration = %+v, want one entry", cfg.ICEServers)
 	}
 	srv := cfg.ICEServers[0]
 	if len(srv.URLs) != 4 {

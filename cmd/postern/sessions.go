@@ -5,17 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v3"
 
 	"github.com/postern/postern/admin"
+	"github.com/postern/postern/config"
 )
 
 // flagSessionUser selects a user in the sessions and kick commands
@@ -70,21 +68,21 @@ func kickCommand() *cli.Command {
 // adminClient builds the client from the flags, then the --config file,
 // then the defaults.
 func adminClient(cmd *cli.Command) (*admin.Client, error) {
-	addr, token := defaultAdminListen, ""
+	addr, token := config.DefaultAdminListen, ""
 	if path := cmd.String(flagConfig); path != "" {
-		c, err := Load(path)
+		c, err := config.Load(path)
 		if err != nil {
 			return nil, err
 		}
-		switch l := strings.TrimSpace(c.Admin.Listen); {
-		case strings.EqualFold(l, "off"):
+		switch l, _ := c["admin.listen"].(string); {
+		case strings.EqualFold(strings.TrimSpace(l), "off"):
 			if !cmd.IsSet(flagAdmin) {
 				return nil, fmt.Errorf("config %s: the admin listener is off (admin.listen = \"off\"): turn it on, or give --%s ADDR", path, flagAdmin)
 			}
-		case l != "":
-			addr = l
+		case strings.TrimSpace(l) != "":
+			addr = strings.TrimSpace(l)
 		}
-		token = c.Admin.Token
+		token, _ = c["admin.token"].(string)
 	}
 	if cmd.IsSet(flagAdmin) {
 		addr = cmd.String(flagAdmin)
@@ -93,28 +91,9 @@ func adminClient(cmd *cli.Command) (*admin.Client, error) {
 		token = cmd.String(flagAdminToken)
 	}
 	if addr == "" || strings.EqualFold(addr, "off") {
-		return nil, fmt.Errorf("--%s: give the admin listener's HOST:PORT (default %s)", flagAdmin, defaultAdminListen)
+		return nil, fmt.Errorf("--%s: give the admin listener's HOST:PORT (default %s)", flagAdmin, config.DefaultAdminListen)
 	}
-	return &admin.Client{Addr: dialable(addr), Token: token, HTTP: &http.Client{Timeout: 10 * time.Second}}, nil
-}
-
-// dialable turns a listen address into one to dial: a wildcard host (all
-// addresses) becomes loopback.
-func dialable(addr string) string {
-	if strings.Contains(addr, "://") {
-		return addr
-	}
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return addr
-	}
-	switch host {
-	case "", "0.0.0.0":
-		host = "127.0.0.1"
-	case "::":
-		host = "::1"
-	}
-	return net.JoinHostPort(host, port)
+	return &admin.Client{Addr: admin.Dialable(addr), Token: token, HTTP: &http.Client{Timeout: 10 * time.Second}}, nil
 }
 
 func sessionsAction(ctx context.Context, cmd *cli.Command) error {
@@ -138,40 +117,7 @@ func sessionsAction(ctx context.Context, cmd *cli.Command) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(admin.SessionList{Sessions: list})
 	}
-	return printSessions(w, list)
-}
-
-// printSessions writes list as an aligned table.
-func printSessions(w io.Writer, list []admin.Session) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tUSER\tCLIENT\tTRANSPORT\tLISTENER\tRELAYED\tAGE\tLEFT\tPERMS\tCHANS\tTO PEER\tTO CLIENT")
-	for _, s := range list {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n",
-			s.ID, s.User, s.Client, s.Transport, s.Listener, s.Relayed,
-			seconds(s.AgeSeconds), seconds(s.LifetimeLeftSeconds), len(s.Permissions), len(s.Channels),
-			humanBytes(s.ToPeer.Bytes), humanBytes(s.ToClient.Bytes))
-	}
-	if err := tw.Flush(); err != nil {
-		return fmt.Errorf("writing the sessions: %w", err)
-	}
-	return nil
-}
-
-// seconds formats a whole number of seconds as a duration: "1h2m3s".
-func seconds(n int64) string { return (time.Duration(n) * time.Second).String() }
-
-// humanBytes formats a byte count with a binary unit: "512 B", "1.5 KiB".
-func humanBytes(n uint64) string {
-	const unit = 1024
-	if n < unit {
-		return strconv.FormatUint(n, 10) + " B"
-	}
-	div, exp := uint64(unit), 0
-	for m := n / unit; m >= unit && exp < 5; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+	return admin.WriteSessions(w, list)
 }
 
 func kickAction(ctx context.Context, cmd *cli.Command) error {

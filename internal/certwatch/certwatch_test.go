@@ -80,3 +80,39 @@ func TestWatchMissingDirectory(t *testing.T) {
 		t.Fatal("Watch of a missing directory succeeded")
 	}
 }
+
+// TestStartWatchesAtOnce: a file replaced right after Start returns is
+// signalled (no time to set up after it), and done closes with ctx.
+func TestStartWatchesAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	cert := filepath.Join(dir, "cert.pem")
+	if err := os.WriteFile(cert, []byte("old"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	changed := make(chan struct{}, 1)
+	done, err := Start(ctx, changed, slog.New(slog.NewTextHandler(io.Discard, nil)), cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cert+".tmp", []byte("new"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(cert+".tmp", cert); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-changed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a change right after Start was not signalled")
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("done was not closed after the context ended")
+	}
+	if _, err := Start(context.Background(), changed, slog.New(slog.NewTextHandler(io.Discard, nil)), filepath.Join(dir, "nope", "c.pem")); err == nil {
+		t.Error("Start of a missing directory succeeded")
+	}
+}

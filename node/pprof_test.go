@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"context"
@@ -13,13 +13,13 @@ import (
 func TestPprofListener(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	for _, addr := range []string{"0.0.0.0:0", "192.0.2.1:6060", "no-port", "example.com:6060"} {
-		if _, _, err := startPprof(context.Background(), addr, log); err == nil || !strings.Contains(err.Error(), "--pprof") {
-			t.Errorf("startPprof(%q) = %v, want an error naming --pprof", addr, err)
+		if _, _, err := StartPprof(context.Background(), addr, log); err == nil || !strings.Contains(err.Error(), "--pprof") {
+			t.Errorf("StartPprof(%q) = %v, want an error naming --pprof", addr, err)
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	bound, stop, err := startPprof(ctx, "127.0.0.1:0", log)
+	bound, stop, err := StartPprof(ctx, "127.0.0.1:0", log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,9 +1,9 @@
-package main
+package node
 
 import (
-	"crypto/tls"
-	"fmt"
 	"time"
+
+	"github.com/postern/postern/config"
 )
 
 // Certificate files given with tls.cert and tls.key are watched
@@ -21,22 +21,10 @@ func (l *live) reloadCertificate() {
 		return
 	}
 	l.srv.SetCertificate(c)
-	attrs := []any{"cert", l.cur.tlsCert}
+	certFile, _ := config.TLSFiles(l.cur)
+	attrs := []any{"cert", certFile}
 	if c.Leaf != nil {
 		attrs = append(attrs, "not_after", c.Leaf.NotAfter.UTC().Format(time.RFC3339))
 	}
 	l.log.Info("certificate reloaded", attrs...)
-}
-
-// loadCertificate reads the certificate files s configures, or returns nil
-// when it configures none (self-signed or ACME).
-func loadCertificate(s settings) (*tls.Certificate, error) {
-	if s.tlsCert == "" {
-		return nil, nil
-	}
-	c, err := tls.LoadX509KeyPair(s.tlsCert, s.tlsKey)
-	if err != nil {
-		return nil, fmt.Errorf("tls.cert (--%s) / tls.key (--%s): %w", flagTLSCert, flagTLSKey, err)
-	}
-	return &c, nil
 }

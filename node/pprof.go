@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"context"
@@ -12,36 +12,28 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/urfave/cli/v3"
 )
 
-// flagPprof is the opt-in profiling listener. It is a debugging aid for
-// measuring the relay (BENCHMARKS.md), not configuration: it has no TOML key.
-const flagPprof = "pprof"
+// FlagPprof is the opt-in profiling listener's flag. It is a debugging aid
+// for measuring the relay (BENCHMARKS.md), not configuration: it has no
+// TOML key.
+const FlagPprof = "pprof"
 
-func pprofFlag() cli.Flag {
-	return &cli.StringFlag{Name: flagPprof, Category: catLog,
-		Usage: "debug: serve Go profiles on http://`ADDR`/debug/pprof/ (profile?seconds=N, heap, allocs, goroutine, ...); " +
-			"ADDR must be a loopback HOST:PORT",
-		DefaultText: "off"}
-}
-
-// startPprof serves the runtime's profiles on addr, a loopback address,
+// StartPprof serves the runtime's profiles on addr, a loopback address,
 // until ctx is done or stop is called, and returns the bound address. It
 // uses its own mux and runtime/pprof directly, so nothing is registered on
 // http.DefaultServeMux.
-func startPprof(ctx context.Context, addr string, log *slog.Logger) (bound net.Addr, stop func(), err error) {
+func StartPprof(ctx context.Context, addr string, log *slog.Logger) (bound net.Addr, stop func(), err error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return nil, nil, fmt.Errorf("--%s %q: %w (write HOST:PORT, e.g. 127.0.0.1:6060)", flagPprof, addr, err)
+		return nil, nil, fmt.Errorf("--%s %q: %w (write HOST:PORT, e.g. 127.0.0.1:6060)", FlagPprof, addr, err)
 	}
 	if ip, err := netip.ParseAddr(host); host != "localhost" && (err != nil || !ip.IsLoopback()) {
-		return nil, nil, fmt.Errorf("--%s %q: profiles expose the server's internals: listen on a loopback address such as 127.0.0.1:6060", flagPprof, addr)
+		return nil, nil, fmt.Errorf("--%s %q: profiles expose the server's internals: listen on a loopback address such as 127.0.0.1:6060", FlagPprof, addr)
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, nil, fmt.Errorf("--%s %s: %w", flagPprof, addr, err)
+		return nil, nil, fmt.Errorf("--%s %s: %w", FlagPprof, addr, err)
 	}
 	srv := &http.Server{Handler: pprofMux(), ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan struct{})

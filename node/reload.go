@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"context"
@@ -8,8 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
-	"os"
-	"reflect"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -23,8 +21,8 @@ import (
 
 // Reloading the configuration without a restart (SIGHUP).
 //
-// serveAction registers SIGHUP before the server starts, so the signal never
-// kills a running server. On each reload the file and the flags are read
+// The command registers SIGHUP before the server starts, so the signal
+// never kills a running server. On each reload the file and the flags are read
 // and validated again exactly as at start; if anything is wrong the error is
 // logged and the configuration in force stays. Otherwise what can change at
 // run time is swapped in, each piece atomically:
@@ -40,26 +38,17 @@ import (
 //     handshakes; the files are also watched, so a renewal that rewrites
 //     them is picked up without a SIGHUP (certwatch.go);
 //   - [ice_servers], and credentials_api.api_keys, max_ttl and allow_origins:
-//     what the credentials API mints and accepts.
+//     what the credentials API mints and accepts (while its listen address
+//     is unchanged).
 //
-// Everything else needs a restart: a reload that changes it logs a warning
-// naming the keys and keeps the value in force. No allocation is touched.
+// Which settings a reload takes is data: the Restart and ReloadsWith of
+// their declarations (config.TakeReloadable, config.RestartChanged). A
+// reload that changes a restart-only one logs a warning naming the keys
+// and keeps the value in force. No allocation is touched.
 // Their later requests (Refresh, CreatePermission, ChannelBind) are checked
 // against the new credentials, so an allocation made with a secret or user
 // that was removed keeps relaying until its lifetime ends, and cannot be
 // refreshed.
-
-// reloadSource tells serve when to reload and how to read the configuration.
-type reloadSource struct {
-	// load reads the configuration again (the file, then the flags); nil
-	// disables reloading.
-	load func() (settings, error)
-	// signals delivers SIGHUP.
-	signals <-chan os.Signal
-	// requests asks for a reload and takes its result (tests); a nil reply
-	// channel discards it.
-	requests <-chan chan<- error
-}
 
 // nonceKeySize is the size of the nonce key drawn once per run.
 const nonceKeySize = 32
@@ -81,11 +70,12 @@ type live struct {
 	// (relay.external_ip = "auto"), or invalid; set by attach.
 	external netip.Addr
 
-	// cur is the configuration in force. Only serve's goroutine reads and
+	// cur is the configuration in force. Only Run's goroutine reads and
 	// writes it (at start, then in run).
-	cur  settings
-	mint atomic.Pointer[mintState]      // read by API requests
-	api  atomic.Pointer[iceapi.Handler] // nil when the API is off
+	cur   config.Values
+	creds credentials                    // of cur, the users file read once per load
+	mint  atomic.Pointer[mintState]      // read by API requests
+	api   atomic.Pointer[iceapi.Handler] // nil when the API is off
 
 	// certChanged is signalled by watchCertFiles when the certificate
 	// files change (a renewal): run reloads the certificate alone.
@@ -109,14 +99,14 @@ type mintState struct {
 // newLive prepares the credentials of s (secrets are those serve put in
 // force: s.secrets or the one it generated) and the credentials API's
 // handler; attach completes it once the relay is serving.
-func newLive(s settings, secrets []string, generated bool, log *slog.Logger) (*live, error) {
-	l := &live{log: log, nonceKey: make([]byte, nonceKeySize), cur: s, certChanged: make(chan struct{}, 1)}
+func newLive(s config.Values, c credentials, secrets []string, generated bool, log *slog.Logger) (*live, error) {
+	l := &live{log: log, nonceKey: make([]byte, nonceKeySize), cur: s, creds: c, certChanged: make(chan struct{}, 1)}
 	_, _ = rand.Read(l.nonceKey) // never fails (crypto/rand)
 	if generated && len(secrets) > 0 {
 		l.generated = secrets[0]
 	}
 	var err error
-	if l.auth, err = l.newAuth(s); err != nil {
+	if l.auth, err = l.newAuth(s, c); err != nil {
 		return nil, err
 	}
 	h, err := l.newHandler(s)
@@ -131,26 +121,23 @@ func newLive(s settings, secrets []string, generated bool, log *slog.Logger) (*l
 }
 
 // attach records the started relay and computes the URLs the API lists.
-// started is the configuration after start, with the external address the
-// relay may have discovered.
-func (l *live) attach(srv *relay.Server, started settings) {
+// external is the address the relay discovered at start, or invalid.
+func (l *live) attach(srv *relay.Server, external netip.Addr) {
 	l.srv = srv
 	l.bound = srv.Addrs()
-	if !l.cur.externalIP.IsValid() {
-		l.external = started.externalIP
-	}
-	m := l.newMintState(l.cur)
+	l.external = external
+	m := l.newMintState(l.cur, l.creds)
 	if m.err != nil && l.api.Load() != nil {
 		l.log.Error("credentials API cannot mint", "err", m.err)
 	}
 	l.mint.Store(m)
 }
 
-// secretsFor returns the secrets s puts in force: its own, or, when it
+// secretsFor returns the secrets c puts in force: its own, or, when it
 // configures no credentials at all, the one generated at start.
-func (l *live) secretsFor(s settings) []string {
-	own := s.secrets
-	if len(s.users) == 0 && len(s.keys) == 0 && len(s.secrets) == 0 && l.generated != "" {
+func (l *live) secretsFor(c credentials) []string {
+	own := c.secrets
+	if c.none() && l.generated != "" {
 		own = []string{l.generated}
 	}
 	if l.fleet != nil {
@@ -161,18 +148,19 @@ func (l *live) secretsFor(s settings) []string {
 	return own
 }
 
-// newAuth builds the authenticator for s with the run's nonce key.
-func (l *live) newAuth(s settings) (*auth.Authenticator, error) {
-	secrets := l.secretsFor(s)
-	if len(s.users) == 0 && len(s.keys) == 0 && len(secrets) == 0 {
+// newAuth builds the authenticator for s, whose credentials are c, with
+// the run's nonce key.
+func (l *live) newAuth(s config.Values, c credentials) (*auth.Authenticator, error) {
+	secrets := l.secretsFor(c)
+	if len(c.users) == 0 && len(c.keys) == 0 && len(secrets) == 0 {
 		return nil, errors.New("auth: no users and no secrets: nobody could allocate: configure auth.users, auth.users_file or auth.secrets")
 	}
 	a, err := auth.New(auth.Config{
-		Realm:         s.realm(),
-		Users:         s.users,
-		Keys:          s.keys,
+		Realm:         config.Realm(s),
+		Users:         c.users,
+		Keys:          c.keys,
 		Secrets:       secrets,
-		NonceLifetime: config.NonceLifetime(s.declared),
+		NonceLifetime: config.NonceLifetime(s),
 		NonceKey:      l.nonceKey,
 	})
 	if err != nil {
@@ -183,18 +171,19 @@ func (l *live) newAuth(s settings) (*auth.Authenticator, error) {
 
 // newHandler builds the credentials API handler for s, or nil when the API
 // is off.
-func (l *live) newHandler(s settings) (*iceapi.Handler, error) {
-	if s.api.listen == "" {
+func (l *live) newHandler(s config.Values) (*iceapi.Handler, error) {
+	a, ice := config.APIOf(s), config.ICEOf(s)
+	if a.Listen == "" {
 		return nil, nil
 	}
 	h, err := iceapi.New(iceapi.Config{
 		Mint:         l.mintICE,
 		MintRequest:  l.fleetMint,
-		Keys:         s.api.keys,
-		DefaultUser:  s.ice.user,
-		DefaultTTL:   s.ice.ttl,
-		MaxTTL:       s.api.maxTTL,
-		AllowOrigins: s.api.origins,
+		Keys:         a.Keys,
+		DefaultUser:  ice.User,
+		DefaultTTL:   ice.TTL,
+		MaxTTL:       a.MaxTTL,
+		AllowOrigins: a.Origins,
 		Logger:       l.log,
 	})
 	if err != nil {
@@ -204,15 +193,12 @@ func (l *live) newHandler(s settings) (*iceapi.Handler, error) {
 }
 
 // newMintState returns what the API mints from under s.
-func (l *live) newMintState(s settings) *mintState {
-	secrets := l.secretsFor(s)
+func (l *live) newMintState(s config.Values, c credentials) *mintState {
+	secrets := l.secretsFor(c)
 	if len(secrets) == 0 {
-		return &mintState{err: fmt.Errorf("no auth.secrets to mint with: add one (--%s)", flagSecret)}
+		return &mintState{err: fmt.Errorf("no auth.secrets to mint with: add one (--secret)")}
 	}
-	if !s.externalIP.IsValid() {
-		s.externalIP = l.external // discovered at start; restart-only anyway
-	}
-	urls, err := advertisedURLs(l.bound, s)
+	urls, err := AdvertisedURLs(l.bound, s, l.external) // discovered at start; restart-only anyway
 	if err != nil {
 		// The self-test page still mints with the secret: its doors name
 		// the host the browser asked for.
@@ -227,26 +213,26 @@ func (l *live) mintICE(user string, ttl time.Duration) (iceapi.Configuration, er
 	if m.err != nil {
 		return iceapi.Configuration{}, m.err
 	}
-	return mintConfiguration(m.urls, m.secret, user, ttl, time.Now()), nil
+	return iceapi.RESTConfiguration(m.urls, m.secret, user, ttl, time.Now()), nil
 }
 
 // ServeHTTP serves the credentials API with the handler in force.
 func (l *live) ServeHTTP(w http.ResponseWriter, r *http.Request) { l.api.Load().ServeHTTP(w, r) }
 
 // run reloads on every signal or request until ctx is cancelled.
-func (l *live) run(ctx context.Context, src reloadSource) {
+func (l *live) run(ctx context.Context, src Reload) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-src.signals:
-			_ = l.reload(src.load)
+		case <-src.Signals:
+			_ = l.reload(src.Load)
 		case <-l.certChanged:
 			l.reloadCertificate()
 		case <-l.fleetChanged: // nil without a fleet
 			l.fleetSecretsChanged()
-		case reply := <-src.requests:
-			err := l.reload(src.load)
+		case reply := <-src.Requests:
+			err := l.reload(src.Load)
 			if reply != nil {
 				reply <- err
 			}
@@ -257,7 +243,7 @@ func (l *live) run(ctx context.Context, src reloadSource) {
 // reload reads the configuration with load and applies what may change at
 // run time; see the comment at the top of this file. It logs the outcome;
 // on error nothing changes.
-func (l *live) reload(load func() (settings, error)) error {
+func (l *live) reload(load func() (config.Values, error)) error {
 	err := l.apply(load)
 	if err != nil {
 		l.log.Error("configuration reload failed: the previous configuration stays in force", "err", err)
@@ -265,7 +251,7 @@ func (l *live) reload(load func() (settings, error)) error {
 	return err
 }
 
-func (l *live) apply(load func() (settings, error)) error {
+func (l *live) apply(load func() (config.Values, error)) error {
 	if load == nil {
 		return errors.New("reloading is not available")
 	}
@@ -273,11 +259,15 @@ func (l *live) apply(load func() (settings, error)) error {
 	if err != nil {
 		return err
 	}
-	next := l.cur
-	takeReloadable(&next, s)
+	decls := config.Settings()
+	next := config.TakeReloadable(decls, l.cur, s)
 
 	// Build everything first, so that a failure changes nothing.
-	a, err := l.newAuth(next)
+	c, err := loadCredentials(next)
+	if err != nil {
+		return err
+	}
+	a, err := l.newAuth(next, c)
 	if err != nil {
 		return err
 	}
@@ -285,8 +275,9 @@ func (l *live) apply(load func() (settings, error)) error {
 	if err != nil {
 		return err
 	}
-	policy := auth.NewPeerPolicy(next.allowPeers, next.denyPeers)
-	m := l.newMintState(next)
+	allow, deny := config.Peers(next)
+	policy := auth.NewPeerPolicy(allow, deny)
+	m := l.newMintState(next, c)
 	cert, err := loadCertificate(next)
 	if err != nil {
 		return err
@@ -299,71 +290,18 @@ func (l *live) apply(load func() (settings, error)) error {
 	if h != nil {
 		l.api.Store(h)
 	}
-	l.cur = next
+	l.cur, l.creds = next, c
 
-	if keys := restartOnly(next, s); len(keys) > 0 {
+	if keys := config.RestartChanged(decls, next, s); len(keys) > 0 {
 		l.log.Warn("configuration reload: these settings changed but take effect only on restart; the running values stay",
 			"keys", strings.Join(keys, " "))
 	}
 	if m.err != nil && h != nil {
 		l.log.Error("credentials API cannot mint", "err", m.err)
 	}
-	l.log.Info("configuration reloaded", "users", len(next.users)+len(next.keys), "secrets", len(l.secretsFor(next)),
-		"allow_peers", len(next.allowPeers), "deny_peers", len(next.denyPeers))
+	l.log.Info("configuration reloaded", "users", len(c.users)+len(c.keys), "secrets", len(l.secretsFor(c)),
+		"allow_peers", len(allow), "deny_peers", len(deny))
 	return nil
-}
-
-// takeReloadable copies into dst the settings of src that a reload applies.
-// The credentials API's settings follow only while its listen address is
-// unchanged (a new address needs a restart, and its keys go with it).
-func takeReloadable(dst *settings, src settings) {
-	dst.users, dst.keys, dst.secrets = src.users, src.keys, src.secrets
-	dst.allowPeers, dst.denyPeers = src.allowPeers, src.denyPeers
-	dst.tlsCert, dst.tlsKey = src.tlsCert, src.tlsKey
-	dst.ice = src.ice
-	dst.declared = config.TakeReloadable(config.Settings(), dst.declared, src.declared)
-	if src.api.listen == dst.api.listen {
-		dst.api = src.api
-	}
-}
-
-// restartOnly names the settings in which loaded differs from running
-// after takeReloadable: those that need a restart.
-func restartOnly(running, loaded settings) []string {
-	// Each entry names a restart-only setting and copies the running value
-	// over the loaded one; whatever still differs after all of them is a
-	// setting this list does not know yet, reported as such.
-	fields := []struct {
-		key  string
-		take func(dst *settings)
-	}{
-		{"listen", func(d *settings) { d.listeners, d.listenersExplicit = running.listeners, running.listenersExplicit }},
-		{"relay.ip", func(d *settings) { d.relayIP, d.relayIP6 = running.relayIP, running.relayIP6 }},
-		{"relay.default_family", func(d *settings) { d.defaultFamily = running.defaultFamily }},
-		{"relay.external_ip", func(d *settings) {
-			d.externalIP, d.externalIPs, d.externalAuto = running.externalIP, running.externalIPs, running.externalAuto
-		}},
-		{"relay.stun_servers", func(d *settings) { d.stunServers = running.stunServers }},
-		{"admin", func(d *settings) { d.admin = running.admin }},
-		{"[web], proxy_protocol_from and tls.acme*", func(d *settings) { d.port443 = running.port443 }},
-		{"credentials_api", func(d *settings) { d.api = running.api }},
-	}
-	// The settings declared in package config say themselves whether
-	// they need a restart.
-	keys := config.RestartChanged(config.Settings(), running.declared, loaded.declared)
-	rest := loaded
-	rest.declared = running.declared
-	for _, f := range fields {
-		before := rest
-		f.take(&rest)
-		if !reflect.DeepEqual(before, rest) {
-			keys = append(keys, f.key)
-		}
-	}
-	if !reflect.DeepEqual(running, rest) {
-		keys = append(keys, "(other settings)")
-	}
-	return keys
 }
 
 var _ http.Handler = (*live)(nil)

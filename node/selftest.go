@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"errors"
@@ -12,40 +12,21 @@ import (
 	"github.com/postern/postern/selftest"
 )
 
-// The self-test page ([selftest], package selftest) in `postern serve`:
-// with selftest.enabled it is what the tcp+tls and tls listeners show
-// visitors that are not TURN when no [web] backend takes them
-// (relay.WebConfig.Page), and it is on /test of the credentials API
-// listener (selftest.Mount). Off, the listeners keep their short built-in
-// text and nothing answers /test/credentials.
-
-// SelftestConfig is the [selftest] table, whose keys (enabled, ttl, rate,
-// burst) are declared in package config; the empty table keeps "unknown
-// key" errors listing them.
-type SelftestConfig struct{}
-
-// checkSelftest refuses a self-test that could mint nothing the relay
-// accepts: it mints TURN REST credentials, and static users' passwords are
-// never handed out. With no credentials configured at all, the secret
-// generated at start serves.
-func (s settings) checkSelftest() error {
-	if !config.Selftest(s.declared).Enabled || len(s.secrets) > 0 {
-		return nil
-	}
-	if len(s.users) == 0 && len(s.keys) == 0 {
-		return nil // serve generates a secret
-	}
-	return fmt.Errorf("selftest.enabled (--selftest): the self-test mints TURN REST credentials and needs a REST secret: "+
-		"add one to auth.secrets (--%s); static users' passwords are never handed out", flagSecret)
-}
+// The self-test page ([selftest], package selftest) in a node: with
+// selftest.enabled it is what the tcp+tls and tls listeners show visitors
+// that are not TURN when no [web] backend takes them (relay.WebConfig.Page),
+// and it is on /test of the credentials API listener (selftest.Mount).
+// Off, the listeners keep their short built-in text and nothing answers
+// /test/credentials. config refuses it without a REST secret
+// (relateSelftest).
 
 // serveSelftest puts the self-test page into rc (the 443 listeners' page)
 // when it is enabled and returns the handler of the credentials API
 // listener: api itself, or api with the page mounted on /test. Minting
 // reads the secret in force from lv at each request, so a SIGHUP that
 // rotates auth.secrets rotates the self-test's too.
-func serveSelftest(s settings, lv *live, rc *relay.Config, api http.Handler) (http.Handler, error) {
-	cfg := config.Selftest(s.declared)
+func serveSelftest(s config.Values, lv *live, rc *relay.Config, api http.Handler) (http.Handler, error) {
+	cfg := config.Selftest(s)
 	if !cfg.Enabled {
 		return api, nil
 	}
@@ -59,7 +40,8 @@ func serveSelftest(s settings, lv *live, rc *relay.Config, api http.Handler) (ht
 		}
 		return m.secret, nil
 	}
-	cfg.TURNPort, cfg.TURNSPort, cfg.AltPort = selftestPorts(s.listeners)
+	listeners, _ := config.Listeners(s)
+	cfg.TURNPort, cfg.TURNSPort, cfg.AltPort = selftestPorts(listeners)
 	h, err := selftest.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("selftest: %w", err)
@@ -70,7 +52,7 @@ func serveSelftest(s settings, lv *live, rc *relay.Config, api http.Handler) (ht
 		lv.log.Info("self-test page only on the credentials API's /test: the 443 listeners forward visitors to the web backend",
 			"backend", rc.Web.Backend)
 	}
-	if s.api.listen == "" {
+	if config.APIOf(s).Listen == "" {
 		return api, nil
 	}
 	return selftest.Mount(h, api), nil

@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"context"
@@ -12,11 +12,7 @@ import (
 	"github.com/postern/postern/usage"
 )
 
-// UsageConfig is the [usage] table, whose keys are declared in package
-// config; the empty table keeps "unknown key" errors listing them.
-type UsageConfig struct{}
-
-// usageCloseTimeout bounds how long a stopping server waits to write the
+// usageCloseTimeout bounds how long a stopping node waits to write the
 // usage records still queued (the shutdown's final records among them).
 const usageCloseTimeout = 10 * time.Second
 
@@ -24,12 +20,12 @@ const usageCloseTimeout = 10 * time.Second
 // or a Redis stream, or the node is in a fleet (whose Redis then gets the
 // stream), and hooks it into rc; stop flushes and closes it, after the
 // relay has stopped.
-func startUsage(declared config.Values, rc *relay.Config, fleet *fleetWiring, log *slog.Logger) (stop func(), err error) {
-	cfg, ok := config.UsageConfig(declared)
+func startUsage(s config.Values, rc *relay.Config, fleet *fleetWiring, log *slog.Logger) (stop func(), err error) {
+	cfg, ok := config.UsageConfig(s)
 	if !ok && fleet != nil {
 		// A fleet's billing reads one stream: its own Redis, unless
 		// [usage] says otherwise.
-		cfg.Redis, ok = config.Get(config.Settings(), declared, "cluster.redis").(string), true
+		cfg.Redis, ok = config.Get(config.Settings(), s, "cluster.redis").(string), true
 	}
 	if !ok {
 		return func() {}, nil
@@ -41,7 +37,7 @@ func startUsage(declared config.Values, rc *relay.Config, fleet *fleetWiring, lo
 	// The node's name in every record: the fleet's name for it, else the
 	// host name (a pod's name on Kubernetes).
 	if fleet != nil {
-		cfg.Node = fleet.node.Name()
+		cfg.Node = fleet.name()
 	} else {
 		cfg.Node, _ = os.Hostname()
 	}

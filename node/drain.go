@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"context"
@@ -11,13 +11,8 @@ import (
 	"github.com/postern/postern/relay"
 )
 
-// The SIGUSR1 / SIGTERM drain sequence. The abuse limits of [limits] and
-// the [drain] keys are declared in package config (config.Settings).
-
-// DrainConfig is the [drain] table, whose keys (alternate_server, timeout)
-// are all declared in package config; the empty table keeps "unknown key"
-// errors listing them.
-type DrainConfig struct{}
+// The SIGUSR1 / SIGTERM drain sequence; drain.timeout is declared in
+// package config.
 
 // drainer is the part of relay.Server the drain sequence uses.
 type drainer interface {

@@ -1,14 +1,16 @@
-package main
+package node
 
 import (
 	"context"
 	"log/slog"
+	"net/netip"
 	"strconv"
 	"strings"
 
 	"github.com/coreos/go-systemd/v22/daemon"
 
 	"github.com/postern/postern/admin"
+	"github.com/postern/postern/config"
 	"github.com/postern/postern/relay"
 )
 
@@ -20,19 +22,19 @@ import (
 // host, a test run) is logged and skipped; a configured one is an error.
 //
 // fleet, when not nil, is the fleet the node belongs to ([cluster]).
-func startAdmin(ctx context.Context, a adminSettings, srv *relay.Server, fleet admin.Fleet, log *slog.Logger) (addr string, stop func(), err error) {
-	if a.listen == "" {
+func startAdmin(ctx context.Context, a config.Admin, srv *relay.Server, fleet admin.Fleet, version string, log *slog.Logger) (addr string, stop func(), err error) {
+	if a.Listen == "" {
 		log.Info("admin listener off (admin.listen = \"off\")")
 		return "off", func() {}, nil
 	}
-	adm, err := admin.New(admin.Config{Addr: a.listen, Token: a.token, Relay: srv, Version: version(), Fleet: fleet, Logger: log})
+	adm, err := admin.New(admin.Config{Addr: a.Listen, Token: a.Token, Relay: srv, Version: version, Fleet: fleet, Logger: log})
 	if err != nil {
 		return "", nil, err
 	}
 	actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	if err := adm.Start(actx); err != nil {
 		cancel()
-		if a.explicit {
+		if a.Explicit {
 			return "", nil, err
 		}
 		log.Warn("default admin listener skipped: no metrics, health or sessions API this run", "err", err)
@@ -57,26 +59,25 @@ func notifySystemd(ctx context.Context, log *slog.Logger) {
 	context.AfterFunc(ctx, func() { notify(daemon.SdNotifyStopping) })
 }
 
-// withDiscoveredExternal returns s with externalIP set to an address
-// discovered at start (relay.external_ip = "auto"), for the ICE server URLs
-// printed at start, when the configuration named none.
-func withDiscoveredExternal(s settings, srv *relay.Server) settings {
-	if !s.externalAuto || s.externalIP.IsValid() {
-		return s
+// discoveredExternal returns the address discovered at start
+// (relay.external_ip = "auto"), for the ICE server URLs, when the
+// configuration names none; else the invalid Addr.
+func discoveredExternal(s config.Values, srv *relay.Server) netip.Addr {
+	if !config.ExternalAuto(s) || config.AdvertisedHost(s).IsValid() {
+		return netip.Addr{}
 	}
 	for _, ra := range srv.RelayAddresses() {
 		if ra.Advertised != ra.Relay {
-			s.externalIP = ra.Advertised
-			break
+			return ra.Advertised
 		}
 	}
-	return s
+	return netip.Addr{}
 }
 
 // startupSummary returns the attributes of the one "postern serving" line:
 // listeners, relay range, relay and advertised addresses, auth modes and
 // the admin listener. It names credentials by count only.
-func startupSummary(s settings, srv *relay.Server, listeners []string, secrets int, generated bool, adminAddr string) []any {
+func startupSummary(s config.Values, rc relay.Config, c credentials, srv *relay.Server, listeners []string, secrets int, generated bool, adminAddr, version string) []any {
 	var relays []string
 	for _, ra := range srv.RelayAddresses() {
 		if ra.Advertised == ra.Relay {
@@ -86,10 +87,10 @@ func startupSummary(s settings, srv *relay.Server, listeners []string, secrets i
 		}
 	}
 	var modes []string
-	if n := len(s.users); n > 0 {
+	if n := len(c.users); n > 0 {
 		modes = append(modes, "static-users:"+strconv.Itoa(n))
 	}
-	if n := len(s.keys); n > 0 {
+	if n := len(c.keys); n > 0 {
 		modes = append(modes, "key-users:"+strconv.Itoa(n))
 	}
 	switch {
@@ -99,12 +100,12 @@ func startupSummary(s settings, srv *relay.Server, listeners []string, secrets i
 		modes = append(modes, "rest-secrets:"+strconv.Itoa(secrets))
 	}
 	return []any{
-		"version", version(), "realm", s.realm(),
+		"version", version, "realm", config.Realm(s),
 		"listeners", strings.Join(listeners, " "),
-		"relay_ports", s.relayPorts().String(),
+		"relay_ports", rc.RelayPorts.String(),
 		"relay_addresses", strings.Join(relays, " "),
 		"auth", strings.Join(modes, " "),
-		"users", len(s.users) + len(s.keys), "secrets", secrets,
+		"users", len(c.users) + len(c.keys), "secrets", secrets,
 		"admin", adminAddr,
 	}
 }
