@@ -100,6 +100,10 @@ type Node struct {
 
 	releases chan [3]string // user key, IP key, member (quota.go)
 	beat     chan struct{}  // asks for a heartbeat now
+	// ops is the subscription to fleet operations, made by New so that an
+	// operation published once New has returned reaches this node
+	// (Client.Do counts PUBLISH's receivers as the nodes to wait for).
+	ops *redis.PubSub
 	// publishedDraining is the state the last entry written said.
 	publishedDraining atomic.Bool
 
@@ -128,6 +132,12 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.nodes.Store(&[]Info{})
 	n.secrets.Store(&[]string{})
+	n.ops = n.rdb.Subscribe(context.Background(), channelOps)
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
+	defer cancel()
+	// The confirmation, bounded: with Redis down the subscription is made
+	// when it answers (the PubSub reconnects and resubscribes by itself).
+	_, _ = n.ops.Receive(ctx)
 	return n, nil
 }
 
@@ -176,7 +186,10 @@ func (n *Node) Degraded() bool { return n.degraded.Load() }
 func (n *Node) Fallbacks() uint64 { return n.fallbacks.Load() }
 
 // Close closes the connections to Redis.
-func (n *Node) Close() error { return n.rdb.Close() }
+func (n *Node) Close() error {
+	_ = n.ops.Close() // also closed when Run ends: a second Close is harmless
+	return n.rdb.Close()
+}
 
 // failed records an unreachable Redis: a metric, and a log line at most
 // every 10 s.

@@ -121,9 +121,8 @@ func (n *Node) Do(ctx context.Context, op Op, wait time.Duration) ([]Result, err
 // serveOps acts on the fleet operations addressed to this node until ctx
 // is done. The subscription reconnects by itself after a Redis outage.
 func (n *Node) serveOps(ctx context.Context) {
-	sub := n.rdb.Subscribe(ctx, channelOps)
-	defer sub.Close()
-	ch := sub.Channel()
+	defer n.ops.Close()
+	ch := n.ops.Channel()
 	for {
 		select {
 		case <-ctx.Done():
