@@ -30,7 +30,10 @@
 // The per-user bandwidth cap is shared through the heartbeat: each entry
 // carries what each capped user relayed through the node (Info.Users),
 // and each node sets its users' limiters to the cap less what the others
-// report, never below cap/k (bandwidth.go).
+// report, never below cap/k (bandwidth.go). A process that relays
+// nothing (postern api) serves the fleet's credentials API with Watch,
+// which reads the registry and the secrets without registering, and
+// NewAPI (api.go).
 //
 // # Error bound of the shared bandwidth cap
 //

@@ -10,6 +10,7 @@
 //	postern kick --fleet NODE/ID... | --user NAME [--cluster-redis URL]
 //	postern drain [--undo] [--admin ADDR] [--config FILE] [--fleet [--node NAME]]
 //	postern probe HOST [--user NAME --password P | --secret S] [--proxy URL] [--json]
+//	postern api --config FILE [--listen ADDR]
 //
 // The command only turns configuration into typed values and wires the
 // packages together; the domain logic lives in them: package probe is the
