@@ -159,3 +159,14 @@ func TestSetUserBandwidth(t *testing.T) {
 		t.Fatalf("lowered limiter passed a burst of %d, want 65 000", n)
 	}
 }
+
+// BenchmarkByteRateAllow is the per-packet cost of a limiter (one CAS),
+// with the rate read through SetRate's pointer.
+func BenchmarkByteRateAllow(b *testing.B) {
+	r := NewByteRate(1<<40, 0)
+	var now int64
+	for b.Loop() {
+		now++
+		r.Allow(1200, now)
+	}
+}
