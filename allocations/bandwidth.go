@@ -14,6 +14,10 @@ type ByteRate struct {
 	// changes it once a heartbeat); Allow loads it once per packet.
 	params atomic.Pointer[rateParams]
 	tat    atomic.Int64
+	// refused is set when Allow refuses (read and cleared by Refused):
+	// the demand exceeded the rate, which a fleet sharing a user's cap
+	// needs to know (a measured rate jitters by a packet).
+	refused atomic.Bool
 }
 
 // rateParams are a ByteRate's rate and burst; never changed once stored.
@@ -54,6 +58,12 @@ func (r *ByteRate) SetRate(bytesPerSecond, burstBytes int64) {
 	r.params.Store(paramsOf(bytesPerSecond, burstBytes))
 }
 
+// Refused reports whether Allow refused a packet since the last call, and
+// clears the mark; false for nil.
+func (r *ByteRate) Refused() bool {
+	return r != nil && r.refused.Swap(false)
+}
+
 // Rate returns the limiter's rate in bytes per second; 0 for nil.
 func (r *ByteRate) Rate() int64 {
 	if r == nil {
@@ -73,8 +83,21 @@ func (r *ByteRate) Allow(n int, now int64) bool {
 	cost := int64(p.nsPerByte * float64(n))
 	for {
 		tat := r.tat.Load()
+		if tat-now > p.tolerance {
+			// Debt run up under a larger tolerance, before SetRate
+			// raised the rate (a burst is one second's worth but at
+			// least 65 535 bytes, so a lower rate may tolerate more
+			// time): what exceeds the new burst is forgiven, or the
+			// limiter would pass nothing at the higher rate until
+			// the old debt ran out.
+			r.tat.CompareAndSwap(tat, now+p.tolerance)
+			continue
+		}
 		next := max(tat, now) + cost
 		if next-now > p.tolerance {
+			if !r.refused.Load() { // a store only on the first refusal of an interval
+				r.refused.Store(true)
+			}
 			return false
 		}
 		if r.tat.CompareAndSwap(tat, next) {

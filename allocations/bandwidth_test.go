@@ -131,6 +131,27 @@ func TestByteRateSetRate(t *testing.T) {
 	}
 }
 
+// TestByteRateRaised: raising the rate never stalls the limiter, even
+// when the lower rate tolerated more debt (its burst raised to 65 535
+// bytes): the new rate applies at once.
+func TestByteRateRaised(t *testing.T) {
+	r := NewByteRate(50_000, 50_000) // burst raised to 65 535 bytes: 1.31 s of debt
+	var now int64
+	for r.Allow(1000, now) {
+	}
+	r.SetRate(100_000, 100_000) // 1 s of tolerance
+	passed := 0
+	for range 300 { // 300 ms, 1 MB/s offered
+		now += int64(time.Millisecond)
+		if r.Allow(1000, now) {
+			passed += 1000
+		}
+	}
+	if passed < 29_000 {
+		t.Fatalf("%d bytes passed in the 300 ms after raising the rate to 100 000 B/s, want about 30 000", passed)
+	}
+}
+
 // TestSetUserBandwidth: the table changes a user's shared limiters, within
 // [1, cap], and only while the user holds allocations.
 func TestSetUserBandwidth(t *testing.T) {
@@ -151,12 +172,21 @@ func TestSetUserBandwidth(t *testing.T) {
 	if p, c := tab.UserBandwidthOf("alice"); p != 30_000 || c != 100_000 {
 		t.Fatalf("rates %d, %d; want 30 000 and the cap 100 000", p, c)
 	}
+	if p, c := tab.UserBandwidthRefused("alice"); p || c {
+		t.Fatal("refusals reported before any packet")
+	}
 	n := 0
 	for a.AllowToPeer(1000, 0) {
 		n += 1000
 	}
 	if n != 65_000 { // the burst: one second's worth, raised to 65 535
 		t.Fatalf("lowered limiter passed a burst of %d, want 65 000", n)
+	}
+	if p, c := tab.UserBandwidthRefused("alice"); !p || c {
+		t.Fatalf("refused %v, %v; want toward peers only", p, c)
+	}
+	if p, _ := tab.UserBandwidthRefused("alice"); p {
+		t.Fatal("the refusal mark was not cleared")
 	}
 }
 

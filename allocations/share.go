@@ -48,3 +48,15 @@ func (t *Table) UserBandwidthOf(user string) (toPeer, toClient int64) {
 	}
 	return 0, 0
 }
+
+// UserBandwidthRefused reports, each way, whether user's shared limiters
+// on this node refused a packet since the last call (and clears the
+// marks): the user's demand here exceeded the limit.
+func (t *Table) UserBandwidthRefused(user string) (toPeer, toClient bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if l := t.bw[user]; l != nil {
+		return l.ToPeer.Refused(), l.ToClient.Refused()
+	}
+	return false, false
+}

@@ -7,14 +7,18 @@ import (
 // The per-user bandwidth cap ([limits] user_bandwidth) shared across the
 // fleet, approximately. Each heartbeat, a node publishes in its registry
 // entry (Info.Users) the bytes per second each capped user relayed
-// through it, each way, over its last heartbeat interval; after reading
+// through it, each way, over its last heartbeat interval (its limit
+// instead when its limiter refused packets in the interval: the demand
+// is then at least the limit, while a measured rate jitters by a packet
+// or so per heartbeat, which the others would take for room); after reading
 // the registry, it sets that user's local limiters to the cap less what
 // the other live nodes report, never below a floor share of cap/k (k: the
 // nodes relaying for the user, this one included), so that a node whose
 // report is stale or silent cannot starve the user here. With Redis
 // unreachable, each node falls back to the full cap of its own. The data
-// path is untouched: only the limiters' rates change
-// (allocations.ByteRate.SetRate), once per heartbeat.
+// path stays lock-free and allocation-free: it reads the limiter's rate
+// through one atomic pointer, which SetRate replaces once a heartbeat,
+// and marks a refusal with one atomic flag.
 //
 // Error bound. Each node's limit lies in [cap/k, cap] and is set once a
 // heartbeat H from the others' reports. A change of demand (a user moving
@@ -23,9 +27,10 @@ import (
 // reported in part), which the other nodes act on within one more H: so
 // for at most 3·H after a change the fleet may relay up to k × cap, that
 // is at most 3·H·(k−1)·cap bytes over the cap per change. With demand
-// steady, the fleet relays the cap (within a few per cent: the reports are
-// measured rates), each node at least cap/k of it when it has the
-// demand. On top, as on one node, each node's limiter lets a burst of one
+// steady, the fleet relays the cap, each node at least cap/k of it when
+// it has the demand: exactly while every node is limited (they report
+// their limits), else within the jitter of the measured rates, about one
+// packet per heartbeat per node below its limit. On top, as on one node, each node's limiter lets a burst of one
 // second of its rate through after the user was idle (k·cap at most).
 // Reports are clamped to the cap, so that one node's burst does not push
 // the others to their floor for longer than one interval. With Redis
@@ -70,9 +75,23 @@ func (n *Node) userRates(tab *allocations.Table, dt float64) map[string]UserRate
 		if out == nil {
 			out = map[string]UserRate{}
 		}
-		out[user] = UserRate{ToPeer: int64(float64(b[0]) / dt), ToClient: int64(float64(b[1]) / dt)}
+		limPeer, limClient := tab.UserBandwidthOf(user)
+		refPeer, refClient := tab.UserBandwidthRefused(user)
+		out[user] = UserRate{ToPeer: reported(float64(b[0])/dt, limPeer, refPeer), ToClient: reported(float64(b[1])/dt, limClient, refClient)}
 	}
 	return out
+}
+
+// reported is what a node publishes for a user's measured rate one way:
+// the limit when the limiter refused a packet in the interval (the demand
+// is then at least the limit, and a measured rate jitters by a packet or
+// so per heartbeat, 5 kB/s for 1000-byte packets every 200 ms, which the
+// other nodes would take as room to spare), else the measured rate.
+func reported(rate float64, limit int64, refused bool) int64 {
+	if refused && limit > 0 {
+		return max(limit, int64(rate))
+	}
+	return int64(rate)
 }
 
 // shareBandwidth sets this node's per-user limiters from the registry as

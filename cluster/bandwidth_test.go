@@ -29,8 +29,10 @@ const (
 // relayThroughBoth has one user relay through both nodes at once (one
 // pion/turn client per node, each offering bwOffered toward its own peer
 // on turntest.PeerIP), and returns the bytes each peer received during
-// bwWindow after bwWarm, and in all (bwWarm and bwWindow).
-func relayThroughBoth(t *testing.T, nodes ...*node) (window []int64, all int64) {
+// bwWindow after bwWarm, and in all (bwWarm and bwWindow, from when every
+// client starts sending), and for each node the share of the window its
+// limiter toward peers spent under the cap (sampled 30 times).
+func relayThroughBoth(t *testing.T, nodes ...*node) (window []int64, all int64, shares []float64) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -38,6 +40,13 @@ func relayThroughBoth(t *testing.T, nodes ...*node) (window []int64, all int64) 
 	counts := make([]atomic.Int64, len(nodes))
 	var total atomic.Int64
 	counting := atomic.Bool{}
+	start := make(chan struct{}) // every allocation made: send
+	var writeErrs atomic.Int64
+	defer func() {
+		if n := writeErrs.Load(); n > 0 {
+			t.Logf("%d client writes failed", n)
+		}
+	}()
 	for i, n := range nodes {
 		peer := turntest.ListenPeer(t)
 		relayConn, err := client(t, n.addr).Allocate()
@@ -62,6 +71,11 @@ func relayThroughBoth(t *testing.T, nodes ...*node) (window []int64, all int64) 
 			payload := make([]byte, bwPacket)
 			const tick = 5 * time.Millisecond
 			perTick := int(bwOffered * tick / time.Second / bwPacket)
+			select {
+			case <-ctx.Done():
+				return
+			case <-start:
+			}
 			tk := time.NewTicker(tick)
 			defer tk.Stop()
 			for {
@@ -72,22 +86,34 @@ func relayThroughBoth(t *testing.T, nodes ...*node) (window []int64, all int64) 
 				}
 				for range perTick {
 					if _, err := relayConn.WriteTo(payload, peer.LocalAddr()); err != nil {
-						return
+						writeErrs.Add(1) // counted, and the client goes on: a stall would move demand
+						break
 					}
 				}
 			}
 		})
 	}
+	close(start)
 	time.Sleep(bwWarm) // the bursts and the first heartbeats
 	counting.Store(true)
-	time.Sleep(bwWindow)
+	lowered := make([]int, len(nodes)) // samples with the limiter under the cap
+	samples := 0
+	for end := time.Now().Add(bwWindow); time.Now().Before(end); samples++ {
+		time.Sleep(bwWindow / 30)
+		for i, n := range nodes {
+			if p, _ := n.Table().UserBandwidthOf(testUser); p > 0 && p < n.Table().UserBandwidth() {
+				lowered[i]++
+			}
+		}
+	}
 	counting.Store(false)
 	all = total.Load()
 	window = make([]int64, len(nodes))
 	for i := range counts {
 		window[i] = counts[i].Load()
+		shares = append(shares, float64(lowered[i])/float64(samples))
 	}
-	return window, all
+	return window, all, shares
 }
 
 // TestUserBandwidthAcrossNodes: one user relaying through two nodes at
@@ -108,7 +134,7 @@ func TestUserBandwidthAcrossNodes(t *testing.T) {
 	t.Run("alone", func(t *testing.T) {
 		a := startNode(t, r.URL(), "a", noFleet(), withUserBandwidth(bwCap))
 		b := startNode(t, r.URL(), "b", noFleet(), withUserBandwidth(bwCap))
-		got, all := relayThroughBoth(t, a, b)
+		got, all, _ := relayThroughBoth(t, a, b)
 		t.Logf("without the fleet: %d + %d bytes in %v (cap %d B/s), %d from the start", got[0], got[1], bwWindow, bwCap, all)
 		if total := float64(got[0] + got[1]); total < 1.8*bwCap*window {
 			t.Fatalf("two nodes alone relayed %.0f bytes in %v, want about twice the cap (%.0f)", total, bwWindow, 2*bwCap*window)
@@ -118,7 +144,7 @@ func TestUserBandwidthAcrossNodes(t *testing.T) {
 	t.Run("fleet", func(t *testing.T) {
 		a := startNode(t, r.URL(), "a", withUserBandwidth(bwCap))
 		b := startNode(t, r.URL(), "b", withUserBandwidth(bwCap))
-		got, all := relayThroughBoth(t, a, b)
+		got, all, shares := relayThroughBoth(t, a, b)
 		total := float64(got[0] + got[1])
 		t.Logf("fleet: %d + %d = %.0f bytes in %v (cap %d B/s: %.0f; bound %.0f); %d from the start (bound %.0f)",
 			got[0], got[1], total, bwWindow, bwCap, bwCap*window, bound, all, boundAll)
@@ -136,9 +162,11 @@ func TestUserBandwidthAcrossNodes(t *testing.T) {
 				t.Errorf("node %d relayed %d bytes, under its floor share (cap/2: %.0f)", i, n, bwCap*window/2)
 			}
 		}
-		p, _ := a.Table().UserBandwidthOf(testUser)
-		if p >= bwCap {
-			t.Fatalf("node a's limiter toward peers is %d B/s, want lowered below the cap", p)
+		t.Logf("share of the window each node's limiter spent under the cap: %.2f", shares)
+		for i, share := range shares {
+			if share < 0.5 {
+				t.Fatalf("node %d's limiter was under the cap for %.0f%% of the window, want most of it (the fleet shares the cap)", i, share*100)
+			}
 		}
 
 		r.Kill()
