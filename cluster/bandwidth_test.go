@@ -34,6 +34,14 @@ const (
 // limiter toward peers spent under the cap (sampled 30 times).
 func relayThroughBoth(t *testing.T, nodes ...*node) (window []int64, all int64, shares []float64) {
 	t.Helper()
+	return relayPhased(t, 0, bwWarm, bwWindow, nodes...)
+}
+
+// relayPhased is relayThroughBoth with the clients of nodes[1:] starting
+// stagger after the first, and the window of length window counted from
+// warm after the first client started.
+func relayPhased(t *testing.T, stagger, warm, window time.Duration, nodes ...*node) (counted []int64, all int64, shares []float64) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()
@@ -76,6 +84,13 @@ func relayThroughBoth(t *testing.T, nodes ...*node) (window []int64, all int64, 
 				return
 			case <-start:
 			}
+			if i > 0 && stagger > 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(stagger):
+				}
+			}
 			tk := time.NewTicker(tick)
 			defer tk.Stop()
 			for {
@@ -94,12 +109,12 @@ func relayThroughBoth(t *testing.T, nodes ...*node) (window []int64, all int64, 
 		})
 	}
 	close(start)
-	time.Sleep(bwWarm) // the bursts and the first heartbeats
+	time.Sleep(warm) // the bursts and the first heartbeats
 	counting.Store(true)
 	lowered := make([]int, len(nodes)) // samples with the limiter under the cap
 	samples := 0
-	for end := time.Now().Add(bwWindow); time.Now().Before(end); samples++ {
-		time.Sleep(bwWindow / 30)
+	for end := time.Now().Add(window); time.Now().Before(end); samples++ {
+		time.Sleep(window / 30)
 		for i, n := range nodes {
 			if p, _ := n.Table().UserBandwidthOf(testUser); p > 0 && p < n.Table().UserBandwidth() {
 				lowered[i]++
@@ -108,12 +123,12 @@ func relayThroughBoth(t *testing.T, nodes ...*node) (window []int64, all int64, 
 	}
 	counting.Store(false)
 	all = total.Load()
-	window = make([]int64, len(nodes))
+	counted = make([]int64, len(nodes))
 	for i := range counts {
-		window[i] = counts[i].Load()
+		counted[i] = counts[i].Load()
 		shares = append(shares, float64(lowered[i])/float64(samples))
 	}
-	return window, all, shares
+	return counted, all, shares
 }
 
 // TestUserBandwidthAcrossNodes: one user relaying through two nodes at
@@ -175,6 +190,40 @@ func TestUserBandwidthAcrossNodes(t *testing.T) {
 			return p == bwCap && c == bwCap
 		})
 		r.Restart()
+	})
+}
+
+// TestUserBandwidthDemandMoves: the user relays through node a alone
+// (which then has the whole cap), then through b as well: over the two
+// seconds after b starts, the fleet stays within the documented bound of
+// one change (cluster/bandwidth.go: the cap, plus 3·H·(k−1)·cap, plus b's
+// burst after idling: one second of its rate, at least 65 535 bytes),
+// while two nodes alone would let b's full cap and burst through on top.
+func TestUserBandwidthDemandMoves(t *testing.T) {
+	r := redistest.Start(t)
+	const (
+		k       = 2
+		stagger = 2 * time.Second
+		window  = 2 * time.Second
+	)
+	bound := bwCap*window.Seconds() + 3*heartbeat.Seconds()*(k-1)*bwCap + max(bwCap/2, 65535)
+	run := func(t *testing.T, opts ...nodeOption) float64 {
+		a := startNode(t, r.URL(), "a", append(opts, withUserBandwidth(bwCap))...)
+		b := startNode(t, r.URL(), "b", append(opts, withUserBandwidth(bwCap))...)
+		got, _, _ := relayPhased(t, stagger, stagger, window, a, b)
+		t.Logf("%d + %d = %d bytes in the %v after b started (cap %d B/s: %.0f; bound %.0f)",
+			got[0], got[1], got[0]+got[1], window, bwCap, bwCap*window.Seconds(), bound)
+		return float64(got[0] + got[1])
+	}
+	t.Run("alone", func(t *testing.T) {
+		if total := run(t, noFleet()); total < 1.5*bwCap*window.Seconds()+50_000 {
+			t.Fatalf("two nodes alone relayed %.0f bytes, want about twice the cap and b's burst", total)
+		}
+	})
+	t.Run("fleet", func(t *testing.T) {
+		if total := run(t); total > bound*1.05 {
+			t.Fatalf("the fleet relayed %.0f bytes in the %v after the demand moved, over the bound %.0f", total, window, bound)
+		}
 	})
 }
 
