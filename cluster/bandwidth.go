@@ -30,8 +30,9 @@ import (
 // steady, the fleet relays the cap, each node at least cap/k of it when
 // it has the demand: exactly while every node is limited (they report
 // their limits), else within the jitter of the measured rates, about one
-// packet per heartbeat per node below its limit. On top, as on one node, each node's limiter lets a burst of one
-// second of its rate through after the user was idle (k·cap at most).
+// packet per heartbeat per node below its limit. On top, as on one node,
+// each node's limiter lets a burst of one second of its rate (at least
+// 65 535 bytes) through after the user was idle there (k·cap at most).
 // Reports are clamped to the cap, so that one node's burst does not push
 // the others to their floor for longer than one interval. With Redis
 // down, the fleet relays at most k × cap (each node's own cap).

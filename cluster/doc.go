@@ -41,10 +41,11 @@
 // the fleet relays the cap; for at most 3·H after the demand moves
 // between nodes (or starts on one, which begins at the full cap) it may
 // relay up to k·cap, at most 3·H·(k−1)·cap bytes over the cap per change;
-// each node's limiter also lets one second of its rate through after the
-// user was idle, as on one node. With Redis unreachable each node
-// enforces the full cap alone (k·cap at most). TestUserBandwidthAcrossNodes
-// measures it with two nodes.
+// each node's limiter also lets one second of its rate (at least 65 535
+// bytes) through after the user was idle there, as on one node. With
+// Redis unreachable each node enforces the full cap alone (k·cap at
+// most). TestUserBandwidthAcrossNodes (steady demand) and
+// TestUserBandwidthDemandMoves (a change) measure it with two nodes.
 //
 // # Invariants
 //
