@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -122,5 +125,48 @@ func TestAPICommandErrors(t *testing.T) {
 	}
 	if err := newApp().Run(t.Context(), []string{"postern", "api"}); err == nil || !strings.Contains(err.Error(), "config") {
 		t.Fatalf("without --config: %v", err)
+	}
+}
+
+// TestAPICommandHTTPS: postern api serves HTTPS with [tls] cert and key.
+func TestAPICommandHTTPS(t *testing.T) {
+	r := redistest.Start(t)
+	_, udpA, _ := fleetNode(t, r.URL(), "a")
+	now := time.Now()
+	certPath, keyPath := writeCert(t, []string{"127.0.0.1"}, now.Add(-time.Hour), now.Add(time.Hour))
+	file := writeFile(t, "api.toml", strings.NewReplacer("%REDIS%", r.URL(), "%NODE%", "api").Replace(fleetConfig)+
+		"[tls]\ncert = \""+certPath+"\"\nkey = \""+keyPath+"\"\n")
+	listen := fmt.Sprintf("127.0.0.1:%d", turntest.FreePort(t))
+	logs, done := runAPI(t, "--config", file, "--listen", "https://"+listen)
+
+	pemBytes, err := os.ReadFile(certPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pemBytes) {
+		t.Fatal("bad test certificate")
+	}
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	var body []byte
+	turntest.WaitFor(t, "postern api over HTTPS handing out a", func() bool {
+		select {
+		case err := <-done:
+			done <- err
+			t.Fatalf("postern api returned %v:\n%s", err, logs)
+		default:
+		}
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, "https://"+listen+iceapi.Path, nil)
+		req.Header.Set("Authorization", "Bearer 0123456789abcdef-fleet")
+		resp, err := client.Do(req)
+		if err != nil {
+			return false
+		}
+		body, _ = io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	if !strings.Contains(string(body), udpA) {
+		t.Fatalf("answer %s: want node a's %s", body, udpA)
 	}
 }
