@@ -124,3 +124,28 @@ func TestAPIProcess(t *testing.T) {
 		t.Fatalf("another path: %d, want 404", status)
 	}
 }
+
+// TestAPIProcessRedisDown: with Redis down, the API process hands out the
+// nodes it last saw until their entries age out, then answers 503, and
+// /healthz says Redis is unreachable.
+func TestAPIProcessRedisDown(t *testing.T) {
+	r := redistest.Start(t)
+	a := startNode(t, r.URL(), "a")
+	api, base := apiProcess(t, r.URL())
+	turntest.WaitFor(t, "the API's registry listing a", func() bool { return len(api.Nodes()) == 1 })
+	r.Kill()
+	killed := time.Now()
+	if status, body := post(t, base, ""); status != http.StatusOK || !strings.Contains(body, a.addr) {
+		t.Fatalf("just after Redis went down: %d %s; want node a as last seen", status, body)
+	}
+	turntest.WaitFor(t, "the API refusing once a's entry aged out", func() bool {
+		status, _ := post(t, base, "")
+		return status == http.StatusServiceUnavailable
+	})
+	if took := time.Since(killed); took < api.Ageing()/2 {
+		t.Fatalf("the API stopped handing out a %v after Redis went down, before its entry could age out (%v)", took, api.Ageing())
+	}
+	if _, h := get(t, base+"/healthz"); h.Redis {
+		t.Fatalf("/healthz %+v with Redis down, want redis false", h)
+	}
+}
