@@ -95,3 +95,108 @@ func TestUserBandwidthShared(t *testing.T) {
 		t.Fatalf("new allocation after the user's others ended passed %d, want a fresh 80 000", n)
 	}
 }
+
+// TestByteRateSetRate: a new rate applies from the next Allow on, the
+// spent budget carries over (lowering the rate hands out no new burst),
+// and Allow stays allocation-free.
+func TestByteRateSetRate(t *testing.T) {
+	r := NewByteRate(1_000_000, 0)
+	var now int64
+	for r.Allow(1000, now) {
+	}
+	r.SetRate(100_000, 100_000) // one second of debt already spent
+	if r.Allow(1000, now) {
+		t.Fatal("a lower rate let a packet through a spent budget")
+	}
+	passed := 0
+	for range 10_000 { // 10 simulated seconds, 1 MB/s offered
+		now += int64(time.Millisecond)
+		if r.Allow(1000, now) {
+			passed += 1000
+		}
+	}
+	// 10 s at 100 kB/s, less the second of debt run up at the old rate.
+	if passed < 890_000 || passed > 1_002_000 {
+		t.Fatalf("%d bytes passed in 10 s after lowering to 100 000 B/s", passed)
+	}
+	if r.Rate() != 100_000 {
+		t.Fatalf("Rate = %d, want 100 000", r.Rate())
+	}
+	r.SetRate(0, 0) // ignored
+	if r.Rate() != 100_000 {
+		t.Fatal("SetRate(0) changed the rate")
+	}
+	if n := testing.AllocsPerRun(1000, func() { r.Allow(100, now) }); n != 0 {
+		t.Fatalf("Allow allocates %v", n)
+	}
+}
+
+// TestByteRateRaised: raising the rate never stalls the limiter, even
+// when the lower rate tolerated more debt (its burst raised to 65 535
+// bytes): the new rate applies at once.
+func TestByteRateRaised(t *testing.T) {
+	r := NewByteRate(50_000, 50_000) // burst raised to 65 535 bytes: 1.31 s of debt
+	var now int64
+	for r.Allow(1000, now) {
+	}
+	r.SetRate(100_000, 100_000) // 1 s of tolerance
+	passed := 0
+	for range 300 { // 300 ms, 1 MB/s offered
+		now += int64(time.Millisecond)
+		if r.Allow(1000, now) {
+			passed += 1000
+		}
+	}
+	if passed < 29_000 {
+		t.Fatalf("%d bytes passed in the 300 ms after raising the rate to 100 000 B/s, want about 30 000", passed)
+	}
+}
+
+// TestSetUserBandwidth: the table changes a user's shared limiters, within
+// [1, cap], and only while the user holds allocations.
+func TestSetUserBandwidth(t *testing.T) {
+	tab := NewTable(Config{UserBandwidth: 100_000})
+	if tab.UserBandwidth() != 100_000 {
+		t.Fatal("UserBandwidth")
+	}
+	if tab.SetUserBandwidth("alice", 10, 10) {
+		t.Fatal("set the limiters of a user without allocations")
+	}
+	a := &Allocation{FiveTuple: tuple(1, UDP, serverA), User: "alice", Relayed: relayedAddr(1)}
+	if err := tab.Create(a, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if !tab.SetUserBandwidth("alice", 30_000, 1_000_000) {
+		t.Fatal("SetUserBandwidth found no limiters")
+	}
+	if p, c := tab.UserBandwidthOf("alice"); p != 30_000 || c != 100_000 {
+		t.Fatalf("rates %d, %d; want 30 000 and the cap 100 000", p, c)
+	}
+	if p, c := tab.UserBandwidthRefused("alice"); p || c {
+		t.Fatal("refusals reported before any packet")
+	}
+	n := 0
+	for a.AllowToPeer(1000, 0) {
+		n += 1000
+	}
+	if n != 65_000 { // the burst: one second's worth, raised to 65 535
+		t.Fatalf("lowered limiter passed a burst of %d, want 65 000", n)
+	}
+	if p, c := tab.UserBandwidthRefused("alice"); !p || c {
+		t.Fatalf("refused %v, %v; want toward peers only", p, c)
+	}
+	if p, _ := tab.UserBandwidthRefused("alice"); p {
+		t.Fatal("the refusal mark was not cleared")
+	}
+}
+
+// BenchmarkByteRateAllow is the per-packet cost of a limiter (one CAS),
+// with the rate read through SetRate's pointer.
+func BenchmarkByteRateAllow(b *testing.B) {
+	r := NewByteRate(1<<40, 0)
+	var now int64
+	for b.Loop() {
+		now++
+		r.Allow(1200, now)
+	}
+}

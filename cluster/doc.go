@@ -27,6 +27,25 @@
 // fleet-wide quota in one Lua script (quota.go), Release uncounts it, and
 // Alternate names the best other node. Pick chooses nodes for the
 // credentials API (pick.go). Fleet operations arrive over pub/sub (ops.go).
+// The per-user bandwidth cap is shared through the heartbeat: each entry
+// carries what each capped user relayed through the node (Info.Users),
+// and each node sets its users' limiters to the cap less what the others
+// report, never below cap/k (bandwidth.go). A process that relays
+// nothing (postern api) serves the fleet's credentials API with Watch,
+// which reads the registry and the secrets without registering, and
+// NewAPI (api.go).
+//
+// # Error bound of the shared bandwidth cap
+//
+// With k nodes carrying a user and a heartbeat H: with demand steady,
+// the fleet relays the cap; for at most 3·H after the demand moves
+// between nodes (or starts on one, which begins at the full cap) it may
+// relay up to k·cap, at most 3·H·(k−1)·cap bytes over the cap per change;
+// each node's limiter also lets one second of its rate (at least 65 535
+// bytes) through after the user was idle there, as on one node. With
+// Redis unreachable each node enforces the full cap alone (k·cap at
+// most). TestUserBandwidthAcrossNodes (steady demand) and
+// TestUserBandwidthDemandMoves (a change) measure it with two nodes.
 //
 // # Invariants
 //
@@ -43,6 +62,9 @@
 //     script drops lapsed counts before counting.
 //   - A silent node (no heartbeat within Ageing) or a draining one is
 //     never chosen by Pick or Alternate.
+//   - The shared bandwidth cap changes only the rates of the per-user
+//     limiters (allocations.ByteRate.SetRate), once a heartbeat: the data
+//     plane stays lock-free and allocation-free.
 //   - Nothing here holds package-level state; every goroutine (heartbeat,
 //     operations, releases) ends when Run's context is cancelled.
 package cluster

@@ -55,8 +55,12 @@ type Info struct {
 	// URLs are the node's ICE server URLs, as iceapi derives them.
 	URLs []string `json:"urls"`
 	// Admin is the node's admin listener (HOST:PORT), "" when off.
-	Admin   string    `json:"admin,omitempty"`
-	Updated time.Time `json:"updated"`
+	Admin string `json:"admin,omitempty"`
+	// Users are the rates of the users under [limits] user_bandwidth
+	// who relayed through the node over the last heartbeat, for the
+	// fleet's shared cap (bandwidth.go); idle users are left out.
+	Users   map[string]UserRate `json:"users,omitempty"`
+	Updated time.Time           `json:"updated"`
 }
 
 // Local is the relay a Node reports on and acts upon; *relay.Server
@@ -107,6 +111,11 @@ type Node struct {
 	// publishedDraining is the state the last entry written said.
 	publishedDraining atomic.Bool
 
+	// bwPrev are the allocations' byte counters at the previous sample,
+	// bwShared the users whose limiters this node lowered (bandwidth.go;
+	// heartbeat goroutine only).
+	bwPrev   map[*allocations.Allocation][2]uint64
+	bwShared map[string]bool
 	// sample is the previous load sample (heartbeat goroutine only).
 	sample struct {
 		at    time.Time
@@ -280,10 +289,12 @@ func (n *Node) Beat(ctx context.Context) error {
 	if err := n.beat1(bctx); err != nil {
 		if ctx.Err() == nil { // not a shutdown
 			n.failed("heartbeat", err)
+			n.unshareBandwidth()
 		}
 		return err
 	}
 	n.recovered()
+	n.shareBandwidth()
 	return nil
 }
 
@@ -341,8 +352,9 @@ func (n *Node) info(now time.Time) Info {
 	info.Allocations = st.AllocationsActive
 	bytes := st.ToPeer.Bytes + st.ToClient.Bytes
 	cpu := processCPU()
+	var dt float64
 	if prev := n.sample; !prev.at.IsZero() {
-		if dt := now.Sub(prev.at).Seconds(); dt > 0 {
+		if dt = now.Sub(prev.at).Seconds(); dt > 0 {
 			if bytes >= prev.bytes {
 				info.BitsPerSecond = float64(bytes-prev.bytes) * 8 / dt
 			}
@@ -350,6 +362,9 @@ func (n *Node) info(now time.Time) Info {
 		}
 	}
 	n.sample.at, n.sample.bytes, n.sample.cpu = now, bytes, cpu
+	if tab := box.Table(); tab.UserBandwidth() > 0 {
+		info.Users = n.userRates(tab, dt)
+	}
 	return info
 }
 

@@ -1,6 +1,7 @@
 package iceapi
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -40,5 +41,23 @@ func TestFleetRequest(t *testing.T) {
 		if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "unknown field") {
 			t.Errorf("without a fleet, %s: status %d %s, want 400 unknown field", body, rec.Code, rec.Body)
 		}
+	}
+}
+
+// TestUnavailable: a mint error wrapping ErrUnavailable is 503
+// unavailable with Retry-After and its text; other errors stay 500.
+func TestUnavailable(t *testing.T) {
+	h, _ := newTestHandler(t, func(c *Config) {
+		c.Mint = nil
+		c.MintRequest = func(Request) (Configuration, error) {
+			return Configuration{}, fmt.Errorf("%w: every node drains", ErrUnavailable)
+		}
+	})
+	rec := do(h, http.MethodPost, Path, "", bearer(testKey))
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
+		t.Fatalf("status %d, Retry-After %q; want 503 with Retry-After", rec.Code, rec.Header().Get("Retry-After"))
+	}
+	if e := errorOf(t, rec); e.Error != CodeUnavailable || !strings.Contains(e.Message, "every node drains") {
+		t.Fatalf("error %+v, want %q saying why", e, CodeUnavailable)
 	}
 }

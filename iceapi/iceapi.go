@@ -86,7 +86,19 @@ const (
 	CodeMethodNotAllowed = "method_not_allowed" // 405: not POST (or OPTIONS)
 	CodeOriginForbidden  = "origin_not_allowed" // 403: CORS preflight from an origin not allowed
 	CodeInternal         = "internal"           // 500: minting failed; the server log says why
+	CodeUnavailable      = "unavailable"        // 503: no server to hand out now (ErrUnavailable)
 )
+
+// ErrUnavailable marks a mint error that means no server can be handed
+// out now (a fleet whose nodes all drain or are silent): answered 503
+// unavailable with Retry-After and the error's text, which therefore must
+// hold nothing secret. Other mint errors are 500 internal, their text in
+// the log only.
+var ErrUnavailable = errors.New("no TURN server is available now")
+
+// retryAfter is the Retry-After of a 503, in seconds (RFC 9110 §10.2.3):
+// a fleet's registry changes within a few heartbeats.
+const retryAfter = "5"
 
 // Config configures a Handler.
 type Config struct {
@@ -286,6 +298,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		conf, err = h.mintRequest(req)
 	} else {
 		conf, err = h.mint(user, ttl)
+	}
+	if errors.Is(err, ErrUnavailable) {
+		h.log.Warn("credentials API: no server to hand out", "user", user, "err", err)
+		w.Header().Set("Retry-After", retryAfter)
+		writeError(w, http.StatusServiceUnavailable, CodeUnavailable, err.Error())
+		return
 	}
 	if err != nil {
 		h.log.Error("credentials API: minting failed", "user", user, "err", err)

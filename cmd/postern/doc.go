@@ -10,6 +10,7 @@
 //	postern kick --fleet NODE/ID... | --user NAME [--cluster-redis URL]
 //	postern drain [--undo] [--admin ADDR] [--config FILE] [--fleet [--node NAME]]
 //	postern probe HOST [--user NAME --password P | --secret S] [--proxy URL] [--json]
+//	postern api --config FILE [--listen ADDR]
 //
 // The command is only CLI wiring: flags and actions over the packages that
 // hold the logic. Package config declares every setting (the flags of

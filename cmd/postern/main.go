@@ -32,7 +32,7 @@ func newApp() *cli.Command {
 		Name:     "postern",
 		Usage:    "a STUN/TURN relay server for WebRTC",
 		Version:  version(),
-		Commands: []*cli.Command{serveCommand(), credentialCommand(), iceServersCommand(), checkConfigCommand(), sessionsCommand(), kickCommand(), drainCommand(), probeCommand()},
+		Commands: []*cli.Command{serveCommand(), credentialCommand(), iceServersCommand(), checkConfigCommand(), sessionsCommand(), kickCommand(), drainCommand(), probeCommand(), apiCommand()},
 		// Errors are returned to main, which prints them once and exits;
 		// the library must neither exit nor print them itself.
 		ExitErrHandler: func(context.Context, *cli.Command, error) {},

@@ -30,6 +30,11 @@
 // deletes it; the page logs no error (CSP included) and its pause button is the first Tab stop. It writes
 // dashboard.png to $POSTERN_INTEROP_OUT, or the test's temporary directory (docs/dashboard.png is one).
 //
+// TestFleetBrowser (fleet_test.go) runs a fleet in-process on Debian's redis-server (internal/redistest): two
+// nodes, one draining, and the fleet's credentials API as `postern api` serves it (cluster.Node.NewAPI). Chromium
+// gets its RTCConfiguration from that API's answer, unchanged, and must connect through the node it was handed:
+// every allocation of the page on the ready node, none on the draining one.
+//
 // Each case prints one line — PASS/FAIL/SKIP, name, transport, port, selected pair (browser), relayed addresses
 // (uclient) or mapped address (STUN), time — and the run ends with "N passed, N failed" alone on a line. A failing
 // case also prints the client's output and the tail of the server's log. When POSTERN_INTEROP_REPORT names a file
