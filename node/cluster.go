@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -164,7 +163,7 @@ func (f *fleetWiring) mint(r iceapi.Request) (iceapi.Configuration, error) {
 	if len(nodes) == 0 {
 		if len(f.node.Nodes()) > 0 || f.live.srv.Draining() {
 			// Never a draining or silent node, this one included.
-			return iceapi.Configuration{}, errors.New("cluster: no node of the fleet is ready (all draining or silent)")
+			return iceapi.Configuration{}, cluster.ErrNoNode // 503, as from postern api
 		}
 		// The registry is empty (Redis unreachable since start): this
 		// node is the fleet it knows.

@@ -130,7 +130,7 @@ func TestServeFleet(t *testing.T) {
 		t.Fatal(err)
 	}
 	turntest.WaitFor(t, "a's API to refuse with every node draining", func() bool {
-		return apiStatus(t, apiA, `{}`) == http.StatusInternalServerError
+		return apiStatus(t, apiA, `{}`) == http.StatusServiceUnavailable
 	})
 	if _, err := cl.Do(t.Context(), cluster.Op{Op: cluster.OpUndrain, Node: "b"}, 2*time.Second); err != nil {
 		t.Fatal(err)
