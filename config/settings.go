@@ -19,7 +19,7 @@ const CategoryWeb = "Sharing port 443"
 // Settings are the declared settings, in the order of --help, the README
 // table and config.toml.example.
 func Settings() []Setting {
-	return slices.Concat(authSettings(), relaySettings(), logSettings(), webSettings(), limitsSettings())
+	return slices.Concat(authSettings(), relaySettings(), []Setting{ioSetting()}, logSettings(), webSettings(), limitsSettings())
 }
 
 // CategoryRelay is the --help category of [relay].

@@ -571,7 +571,11 @@ func (r *request) refresh(id auth.Identity) error {
 			return newError(stun.CodePeerAddrFamilyMismatch, "Peer Address Family Mismatch: the allocation has no relayed address of this family")
 		}
 		if lifetime == 0 {
+			conn, _, _ := a.ConnFor(ip)
 			r.s.table.DeleteFamily(a, ip)
+			if r.s.uring != nil {
+				r.s.uring.forget(conn) // io_uring holds a closed socket open until told (uring_linux.go)
+			}
 		} else if !a.RefreshFamily(ip, lifetime) {
 			return newError(stun.CodePeerAddrFamilyMismatch, "Peer Address Family Mismatch: the allocation has no relayed address of this family")
 		}

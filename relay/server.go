@@ -70,6 +70,7 @@ type Server struct {
 	// send runs lent to relay loops while they forward, and whether UDP GSO
 	// failed on this host.
 	peerBatches *batchCache
+	uring       *uringPool // io_uring reactors (io.go); nil: epoll
 	gsoOff      atomic.Bool
 	zones       *udpio.Zones // IPv6 zones of link-local addresses
 
@@ -181,6 +182,9 @@ func New(cfg Config) (*Server, error) {
 		OnRemove:            s.onRemove,
 	})
 	s.reserved = newReservations(s.ports, s.table)
+	if err := s.newIO(cfg.IO); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -283,6 +287,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 
 	s.own.Store(s.buildOwnAddrs())
+	s.startUring(udps)
 
 	for range 2 * runtime.GOMAXPROCS(0) {
 		s.workers.Go(s.requestWorker)
@@ -344,6 +349,7 @@ func (s *Server) shutdown() {
 	s.table.Close() // closes every relay socket: the relay loops end
 	s.reserved.closeAll()
 	s.relays.Wait()
+	s.stopUring() // after the relay loops: none is left to hand it a socket
 	s.log.Info("stopped")
 }
 

@@ -1,0 +1,19 @@
+package config
+
+import "github.com/postern/postern/relay"
+
+// ioSetting is [relay] io: how relay sockets are read (relay/io.go).
+// io_uring batches the receives and the sends to clients of every
+// allocation into one system call per batch instead of a wake-up and two
+// calls per packet (BENCHMARKS.md, issue 14); auto falls back to epoll
+// where the kernel lacks io_uring or forbids it
+// (kernel.io_uring_disabled, container seccomp profiles).
+func ioSetting() Setting {
+	return Setting{
+		Key: "relay.io", Flag: "relay-io", Kind: KindString, Default: relay.IOAuto,
+		Placeholder: "MODE", Category: CategoryRelay, Restart: true,
+		Usage: "how relay sockets are read: auto (io_uring where the kernel allows it, else epoll), io_uring, or epoll",
+		Check: func(v any) error { return relay.CheckIO(v.(string)) },
+		Set:   func(c *relay.Config, v any) { c.IO = v.(string) },
+	}
+}
