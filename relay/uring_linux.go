@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -70,6 +73,13 @@ const (
 	// is written over them.
 	uringNameRoom    = unix.SizeofSockaddrInet6
 	uringControlRoom = proto.DataIndicationHeadroom - uring.RecvMsgOutSize - uringNameRoom
+	// uringBatch completions, or uringMinWaitUs after the first, end a
+	// reactor's wait: at media rates datagrams arrive one by one, and
+	// without the wait each would be a wake-up and an io_uring_enter of
+	// its own. 200 µs is far below the jitter buffers of media (tens of
+	// milliseconds) and coturn's own RTT p99 here (BENCHMARKS.md).
+	uringBatch     = 256
+	uringMinWaitUs = 200
 	// uringMaxReactors caps the reactors.
 	uringMaxReactors = 16
 )
@@ -100,7 +110,10 @@ type uringPool struct {
 	socks       map[*net.UDPConn]*uringSock
 	stopJanitor chan struct{}
 	// failSetup makes every reactor's setup fail (tests of the fallback).
-	failSetup   bool
+	failSetup bool
+	// epfd is the runtime's epoll descriptor (leaveNetpoller); -1: not
+	// looked for yet, -2: not found. Under mu.
+	epfd        int
 	janitorDone chan struct{}
 }
 
@@ -173,7 +186,7 @@ type uringSend struct {
 // has none). With "io_uring" a ring is tried at once, so that a kernel
 // without it is an error at start rather than a silent fallback.
 func newUringPool(s *Server, mode string) (*uringPool, error) {
-	p := &uringPool{s: s, mode: mode, dups: map[*net.UDPConn]int{}, socks: map[*net.UDPConn]*uringSock{},
+	p := &uringPool{s: s, mode: mode, dups: map[*net.UDPConn]int{}, socks: map[*net.UDPConn]*uringSock{}, epfd: -1,
 		stopJanitor: make(chan struct{}), janitorDone: make(chan struct{})}
 	if mode == IOUring {
 		if err := probeUring(); err != nil {
@@ -263,9 +276,13 @@ func (p *uringPool) serve(pr *peerReader, conn *net.UDPConn) bool {
 	r := p.rs[p.next%uint32(len(p.rs))]
 	p.next++
 	p.mu.Unlock()
+	// From here on the netpoller never hears of this socket again (no
+	// goroutine waits on it: sends never wait, reads are the ring's), so
+	// that datagrams do not wake its thread for nothing.
+	p.leaveNetpoller(conn)
 	if !r.post(uringOp{add: sock}) {
 		_ = unix.Close(sock.fd)
-		return false
+		return true // stopping: the socket is closed with its allocation
 	}
 	p.mu.Lock()
 	p.socks[conn] = sock
@@ -282,6 +299,56 @@ func (p *uringPool) serve(pr *peerReader, conn *net.UDPConn) bool {
 	r.post(uringOp{remove: sock})
 	<-sock.done
 	return true
+}
+
+// leaveNetpoller takes conn's descriptor out of the Go runtime's epoll
+// set. The runtime has no interface for it, so its epoll descriptor is
+// found once, as the eventpoll descriptor whose /proc fdinfo lists conn's
+// ("tfd: N"); the runtime's own removal when conn closes then finds
+// nothing, which it ignores. Best effort: when the set is not found, the
+// socket stays in it and each datagram costs a netpoller wake-up more.
+func (p *uringPool) leaveNetpoller(conn *net.UDPConn) {
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Control(func(fd uintptr) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.epfd == -1 {
+			p.epfd = findEpoll(int(fd))
+			if p.epfd < 0 {
+				p.epfd = -2 // not found: do not look again
+			}
+		}
+		if p.epfd >= 0 {
+			_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, int(fd), nil)
+		}
+	})
+}
+
+// findEpoll returns the epoll descriptor of this process whose set holds
+// fd, or -1.
+func findEpoll(fd int) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return -1
+	}
+	want := fmt.Sprintf("tfd: %8d ", fd)
+	for _, e := range ents {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if link, err := os.Readlink("/proc/self/fd/" + e.Name()); err != nil || link != "anon_inode:[eventpoll]" {
+			continue
+		}
+		info, err := os.ReadFile("/proc/self/fdinfo/" + e.Name())
+		if err == nil && strings.Contains(string(info), want) {
+			return n
+		}
+	}
+	return -1
 }
 
 // newSock duplicates the descriptors the reactor will use.
@@ -435,7 +502,7 @@ func (r *reactor) run(ready chan<- error) {
 	r.armWake()
 	var lastLog time.Time
 	for !r.stopping || r.live > 0 || r.inflight > 0 {
-		if _, err := r.ring.Enter(1, 0); err != nil {
+		if _, err := r.ring.EnterMinWait(uringBatch, uringMinWaitUs); err != nil {
 			if now := time.Now(); now.Sub(lastLog) >= time.Second {
 				lastLog = now
 				r.p.s.log.Warn("io_uring_enter failed; retrying", "err", err)

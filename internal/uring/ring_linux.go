@@ -40,6 +40,7 @@ const (
 	featSingleMmap = 1 << 0
 	featNoDrop     = 1 << 1
 	featExtArg     = 1 << 8
+	featMinTimeout = 1 << 15
 
 	offSQRing = 0
 	offCQRing = 0x8000000
@@ -262,6 +263,33 @@ func (r *Ring) SQE() *SQE {
 
 // Pending is the number of entries handed out and not yet submitted.
 func (r *Ring) Pending() uint32 { return r.sqLocal - atomic.LoadUint32(r.sqTail) }
+
+// MinWait reports whether the kernel takes EnterMinWait's minimum wait
+// (IORING_FEAT_MIN_TIMEOUT, Linux 6.12).
+func (r *Ring) MinWait() bool { return r.features&featMinTimeout != 0 }
+
+// EnterMinWait is Enter that batches completions: it waits until wait
+// completions are ready or minWaitUs microseconds have passed, and from
+// then on returns as soon as there is at least one. An idle ring so sleeps
+// until its first completion, a busy one returns about once per
+// minWaitUs with what came meanwhile. Without MinWait it is Enter(1, 0).
+func (r *Ring) EnterMinWait(wait, minWaitUs uint32) (int, error) {
+	if !r.MinWait() || minWaitUs == 0 {
+		return r.Enter(1, 0)
+	}
+	n := r.Pending()
+	atomic.StoreUint32(r.sqTail, r.sqLocal)
+	r.arg = getEventsArg{minWait: minWaitUs}
+	got, _, e := unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(n), uintptr(wait),
+		enterGetEvents|enterExtArg, uintptr(unsafe.Pointer(&r.arg)), unsafe.Sizeof(r.arg))
+	switch e {
+	case 0:
+		return int(got), nil
+	case unix.EINTR, unix.ETIME, unix.EBUSY, unix.EAGAIN:
+		return 0, nil
+	}
+	return 0, fmt.Errorf("uring: io_uring_enter: %w", e)
+}
 
 // Enter publishes the pending entries, submits them and, when wait > 0,
 // waits until at least wait completions are ready (with a timeout when

@@ -274,3 +274,24 @@ func TestBadBufRing(t *testing.T) {
 		}
 	}
 }
+
+// TestEnterMinWait: a wait for more completions than come returns once
+// the minimum wait has passed with the one there is, and an idle ring's
+// wait ends with its first completion.
+func TestEnterMinWait(t *testing.T) {
+	r := newRing(t)
+	if !r.MinWait() {
+		t.Skip("kernel without IORING_FEAT_MIN_TIMEOUT")
+	}
+	PrepNop(r.SQE(), 1)
+	start := time.Now()
+	if _, err := r.EnterMinWait(64, 2000); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.Completions(func(*CQE) {}); n != 1 {
+		t.Fatalf("%d completions, want 1", n)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("EnterMinWait took %v with a completion ready", d)
+	}
+}
