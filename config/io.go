@@ -7,12 +7,15 @@ import "github.com/postern/postern/relay"
 // allocation into one system call per batch instead of a wake-up and two
 // calls per packet (BENCHMARKS.md, issue 14); auto falls back to epoll
 // where the kernel lacks io_uring or forbids it
-// (kernel.io_uring_disabled, container seccomp profiles).
+// (kernel.io_uring_disabled, container seccomp profiles). The default is
+// epoll: measured on a server pinned to one core, io_uring makes half the
+// system calls per packet but costs more CPU per packet (BENCHMARKS.md,
+// issue 14).
 func ioSetting() Setting {
 	return Setting{
-		Key: "relay.io", Flag: "relay-io", Kind: KindString, Default: relay.IOAuto,
+		Key: "relay.io", Flag: "relay-io", Kind: KindString, Default: relay.IOEpoll,
 		Placeholder: "MODE", Category: CategoryRelay, Restart: true,
-		Usage: "how relay sockets are read: auto (io_uring where the kernel allows it, else epoll), io_uring, or epoll",
+		Usage: "how relay sockets are read: epoll, io_uring, or auto (io_uring where the kernel allows it, else epoll)",
 		Check: func(v any) error { return relay.CheckIO(v.(string)) },
 		Set:   func(c *relay.Config, v any) { c.IO = v.(string) },
 	}

@@ -167,7 +167,7 @@ type Config struct {
 	// listener that cannot bind is then fatal. Otherwise such a listener is
 	// logged with the remedy and skipped.
 	ListenersExplicit bool
-	// IO is how relay sockets are read: IOAuto (""), IOUring or IOEpoll
+	// IO is how relay sockets are read: IOEpoll (""), IOAuto or IOUring
 	// (io.go).
 	IO string
 

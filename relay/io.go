@@ -22,7 +22,7 @@ const (
 	IOEpoll = "epoll"
 )
 
-// CheckIO reports whether v is a value of Config.IO ("" is IOAuto).
+// CheckIO reports whether v is a value of Config.IO ("" is IOEpoll).
 func CheckIO(v string) error {
 	switch v {
 	case "", IOAuto, IOUring, IOEpoll:
@@ -38,7 +38,11 @@ func (s *Server) newIO(mode string) error {
 		return err
 	}
 	if mode == "" {
-		mode = cmp.Or(testDefaultIO, IOAuto)
+		// epoll by default: io_uring makes fewer system calls but, on a
+		// server pinned to one core, costs more CPU per packet
+		// (BENCHMARKS.md, issue 14: its reactor thread and the runtime
+		// hand the one processor back and forth at each wake-up).
+		mode = cmp.Or(testDefaultIO, IOEpoll)
 	}
 	if mode == IOEpoll || !uringBuilt {
 		if mode == IOUring {
