@@ -80,6 +80,9 @@ const (
 	// milliseconds) and coturn's own RTT p99 here (BENCHMARKS.md).
 	uringBatch     = 256
 	uringMinWaitUs = 200
+	// uringHeldUs bounds a wait that keeps the processor (under traffic),
+	// and how long the other goroutines wait for it: 1 ms.
+	uringHeldUs = 1000
 	// uringMaxReactors caps the reactors.
 	uringMaxReactors = 16
 )
@@ -141,14 +144,16 @@ type reactor struct {
 	inbox []uringOp // under mu
 	work  []uringOp // the reactor's copy of inbox
 
-	socks    []*uringSock // by slot
-	free     []uint32
-	live     int
-	sends    []uringSend // by buffer ID
-	inflight int
-	rearm    []*uringSock
-	stopping bool
-	exited   chan struct{}
+	socks     []*uringSock // by slot
+	free      []uint32
+	live      int
+	sends     []uringSend // by buffer ID
+	inflight  int
+	rearm     []*uringSock
+	lpend     []*uringSock // listener sockets with datagrams pending
+	listeners int          // listener sockets among live
+	stopping  bool
+	exited    chan struct{}
 
 	held     int              // buffers taken from the kernel, not yet given back
 	state    atomic.Uint64    // held<<32 | live, stored after each batch (for tests)
@@ -159,9 +164,11 @@ type reactor struct {
 
 // uringSock is one relay socket served by a reactor.
 type uringSock struct {
-	p        *peerReader
-	fd       int // the reactor's duplicate of the relay socket
-	clientFD int // the listener socket's duplicate
+	p        *peerReader     // a relay socket's reader; nil for a listener socket
+	lr       *listenerReader // a listener socket's reader, else nil
+	pending  int             // datagrams put in lr's batch, not yet relayed
+	fd       int             // the reactor's duplicate of the relay socket
+	clientFD int             // the listener socket's duplicate
 	clientSA unix.RawSockaddrInet6
 	saLen    uint32
 	msg      unix.Msghdr // the multishot RECVMSG's
@@ -296,6 +303,49 @@ func (p *uringPool) serve(pr *peerReader, conn *net.UDPConn) bool {
 		delete(p.socks, conn)
 	}
 	p.mu.Unlock()
+	r.post(uringOp{remove: sock})
+	<-sock.done
+	return true
+}
+
+// serveListener hands a UDP listener socket without QUIC sharing to a
+// reactor, which reads it with a multishot receive and relays what comes
+// through lr, on the reactor's thread: the data plane's two directions
+// then take one thread, and one io_uring_enter per batch. It returns when
+// the socket is closed (Server's shutdown); false: no reactor.
+func (p *uringPool) serveListener(so *udpSocket, lr *listenerReader) bool {
+	if !p.start() {
+		return false
+	}
+	conn := so.out.conn
+	fd, err := dupConn(conn)
+	if err != nil {
+		p.s.log.Warn("listener socket not given to io_uring; reading it with epoll", "err", err)
+		return false
+	}
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		_ = unix.Close(fd)
+		return false
+	}
+	sock := &uringSock{lr: lr, fd: fd, done: make(chan struct{}), rc: rc, closed: make(chan struct{})}
+	sock.msg.Namelen = uringNameRoom
+	sock.msg.Controllen = uringControlRoom
+	so.out.unpolled = true // before any answer is written: see udpSink.WriteToClient
+	p.mu.Lock()
+	p.socks[conn] = sock
+	r := p.rs[p.next%uint32(len(p.rs))]
+	p.next++
+	p.mu.Unlock()
+	p.s.mu.Lock()
+	p.s.closers = append(p.s.closers, func() error { p.forget(conn); return nil })
+	p.s.mu.Unlock()
+	p.leaveNetpoller(conn)
+	if !r.post(uringOp{add: sock}) {
+		_ = unix.Close(fd)
+		return true
+	}
+	<-sock.closed
 	r.post(uringOp{remove: sock})
 	<-sock.done
 	return true
@@ -500,9 +550,20 @@ func (r *reactor) run(ready chan<- error) {
 	}
 	ready <- nil
 	r.armWake()
-	var lastLog time.Time
+	var lastLog, lastYield time.Time
+	busy := false
 	for !r.stopping || r.live > 0 || r.inflight > 0 {
-		if _, err := r.ring.EnterMinWait(uringBatch, uringMinWaitUs); err != nil {
+		var err error
+		if busy {
+			// Traffic: wait holding the processor (no hand-off between
+			// threads at each wake-up), at most uringHeldUs, and let
+			// the other goroutines have it at least that often.
+			_, err = r.ring.EnterHeld(uringBatch, uringMinWaitUs, uringHeldUs)
+		} else {
+			// Idle: sleep in an ordinary system call until a completion.
+			_, err = r.ring.EnterMinWait(uringBatch, uringMinWaitUs)
+		}
+		if err != nil {
 			if now := time.Now(); now.Sub(lastLog) >= time.Second {
 				lastLog = now
 				r.p.s.log.Warn("io_uring_enter failed; retrying", "err", err)
@@ -511,10 +572,15 @@ func (r *reactor) run(ready chan<- error) {
 		}
 		r.now = time.Now() // one clock read per batch
 		r.mono = r.p.s.mono(r.now)
-		r.ring.Completions(r.complete)
+		busy = r.ring.Completions(r.complete) > 0
+		if busy && r.now.Sub(lastYield) >= uringHeldUs*time.Microsecond {
+			lastYield = r.now
+			runtime.Gosched()
+		}
+		r.flushListeners()
 		r.bufs.Publish()
 		r.rearmAll()
-		r.state.Store(uint64(r.held)<<32 | uint64(r.live))
+		r.state.Store(uint64(r.held)<<32 | uint64(r.live-r.listeners))
 	}
 	r.teardown()
 }
@@ -635,6 +701,9 @@ func (r *reactor) mailbox() {
 				r.socks = append(r.socks, s)
 			}
 			r.live++
+			if s.lr != nil {
+				r.listeners++
+			}
 			r.arm(s)
 		case op.remove != nil:
 			s := op.remove
@@ -667,6 +736,9 @@ func (r *reactor) release(s *uringSock) {
 	r.socks[s.slot] = nil
 	r.free = append(r.free, s.slot)
 	r.live--
+	if s.lr != nil {
+		r.listeners--
+	}
 	close(s.done)
 }
 
@@ -674,13 +746,20 @@ func (r *reactor) release(s *uringSock) {
 func (r *reactor) received(s *uringSock, c *uring.CQE) {
 	if id, ok := c.Buffer(); ok {
 		r.held++
-		if c.Res < 0 || !r.forward(s, id, int(c.Res)) {
+		switch {
+		case s.lr != nil:
+			if c.Res >= 0 {
+				r.toListener(s, id, int(c.Res))
+			}
+			r.bufs.Recycle(id) // copied into the listener's batch
+			r.held--
+		case c.Res < 0 || !r.forward(s, id, int(c.Res)):
 			r.bufs.Recycle(id)
 			r.held--
 		}
 	}
 	p := s.p
-	if c.Res < 0 && udpio.ICMPErrno(syscall.Errno(-c.Res)) || p.errs.Load() {
+	if p != nil && (c.Res < 0 && udpio.ICMPErrno(syscall.Errno(-c.Res)) || p.errs.Load()) {
 		p.ReadErrors(uintptr(s.fd)) // RFC 8656 §11.5 (icmp_linux.go)
 	}
 	if !c.More() {
@@ -693,9 +772,51 @@ func (r *reactor) received(s *uringSock, c *uring.CQE) {
 		default:
 			// Not re-armed (it would fail again at once, in a loop): the
 			// allocation's packets from peers are lost until it ends.
-			r.p.s.log.Warn("io_uring receive on relay socket failed", "id", p.a.ID, "err", e)
+			r.p.s.log.Warn("io_uring receive failed", "socket", s.rc != nil, "err", e)
 		}
 	}
+}
+
+// toListener puts a datagram a listener socket received into its
+// reader's batch, which is relayed (listenerReader.relay: ChannelData and
+// Send indications to peers, requests to the workers) when it is full and
+// at the end of the reactor's batch.
+func (r *reactor) toListener(s *uringSock, id uint16, used int) {
+	b := s.lr.b
+	m, ok := uring.ParseRecvMsg(r.bufs.Buf(id), used, uringNameRoom, uringControlRoom)
+	if !ok || m.Truncated() || m.Namelen > uringNameRoom {
+		return
+	}
+	from, ok := udpio.DecodeSockaddr((*unix.RawSockaddrInet6)(unsafe.Pointer(&r.bufs.Buf(id)[uring.RecvMsgOutSize])), b.Zones)
+	if !ok || !b.Put(s.pending, m.Payload, from) {
+		return
+	}
+	if s.pending == 0 {
+		r.lpend = append(r.lpend, s)
+	}
+	s.pending++
+	if s.pending == len(b.Bufs) {
+		r.flushListener(s)
+	}
+}
+
+// flushListener relays what s's batch holds.
+func (r *reactor) flushListener(s *uringSock) {
+	if s.pending == 0 {
+		return
+	}
+	s.lr.b.N = s.pending
+	s.lr.relay()
+	s.pending = 0
+}
+
+// flushListeners relays what every listener socket's batch holds.
+func (r *reactor) flushListeners() {
+	for i, s := range r.lpend {
+		r.flushListener(s)
+		r.lpend[i] = nil
+	}
+	r.lpend = r.lpend[:0]
 }
 
 // forward is peerReader.forward for one datagram in buffer id, to a UDP

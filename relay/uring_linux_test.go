@@ -56,6 +56,9 @@ func TestUringRelays(t *testing.T) {
 	defer stranger.Close()
 	wantCode(t, "CreatePermission", c.authed(stun.MethodCreatePermission, stunPeer(peerAP)), 0)
 	turntest.WaitFor(t, "the relay socket served by a reactor", func() bool { return s.UringServed() == 1 })
+	if s.UringListeners() == 0 {
+		t.Fatal("the UDP listener's sockets are not read by a reactor")
+	}
 
 	c.sendIndication(peerAP, "to peer")
 	buf := make([]byte, 2048)
@@ -127,9 +130,13 @@ func TestUringAllocationEnd(t *testing.T) {
 		}
 	}()
 	// Half are deleted (Refresh with LIFETIME 0) under the flood, half
-	// expire.
+	// expire. The answers are not waited for: the flood fills the
+	// clients' receive buffers, which would drop them.
 	for i := 0; i < n; i += 2 {
-		wantCode(t, "Refresh LIFETIME 0", clients[i].authed(stun.MethodRefresh, proto.Lifetime(0)), 0)
+		req := clients[i].authedRequest(stun.MethodRefresh, proto.Lifetime(0))
+		if _, err := clients[i].conn.Write(req.Raw); err != nil {
+			t.Fatal(err)
+		}
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for s.Table().Len() != 0 {

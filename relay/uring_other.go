@@ -21,3 +21,5 @@ func (p *uringPool) start() bool { return false }
 func (p *uringPool) listenerFD(*net.UDPConn) (int, error) { return -1, nil }
 
 func (p *uringPool) forget(*net.UDPConn) {}
+
+func (p *uringPool) serveListener(*udpSocket, *listenerReader) bool { return false }

@@ -291,6 +291,30 @@ func (r *Ring) EnterMinWait(wait, minWaitUs uint32) (int, error) {
 	return 0, fmt.Errorf("uring: io_uring_enter: %w", e)
 }
 
+// EnterHeld is EnterMinWait as a raw system call, bounded by maxWaitUs:
+// the calling goroutine keeps its processor while it waits, so that
+// waking up costs no hand-off of the processor between threads. The
+// caller bounds how long others wait for that processor with maxWaitUs.
+// Without MinWait it waits for one completion, up to maxWaitUs.
+func (r *Ring) EnterHeld(wait, minWaitUs, maxWaitUs uint32) (int, error) {
+	if !r.MinWait() {
+		minWaitUs, wait = 0, 1
+	}
+	n := r.Pending()
+	atomic.StoreUint32(r.sqTail, r.sqLocal)
+	r.ts = unix.NsecToTimespec(int64(maxWaitUs) * 1000)
+	r.arg = getEventsArg{minWait: minWaitUs, ts: uint64(uintptr(unsafe.Pointer(&r.ts)))}
+	got, _, e := unix.RawSyscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(n), uintptr(wait),
+		enterGetEvents|enterExtArg, uintptr(unsafe.Pointer(&r.arg)), unsafe.Sizeof(r.arg))
+	switch e {
+	case 0:
+		return int(got), nil
+	case unix.EINTR, unix.ETIME, unix.EBUSY, unix.EAGAIN:
+		return 0, nil
+	}
+	return 0, fmt.Errorf("uring: io_uring_enter: %w", e)
+}
+
 // Enter publishes the pending entries, submits them and, when wait > 0,
 // waits until at least wait completions are ready (with a timeout when
 // timeoutNs > 0, after which it returns with fewer). It returns the
