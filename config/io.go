@@ -8,9 +8,9 @@ import "github.com/postern/postern/relay"
 // calls per packet (BENCHMARKS.md, issue 14); auto falls back to epoll
 // where the kernel lacks io_uring or forbids it
 // (kernel.io_uring_disabled, container seccomp profiles). The default is
-// epoll: measured on a server pinned to one core, io_uring makes half the
-// system calls per packet but costs more CPU per packet (BENCHMARKS.md,
-// issue 14).
+// epoll: io_uring costs less CPU per packet with many allocations at media
+// rates, but more with a few allocations flat out (no GSO runs to
+// clients), and its batching wait adds latency (BENCHMARKS.md, issue 14).
 func ioSetting() Setting {
 	return Setting{
 		Key: "relay.io", Flag: "relay-io", Kind: KindString, Default: relay.IOEpoll,

@@ -38,10 +38,11 @@ func (s *Server) newIO(mode string) error {
 		return err
 	}
 	if mode == "" {
-		// epoll by default: io_uring makes fewer system calls but, on a
-		// server pinned to one core, costs more CPU per packet
-		// (BENCHMARKS.md, issue 14: its reactor thread and the runtime
-		// hand the one processor back and forth at each wake-up).
+		// epoll by default: io_uring halves the CPU per packet of many
+		// allocations at media rates, but sends to clients without GSO
+		// runs, so a few allocations flat out cost it about twice as
+		// much, and its batching wait adds up to a millisecond of
+		// latency (BENCHMARKS.md, issue 14).
 		mode = cmp.Or(testDefaultIO, IOEpoll)
 	}
 	if mode == IOEpoll || !uringBuilt {

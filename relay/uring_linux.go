@@ -43,6 +43,17 @@ import (
 // on the listener socket; the buffer goes back to the kernel when the send
 // completes.
 //
+// The reactors also read the UDP listener sockets without QUIC sharing
+// (serveListener): what arrives is copied into the socket's
+// listenerReader batch and relayed as the listener goroutine would
+// (ChannelData and Send indications to peers, in GSO runs; requests to the
+// worker pool), so that both directions of the data plane run on the
+// reactor's thread. Under traffic a reactor waits holding its processor
+// (a raw io_uring_enter bounded to uringHeldUs, then runtime.Gosched):
+// an ordinary blocking call would have the runtime hand the processor to
+// another thread and back at every wake-up, which measured more than the
+// system calls saved (BENCHMARKS.md). Idle, it sleeps in an ordinary call.
+//
 // Each relay socket still has its goroutine (relayFromSocket): it hands
 // the socket to a reactor and waits for the allocation's end, then has the
 // reactor cancel the receive and waits for its last completion, so that
