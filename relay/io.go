@@ -78,6 +78,11 @@ func (s *Server) startUring(udps []*udpListener) {
 			if _, err := s.uring.listenerFD(so.out.conn); err != nil {
 				s.log.Warn("io_uring: listener socket not duplicated", "err", err)
 			}
+			// Before the readers and workers start: the reactor will
+			// read the socket and the netpoller no longer watch it
+			// (serveListener), so answers must never wait
+			// (udpSink.WriteToClient).
+			so.out.unpolled = s.quic == nil
 		}
 	}
 }

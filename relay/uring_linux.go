@@ -325,8 +325,8 @@ func (p *uringPool) serve(pr *peerReader, conn *net.UDPConn) bool {
 // then take one thread, and one io_uring_enter per batch. It returns when
 // the socket is closed (Server's shutdown); false: no reactor.
 func (p *uringPool) serveListener(so *udpSocket, lr *listenerReader) bool {
-	if !p.start() {
-		return false
+	if !so.out.unpolled || !p.start() {
+		return false // not prepared by Server.startUring (a test's listener)
 	}
 	conn := so.out.conn
 	fd, err := dupConn(conn)
@@ -342,7 +342,6 @@ func (p *uringPool) serveListener(so *udpSocket, lr *listenerReader) bool {
 	sock := &uringSock{lr: lr, fd: fd, done: make(chan struct{}), rc: rc, closed: make(chan struct{})}
 	sock.msg.Namelen = uringNameRoom
 	sock.msg.Controllen = uringControlRoom
-	so.out.unpolled = true // before any answer is written: see udpSink.WriteToClient
 	p.mu.Lock()
 	p.socks[conn] = sock
 	r := p.rs[p.next%uint32(len(p.rs))]
