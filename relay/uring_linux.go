@@ -178,17 +178,22 @@ type uringSock struct {
 	p        *peerReader     // a relay socket's reader; nil for a listener socket
 	lr       *listenerReader // a listener socket's reader, else nil
 	pending  int             // datagrams put in lr's batch, not yet relayed
-	fd       int             // the reactor's duplicate of the relay socket
-	clientFD int             // the listener socket's duplicate
-	clientSA unix.RawSockaddrInet6
-	saLen    uint32
-	msg      unix.Msghdr // the multishot RECVMSG's
-	slot     uint32
-	armed    bool
-	closing  bool
-	done     chan struct{}   // closed when the reactor let go of the socket
-	rc       syscall.RawConn // the relay socket's, to see it closed
-	closed   chan struct{}   // closed by the janitor when it is
+	fd       int
+	clientFD int // the listener socket's duplicate
+	// fd is a listener socket's duplicate (ownFD), the reactor's to close;
+	// -1 for a relay socket, whose descriptor is used only inside rc's
+	// Control (armFn, icmpFn: made once by the reactor).
+	ownFD         bool
+	armFn, icmpFn func(fd uintptr)
+	clientSA      unix.RawSockaddrInet6
+	saLen         uint32
+	msg           unix.Msghdr // the multishot RECVMSG's
+	slot          uint32
+	armed         bool
+	closing       bool
+	done          chan struct{}   // closed when the reactor let go of the socket
+	rc            syscall.RawConn // the relay socket's, to see it closed
+	closed        chan struct{}   // closed by the janitor when it is
 }
 
 // uringSend is a send in flight, in the slot of the buffer it sends from.
@@ -299,7 +304,6 @@ func (p *uringPool) serve(pr *peerReader, conn *net.UDPConn) bool {
 	// that datagrams do not wake its thread for nothing.
 	p.leaveNetpoller(conn)
 	if !r.post(uringOp{add: sock}) {
-		_ = unix.Close(sock.fd)
 		return true // stopping: the socket is closed with its allocation
 	}
 	p.mu.Lock()
@@ -339,7 +343,7 @@ func (p *uringPool) serveListener(so *udpSocket, lr *listenerReader) bool {
 		_ = unix.Close(fd)
 		return false
 	}
-	sock := &uringSock{lr: lr, fd: fd, done: make(chan struct{}), rc: rc, closed: make(chan struct{})}
+	sock := &uringSock{lr: lr, fd: fd, ownFD: true, done: make(chan struct{}), rc: rc, closed: make(chan struct{})}
 	sock.msg.Namelen = uringNameRoom
 	sock.msg.Controllen = uringControlRoom
 	p.mu.Lock()
@@ -411,23 +415,20 @@ func findEpoll(fd int) int {
 	return -1
 }
 
-// newSock duplicates the descriptors the reactor will use.
+// newSock prepares a relay socket for a reactor. Its descriptor is not
+// duplicated (that would double the descriptors per allocation): the
+// reactor uses it only inside the socket's RawConn.Control, where it
+// cannot be closed, and a receive once submitted holds the socket itself.
 func (p *uringPool) newSock(pr *peerReader, conn *net.UDPConn) (*uringSock, error) {
-	fd, err := dupConn(conn)
-	if err != nil {
-		return nil, err
-	}
 	clientFD, err := p.listenerFD(pr.udp.out.conn)
 	if err != nil {
-		_ = unix.Close(fd)
 		return nil, err
 	}
 	rc, err := conn.SyscallConn()
 	if err != nil {
-		_ = unix.Close(fd)
 		return nil, fmt.Errorf("relay: raw access to %v: %w", conn.LocalAddr(), err)
 	}
-	sock := &uringSock{p: pr, fd: fd, clientFD: clientFD, done: make(chan struct{}), rc: rc, closed: make(chan struct{})}
+	sock := &uringSock{p: pr, fd: -1, clientFD: clientFD, done: make(chan struct{}), rc: rc, closed: make(chan struct{})}
 	sock.msg.Namelen = uringNameRoom
 	sock.msg.Controllen = uringControlRoom
 	sock.saLen = putSockaddr(&sock.clientSA, pr.udp.addr, p.s.zones)
@@ -626,7 +627,9 @@ func (r *reactor) teardown() {
 	}
 	for _, s := range r.socks { // only if stopped with sockets: never after Server.relays
 		if s != nil {
-			_ = unix.Close(s.fd)
+			if s.ownFD {
+				_ = unix.Close(s.fd)
+			}
 			close(s.done)
 		}
 	}
@@ -649,9 +652,31 @@ func (r *reactor) armWake() {
 	uring.PrepRead(r.sqe(), r.efd, r.wake[:], udWake)
 }
 
+// arm submits s's multishot receive. A relay socket's is prepared and
+// submitted inside its RawConn's Control, so that its descriptor number
+// cannot be closed and reused under the entry; once submitted, the
+// request holds the socket. A socket found closed is let go of.
 func (r *reactor) arm(s *uringSock) {
-	s.armed = true
-	uring.PrepRecvMsgMultishot(r.sqe(), s.fd, &s.msg, r.bufs.Group(), udRecv|uint64(s.slot))
+	if s.ownFD {
+		s.armed = true
+		uring.PrepRecvMsgMultishot(r.sqe(), s.fd, &s.msg, r.bufs.Group(), udRecv|uint64(s.slot))
+		return
+	}
+	if s.armFn == nil {
+		s.armFn = func(fd uintptr) {
+			s.armed = true
+			uring.PrepRecvMsgMultishot(r.sqe(), int(fd), &s.msg, r.bufs.Group(), udRecv|uint64(s.slot))
+			if _, err := r.ring.Enter(0, 0); err != nil {
+				r.p.s.log.Warn("io_uring submit failed", "err", err)
+			}
+		}
+		s.icmpFn = func(fd uintptr) { s.p.ReadErrors(fd) }
+	}
+	if s.rc.Control(s.armFn) != nil && !s.closing {
+		// Closed (net.ErrClosed) while its allocation lives on: the
+		// janitor ends it; until then nothing is armed.
+		s.armed = false
+	}
 }
 
 // rearmAll re-arms the receives that ended (no buffer was free, an error
@@ -742,7 +767,9 @@ func (r *reactor) mailbox() {
 
 // release lets go of a socket whose receive has ended.
 func (r *reactor) release(s *uringSock) {
-	_ = unix.Close(s.fd)
+	if s.ownFD {
+		_ = unix.Close(s.fd)
+	}
 	r.socks[s.slot] = nil
 	r.free = append(r.free, s.slot)
 	r.live--
@@ -770,7 +797,7 @@ func (r *reactor) received(s *uringSock, c *uring.CQE) {
 	}
 	p := s.p
 	if p != nil && (c.Res < 0 && udpio.ICMPErrno(syscall.Errno(-c.Res)) || p.errs.Load()) {
-		p.ReadErrors(uintptr(s.fd)) // RFC 8656 §11.5 (icmp_linux.go)
+		_ = s.rc.Control(s.icmpFn) // RFC 8656 §11.5 (icmp_linux.go); closed: nothing to read
 	}
 	if !c.More() {
 		s.armed = false
