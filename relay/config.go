@@ -167,6 +167,9 @@ type Config struct {
 	// listener that cannot bind is then fatal. Otherwise such a listener is
 	// logged with the remedy and skipped.
 	ListenersExplicit bool
+	// IO is how relay sockets are read: IOEpoll (""), IOAuto or IOUring
+	// (io.go).
+	IO string
 
 	// Auth checks long-term and REST-API credentials and issues nonces.
 	Auth *auth.Authenticator

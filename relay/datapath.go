@@ -174,6 +174,9 @@ func (s *Server) relayFromSocket(a *allocations.Allocation, conn *net.UDPConn) {
 	case *streamSink:
 		p.streamSink = sink
 	}
+	if s.uring != nil && p.udp != nil && s.uring.serve(p, conn) {
+		return // io_uring (uring_linux.go) served the socket until the allocation ended
+	}
 	s.readUntilClosed(conn, p, true, a.Done())
 }
 

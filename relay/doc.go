@@ -69,6 +69,16 @@
 //     a send on the socket did (the send is then made again): never per
 //     datagram.
 //
+//   - With Config.IO io_uring (auto where the kernel allows it; epoll by
+//     default, BENCHMARKS.md), the relay sockets of UDP clients'
+//     allocations and the UDP listener sockets (without QUIC sharing) are
+//     read by one io_uring reactor per processor instead of a goroutine
+//     each (uring_linux.go, package internal/uring): a multishot receive
+//     on every socket with provided buffers, the same checks and in-place
+//     header as peerReader.forward, sends to clients as ring entries,
+//     listener datagrams through listenerReader.relay, one io_uring_enter
+//     per batch.
+//
 // Runs keep each client's packet order: Send indications join the run like
 // ChannelData, and on TCP/TLS any other STUN message first flushes it.
 //

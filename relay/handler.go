@@ -574,9 +574,13 @@ func (r *request) refresh(id auth.Identity) error {
 			return newError(stun.CodePeerAddrFamilyMismatch, "Peer Address Family Mismatch: the allocation has no relayed address of this family")
 		}
 		if lifetime == 0 {
+			conn, _, _ := a.ConnFor(ip)
 			r.s.usage.deleting(a, UsageRefreshed)
 			r.s.table.DeleteFamily(a, ip)
 			r.s.usage.forget(a) // only one half went, or someone else removed it
+			if r.s.uring != nil {
+				r.s.uring.forget(conn) // io_uring holds a closed socket open until told (uring_linux.go)
+			}
 		} else if !a.RefreshFamily(ip, lifetime) {
 			return newError(stun.CodePeerAddrFamilyMismatch, "Peer Address Family Mismatch: the allocation has no relayed address of this family")
 		}

@@ -17,6 +17,9 @@ type udpOut struct {
 	// errs, for a relay socket, is its allocation's ErrQueued: set when a
 	// send reports an ICMP error waiting in the socket's error queue.
 	errs *atomic.Bool
+	// unpolled, for a listener socket, is set when io_uring reads it and
+	// the netpoller no longer watches it: writes must never wait for it.
+	unpolled bool
 }
 
 // newUDPOut returns conn's udpOut.

@@ -71,6 +71,7 @@ type Server struct {
 	// send runs lent to relay loops while they forward, and whether UDP GSO
 	// failed on this host.
 	peerBatches *batchCache
+	uring       *uringPool // io_uring reactors (io.go); nil: epoll
 	gsoOff      atomic.Bool
 	zones       *udpio.Zones // IPv6 zones of link-local addresses
 
@@ -183,6 +184,9 @@ func New(cfg Config) (*Server, error) {
 	})
 	s.reserved = newReservations(s.ports, s.table)
 	s.usage = newUsageTracker(cfg.Usage, cfg.UsageInterval, s.epoch)
+	if err := s.newIO(cfg.IO); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -285,6 +289,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 
 	s.own.Store(s.buildOwnAddrs())
+	s.startUring(udps)
 
 	for range 2 * runtime.GOMAXPROCS(0) {
 		s.workers.Go(s.requestWorker)
@@ -352,6 +357,7 @@ func (s *Server) shutdown() {
 	s.table.Close() // closes every relay socket: the relay loops end
 	s.reserved.closeAll()
 	s.relays.Wait()
+	s.stopUring() // after the relay loops: none is left to hand it a socket
 	s.log.Info("stopped")
 }
 

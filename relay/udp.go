@@ -61,6 +61,11 @@ type udpSink struct {
 // WriteToClient sends one datagram to the client. It is for answers to
 // requests; relayed data goes in the relay loop's send runs.
 func (u *udpSink) WriteToClient(frame []byte) error {
+	if u.out.unpolled {
+		// A full send buffer drops the answer (the client retransmits):
+		// no readiness event would end a wait (uring_linux.go).
+		return udpio.NewSender().Send(u.out.socket(), frame, nil, u.addr)
+	}
 	_, err := u.out.conn.WriteToUDPAddrPort(frame, u.addr)
 	return err
 }
@@ -138,6 +143,9 @@ func (so *udpSocket) serve() {
 	r.b.Zones = so.l.s.zones
 	if q := so.l.s.quic; q != nil {
 		r.quic = q.reader(so)
+	}
+	if r.quic == nil && so.l.s.uring != nil && so.l.s.uring.serveListener(so, r) {
+		return // read by an io_uring reactor until closed (uring_linux.go)
 	}
 	so.l.s.readUntilClosed(so.out.conn, r, false, nil)
 }

@@ -356,3 +356,33 @@ func (b *Batch) Fill(pkts [][]byte, from netip.AddrPort) {
 	}
 	b.N = len(pkts)
 }
+
+// Put makes datagram i of b a copy of pkt from from, as if Recv had read
+// it (b.N is the caller's to set): for a caller that receives datagrams
+// some other way (io_uring) and hands them to a Reader's batch. false:
+// pkt does not fit the slot. HOT: it allocates nothing.
+func (b *Batch) Put(i int, pkt []byte, from netip.AddrPort) bool {
+	if len(pkt) > b.size {
+		return false
+	}
+	copy(b.Bufs[i][b.Headroom:], pkt)
+	b.hdrs[i].len = uint32(len(pkt))
+	b.hdrs[i].hdr.Flags = 0
+	if b.names == nil {
+		return true
+	}
+	name := &b.names[i]
+	port := (*[2]byte)(unsafe.Pointer(&name.Port))
+	if from.Addr().Is4() {
+		sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(name))
+		sa.Family = unix.AF_INET
+		binary.BigEndian.PutUint16(port[:], from.Port())
+		sa.Addr = from.Addr().As4()
+	} else {
+		name.Family = unix.AF_INET6
+		binary.BigEndian.PutUint16(port[:], from.Port())
+		name.Addr = from.Addr().As16()
+		name.Scope_id = b.Zones.Index(from.Addr().Zone())
+	}
+	return true
+}

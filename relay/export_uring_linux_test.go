@@ -1,0 +1,58 @@
+package relay
+
+// UringServed is the number of relay sockets the io_uring reactors serve
+// (listener sockets left out),
+// or -1 when there are none (epoll).
+func (s *Server) UringServed() int {
+	p := s.uring
+	if p == nil || len(p.rs) == 0 {
+		return -1
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, sock := range p.socks {
+		if sock.p != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// UringHeld is what the reactors hold after their last batch: buffers
+// taken from the kernel and not given back, and relay sockets served.
+func (s *Server) UringHeld() (buffers, sockets int) {
+	if s.uring == nil {
+		return 0, 0
+	}
+	for _, r := range s.uring.rs {
+		v := r.state.Load()
+		buffers += int(v >> 32)
+		sockets += int(uint32(v))
+	}
+	return buffers, sockets
+}
+
+// FailUringSetup makes the reactors' setup fail, before Start.
+func FailUringSetup(s *Server) {
+	if s.uring != nil {
+		s.uring.failSetup = true
+	}
+}
+
+// UringListeners is the number of listener sockets the reactors read.
+func (s *Server) UringListeners() int {
+	p := s.uring
+	if p == nil {
+		return 0
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, sock := range p.socks {
+		if sock.lr != nil {
+			n++
+		}
+	}
+	return n
+}
