@@ -282,13 +282,7 @@ func (r *Ring) EnterMinWait(wait, minWaitUs uint32) (int, error) {
 	r.arg = getEventsArg{minWait: minWaitUs}
 	got, _, e := unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(n), uintptr(wait),
 		enterGetEvents|enterExtArg, uintptr(unsafe.Pointer(&r.arg)), unsafe.Sizeof(r.arg))
-	switch e {
-	case 0:
-		return int(got), nil
-	case unix.EINTR, unix.ETIME, unix.EBUSY, unix.EAGAIN:
-		return 0, nil
-	}
-	return 0, fmt.Errorf("uring: io_uring_enter: %w", e)
+	return enterResult(got, e)
 }
 
 // EnterHeld is EnterMinWait as a raw system call, bounded by maxWaitUs:
@@ -306,6 +300,14 @@ func (r *Ring) EnterHeld(wait, minWaitUs, maxWaitUs uint32) (int, error) {
 	r.arg = getEventsArg{minWait: minWaitUs, ts: uint64(uintptr(unsafe.Pointer(&r.ts)))}
 	got, _, e := unix.RawSyscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(n), uintptr(wait),
 		enterGetEvents|enterExtArg, uintptr(unsafe.Pointer(&r.arg)), unsafe.Sizeof(r.arg))
+	return enterResult(got, e)
+}
+
+// enterResult maps io_uring_enter's result: EINTR and ETIME are no
+// error (the caller reads the completion queue either way), nor are
+// EBUSY/EAGAIN (completions must be reaped first; the entries stay
+// published and go with the next enter).
+func enterResult(got uintptr, e unix.Errno) (int, error) {
 	switch e {
 	case 0:
 		return int(got), nil
@@ -344,15 +346,7 @@ func (r *Ring) Enter(wait uint32, timeoutNs int64) (int, error) {
 	} else {
 		got, _, e = unix.RawSyscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(n), 0, flags, 0, 0)
 	}
-	switch e {
-	case 0:
-		return int(got), nil
-	case unix.EINTR, unix.ETIME, unix.EBUSY, unix.EAGAIN:
-		// EBUSY/EAGAIN: completions must be reaped first; the entries
-		// stay published and go with the next Enter.
-		return 0, nil
-	}
-	return 0, fmt.Errorf("uring: io_uring_enter: %w", e)
+	return enterResult(got, e)
 }
 
 // Completions calls fn for each ready completion, in order, and then

@@ -1,8 +1,6 @@
 package traversal
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -10,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -152,39 +149,16 @@ func (w *world) runPage(t *testing.T, name, proxy, shot string) pageResult {
 	// Each blocked door takes the page's 8 s per candidate (STUN, then
 	// TURN): at most 6 doors x 16 s, with a margin.
 	const pageTimeout = 150 * time.Second
-	cfg, err := json.Marshal(map[string]any{
+	cfg := map[string]any{
 		"url": "https://" + serverAddr + "/", "executablePath": exe, "userDataDir": profile,
 		"extraFlags": w.chromiumFlags(proxy), "screenshot": shot, "timeoutMs": pageTimeout.Milliseconds(),
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
-	cfgPath := filepath.Join(w.dir, "page-"+name+".json")
-	if err := os.WriteFile(cfgPath, cfg, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	driver, err := filepath.Abs(filepath.Join(interopDir, "selftest.mjs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), pageTimeout+30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", w.client, "node", driver, cfgPath)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	// SIGTERM first: playwright-core then closes the browser it launched.
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
-	cmd.WaitDelay = 5 * time.Second
-	start := time.Now()
-	err = cmd.Run()
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	killByProfile(profile)
+	stdout, stderr, took, err := w.runDriver(t, "selftest.mjs", "page-"+name, cfg, profile, pageTimeout+30*time.Second)
 	var res pageResult
-	if err != nil || json.Unmarshal(bytes.TrimSpace(stdout.Bytes()), &res) != nil {
-		t.Fatalf("self-test page driver: %v after %v\nstdout:\n%s\nstderr:\n%s", err, time.Since(start).Round(time.Millisecond),
-			tail(stdout.String(), 20), tail(stderr.String(), 40))
+	if err != nil || json.Unmarshal([]byte(strings.TrimSpace(stdout)), &res) != nil {
+		t.Fatalf("self-test page driver: %v after %v\nstdout:\n%s\nstderr:\n%s", err, took.Round(time.Millisecond),
+			tail(stdout, 20), tail(stderr, 40))
 	}
-	t.Logf("self-test page read in %v", time.Since(start).Round(100*time.Millisecond))
+	t.Logf("self-test page read in %v", took.Round(100*time.Millisecond))
 	return res
 }

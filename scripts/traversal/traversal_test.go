@@ -443,32 +443,7 @@ func (w *world) browser(t *testing.T, name, proxy string) {
 		URL: web + "/index.html", ExecutablePath: exe, UserDataDir: profile, ExtraFlags: flags,
 		Cases: []driverCase{{Name: name, ICEServers: []json.RawMessage{ice}, WantRelayProtocol: "tcp", Messages: messages, TimeoutMs: 30000, RetryTimeout: true}},
 	}
-	b, err := json.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfgPath := filepath.Join(w.dir, "driver-"+name+".json")
-	if err := os.WriteFile(cfgPath, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	driver, err := filepath.Abs(filepath.Join(interopDir, "driver.mjs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", w.client, "node", driver, cfgPath)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	// SIGTERM first: playwright-core then closes the browser it launched.
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
-	cmd.WaitDelay = 5 * time.Second
-	start := time.Now()
-	err = cmd.Run()
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	killByProfile(profile)
+	stdout, stderr, took, err := w.runDriver(t, "driver.mjs", "driver-"+name, cfg, profile, 90*time.Second)
 
 	var res struct {
 		Name          string `json:"name"`
@@ -481,10 +456,10 @@ func (w *world) browser(t *testing.T, name, proxy string) {
 		Received      int    `json:"received"`
 		RetriedAfter  string `json:"retriedAfter"`
 	}
-	line := strings.TrimSpace(stdout.String())
+	line := strings.TrimSpace(stdout)
 	if err != nil || json.Unmarshal([]byte(line), &res) != nil {
-		t.Fatalf("browser driver: %v after %v\nstdout:\n%s\nstderr:\n%s", err, time.Since(start).Round(time.Millisecond),
-			tail(stdout.String(), 20), tail(stderr.String(), 40))
+		t.Fatalf("browser driver: %v after %v\nstdout:\n%s\nstderr:\n%s", err, took.Round(time.Millisecond),
+			tail(stdout, 20), tail(stderr, 40))
 	}
 	if res.RetriedAfter != "" {
 		t.Logf("first attempt timed out and the case ran again (Chromium answerer stall, scripts/interop/doc.go): %s", res.RetriedAfter)
@@ -633,6 +608,40 @@ func killByProfile(profile string) {
 }
 
 // tail returns the last n lines of s.
+// runDriver runs the interop suite's Node.js script (driver.mjs,
+// selftest.mjs) in the client namespace with cfg written as JSON to
+// w.dir/NAME.json, for at most timeout, and kills what it leaves: its
+// process group and the Chromium of profile.
+func (w *world) runDriver(t *testing.T, script, name string, cfg any, profile string, timeout time.Duration) (stdout, stderr string, took time.Duration, err error) {
+	t.Helper()
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(w.dir, name+".json")
+	if err := os.WriteFile(cfgPath, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	driver, err := filepath.Abs(filepath.Join(interopDir, script))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", w.client, "node", driver, cfgPath)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	// SIGTERM first: playwright-core then closes the browser it launched.
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
+	cmd.WaitDelay = 5 * time.Second
+	start := time.Now()
+	err = cmd.Run()
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	killByProfile(profile)
+	return out.String(), errOut.String(), time.Since(start), err
+}
+
 func tail(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(lines) > n {
