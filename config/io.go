@@ -9,8 +9,8 @@ import "github.com/postern/postern/relay"
 // where the kernel lacks io_uring or forbids it
 // (kernel.io_uring_disabled, container seccomp profiles). The default is
 // epoll: io_uring costs less CPU per packet with many allocations at media
-// rates, but more with a few allocations flat out (no GSO runs to
-// clients), and its batching wait adds latency (BENCHMARKS.md, issue 14).
+// rates, but with a few allocations flat out it measured no better, and
+// epoll is the path every kernel and sandbox has (BENCHMARKS.md, issue 14).
 func ioSetting() Setting {
 	return Setting{
 		Key: "relay.io", Flag: "relay-io", Kind: KindString, Default: relay.IOEpoll,

@@ -75,9 +75,11 @@
 //     read by one io_uring reactor per processor instead of a goroutine
 //     each (uring_linux.go, package internal/uring): a multishot receive
 //     on every socket with provided buffers, the same checks and in-place
-//     header as peerReader.forward, sends to clients as ring entries,
-//     listener datagrams through listenerReader.relay, one io_uring_enter
-//     per batch.
+//     header as peerReader.forward, sends to clients as ring entries; a
+//     client's ChannelData leaves for its peer from its receive buffer
+//     (the relay socket in a registered file slot), other listener
+//     datagrams go through listenerReader.relay; consecutive datagrams to
+//     one address leave in GSO runs; one io_uring_enter per batch.
 //
 // Runs keep each client's packet order: Send indications join the run like
 // ChannelData, and on TCP/TLS any other STUN message first flushes it.

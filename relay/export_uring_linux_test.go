@@ -56,3 +56,40 @@ func (s *Server) UringListeners() int {
 	}
 	return n
 }
+
+// UringDirect is the number of client datagrams the reactors sent to
+// peers straight from their receive buffers.
+func (s *Server) UringDirect() uint64 {
+	if s.uring == nil {
+		return 0
+	}
+	var n uint64
+	for _, r := range s.uring.rs {
+		n += r.direct.Load()
+	}
+	return n
+}
+
+// UringEnters is the number of waits the reactors made.
+func (s *Server) UringEnters() uint64 {
+	if s.uring == nil {
+		return 0
+	}
+	var n uint64
+	for _, r := range s.uring.rs {
+		n += r.enters.Load()
+	}
+	return n
+}
+
+// UringRuns is the number of GSO runs the reactors sent.
+func (s *Server) UringRuns() uint64 {
+	if s.uring == nil {
+		return 0
+	}
+	var n uint64
+	for _, r := range s.uring.rs {
+		n += r.gsoRuns.Load()
+	}
+	return n
+}

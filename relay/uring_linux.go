@@ -24,8 +24,8 @@ import (
 	"github.com/postern/postern/relay/proto"
 )
 
-// The io_uring reactor (Config.IO): the peer → client half of the data
-// plane for allocations of UDP clients, in batches across allocations.
+// The io_uring reactor (Config.IO): the data plane of allocations of UDP
+// clients, both directions, in batches across allocations.
 //
 // Without it each relay socket has its own goroutine, woken by the
 // netpoller for each datagram that arrives alone at media rates: a
@@ -41,26 +41,31 @@ import (
 // its ChannelData or Data indication header written in place in front of
 // it in the provided buffer, and leaves to the client in a SENDMSG entry
 // on the listener socket; the buffer goes back to the kernel when the send
-// completes.
+// completes. Consecutive datagrams to one address leave in one GSO run
+// (uring_run_linux.go).
 //
 // The reactors also read the UDP listener sockets without QUIC sharing
-// (serveListener): what arrives is copied into the socket's
-// listenerReader batch and relayed as the listener goroutine would
-// (ChannelData and Send indications to peers, in GSO runs; requests to the
-// worker pool), so that both directions of the data plane run on the
-// reactor's thread. Under traffic a reactor waits holding its processor
-// (a raw io_uring_enter bounded to uringHeldUs, then runtime.Gosched):
-// an ordinary blocking call would have the runtime hand the processor to
-// another thread and back at every wake-up, which measured more than the
-// system calls saved (BENCHMARKS.md). Idle, it sleeps in an ordinary call.
+// (serveListener), and a relay socket goes to the reactor of its client's
+// listener socket. A client's ChannelData then leaves from its receive
+// buffer (toPeer: relayChannelDataAt's checks, then a SENDMSG entry on the
+// relay socket, which the ring names by its registered file slot);
+// anything else is copied into the socket's listenerReader batch and
+// relayed as the listener goroutine would (Send indications to peers,
+// requests to the worker pool). Under traffic a reactor waits holding its
+// processor (a raw io_uring_enter bounded to uringHeldUs, then
+// runtime.Gosched): an ordinary blocking call would have the runtime hand
+// the processor to another thread and back at every wake-up, which
+// measured more than the system calls saved (BENCHMARKS.md). Idle, it
+// sleeps in an ordinary call until a completion.
 //
 // Each relay socket still has its goroutine (relayFromSocket): it hands
 // the socket to a reactor and waits for the allocation's end, then has the
 // reactor cancel the receive and waits for its last completion, so that
-// neither a buffer nor a ring entry outlives the allocation. The reactor
-// works on duplicates of the descriptors it uses (the relay socket's and
-// the listener socket's), so a socket closed elsewhere never has its
-// number reused under a queued entry.
+// neither a buffer nor a ring entry outlives the allocation. The ring holds
+// a relay socket in a registered file slot (its own reference, cleared
+// when the reactor lets go of it) and a listener socket as a duplicate
+// descriptor, so a socket closed elsewhere never has its number reused
+// under a queued entry.
 
 // uringBuilt: this system has the io_uring reactor.
 const uringBuilt = true
@@ -74,8 +79,11 @@ const (
 	uringCQEntries = 8192
 	// uringBufs buffers per ring of uringBufSize bytes: room for any UDP
 	// datagram behind the headroom. The memory is mapped, and touched
-	// only where datagrams are written (a page or two each).
-	uringBufs    = 512
+	// only where datagrams are written (a page or two each). A receive
+	// that finds none free ends (ENOBUFS) and is re-armed after the
+	// batch: with 512, 1000 allocations at 50 pkt/s met that tens to
+	// hundreds of times in 6 s, each a latency spike (BENCHMARKS.md).
+	uringBufs    = 2048
 	uringBufSize = uring.RecvMsgOutSize + uringNameRoom + uringControlRoom + udpio.MaxDatagram + 1
 	// uringNameRoom is the room reserved for a source address, and
 	// uringControlRoom (no control data is asked for) pads it so that the
@@ -87,15 +95,24 @@ const (
 	// uringBatch completions, or uringMinWaitUs after the first, end a
 	// reactor's wait: at media rates datagrams arrive one by one, and
 	// without the wait each would be a wake-up and an io_uring_enter of
-	// its own. 200 µs is far below the jitter buffers of media (tens of
-	// milliseconds) and coturn's own RTT p99 here (BENCHMARKS.md).
+	// its own (no wait measured 40 % more CPU per packet at 1000 x 50
+	// pkt/s). 100 µs cost no more CPU than 200 µs there and halved the
+	// RTT p50 (the peers' generator reads smaller bursts); it is far
+	// below the jitter buffers of media (tens of milliseconds).
 	uringBatch     = 256
-	uringMinWaitUs = 200
+	uringMinWaitUs = 100
 	// uringHeldUs bounds a wait that keeps the processor (under traffic),
 	// and how long the other goroutines wait for it: 1 ms.
 	uringHeldUs = 1000
+	// uringFewSockets relay sockets or fewer: no minimum wait (the
+	// reactor returns at the first completion).
+	uringFewSockets = 32
 	// uringMaxReactors caps the reactors.
 	uringMaxReactors = 16
+	// uringFileSlots caps each ring's registered-file table (the relay
+	// sockets it serves, by slot): a few bytes of kernel memory each.
+	// Sockets in slots past it are served through their descriptor.
+	uringFileSlots = 65536
 )
 
 // User data of the ring's requests: the kind in the top byte, a socket
@@ -105,6 +122,7 @@ const (
 	udSend   = 2 << 56
 	udWake   = 3 << 56
 	udCancel = 4 << 56
+	udRun    = 5 << 56
 	udKind   = 0xff << 56
 )
 
@@ -127,7 +145,11 @@ type uringPool struct {
 	failSetup bool
 	// epfd is the runtime's epoll descriptor (leaveNetpoller); -1: not
 	// looked for yet, -2: not found. Under mu.
-	epfd        int
+	epfd int
+	// byListener is the reactor serving each listener socket, under mu:
+	// the relay sockets of its clients go to the same one, so that a
+	// client's ChannelData leaves from its relay socket's file slot.
+	byListener  map[*net.UDPConn]*reactor
 	janitorDone chan struct{}
 }
 
@@ -155,7 +177,15 @@ type reactor struct {
 	inbox []uringOp // under mu
 	work  []uringOp // the reactor's copy of inbox
 
-	socks     []*uringSock // by slot
+	socks []*uringSock // by slot
+	// runs are GSO runs (uring_run_linux.go), freeRuns the unused ones;
+	// staged is the send not yet submitted, which the next may join.
+	runs     []uringRun
+	freeRuns []uint32
+	staged   uringStaged
+	// relays are the relay sockets in file slots, by socket: where a
+	// client's datagram to a peer leaves from (toPeer).
+	relays    map[*net.UDPConn]*uringSock
 	free      []uint32
 	live      int
 	sends     []uringSend // by buffer ID
@@ -166,6 +196,11 @@ type reactor struct {
 	stopping  bool
 	exited    chan struct{}
 
+	// direct counts client datagrams sent to peers from their receive
+	// buffer (toPeer), for tests and the profile.
+	direct   atomic.Uint64
+	enters   atomic.Uint64    // waits (io_uring_enter) made, for tests
+	gsoRuns  atomic.Uint64    // GSO runs sent (uring_run_linux.go), for tests
 	held     int              // buffers taken from the kernel, not yet given back
 	state    atomic.Uint64    // held<<32 | live, stored after each batch (for tests)
 	complete func(*uring.CQE) // r.handle, made once
@@ -185,6 +220,8 @@ type uringSock struct {
 	// Control (armFn, icmpFn: made once by the reactor).
 	ownFD         bool
 	armFn, icmpFn func(fd uintptr)
+	conn          *net.UDPConn // a relay socket
+	fixed         bool         // in the ring's file slot slot
 	clientSA      unix.RawSockaddrInet6
 	saLen         uint32
 	msg           unix.Msghdr // the multishot RECVMSG's
@@ -203,6 +240,15 @@ type uringSend struct {
 	sa      unix.RawSockaddrInet6
 	ctr     *allocations.Counter
 	payload int
+	// fd is the socket sent from: a descriptor, or with fixed a file
+	// slot (a relay socket's).
+	fd    int
+	fixed bool
+	// A send to a peer: errs is its relay socket's ICMP flag (txRun.send:
+	// the first send after an ICMP error fails with it and is made once
+	// more); retried once made again.
+	toPeer, retried bool
+	errs            *atomic.Bool
 }
 
 // newUringPool returns the pool for mode ("auto" or "io_uring"; "epoll"
@@ -210,6 +256,7 @@ type uringSend struct {
 // without it is an error at start rather than a silent fallback.
 func newUringPool(s *Server, mode string) (*uringPool, error) {
 	p := &uringPool{s: s, mode: mode, dups: map[*net.UDPConn]int{}, socks: map[*net.UDPConn]*uringSock{}, epfd: -1,
+		byListener:  map[*net.UDPConn]*reactor{},
 		stopJanitor: make(chan struct{}), janitorDone: make(chan struct{})}
 	if mode == IOUring {
 		if err := probeUring(); err != nil {
@@ -265,7 +312,11 @@ func (p *uringPool) start() bool {
 
 // newReactor starts a reactor and waits until its ring is set up.
 func (p *uringPool) newReactor() (*reactor, error) {
-	r := &reactor{p: p, efd: -1, exited: make(chan struct{}), sends: make([]uringSend, uringBufs)}
+	r := &reactor{p: p, efd: -1, exited: make(chan struct{}), sends: make([]uringSend, uringBufs),
+		relays: map[*net.UDPConn]*uringSock{}, runs: make([]uringRun, uringRuns)}
+	for i := range r.runs {
+		r.freeRuns = append(r.freeRuns, uint32(i))
+	}
 	r.complete = r.handle
 	for i := range r.sends {
 		sl := &r.sends[i]
@@ -296,8 +347,11 @@ func (p *uringPool) serve(pr *peerReader, conn *net.UDPConn) bool {
 		return false
 	}
 	p.mu.Lock()
-	r := p.rs[p.next%uint32(len(p.rs))]
-	p.next++
+	r := p.byListener[pr.udp.out.conn]
+	if r == nil {
+		r = p.rs[p.next%uint32(len(p.rs))]
+		p.next++
+	}
 	p.mu.Unlock()
 	// From here on the netpoller never hears of this socket again (no
 	// goroutine waits on it: sends never wait, reads are the ring's), so
@@ -350,6 +404,7 @@ func (p *uringPool) serveListener(so *udpSocket, lr *listenerReader) bool {
 	p.socks[conn] = sock
 	r := p.rs[p.next%uint32(len(p.rs))]
 	p.next++
+	p.byListener[conn] = r
 	p.mu.Unlock()
 	p.s.mu.Lock()
 	p.s.closers = append(p.s.closers, func() error { p.forget(conn); return nil })
@@ -428,10 +483,11 @@ func (p *uringPool) newSock(pr *peerReader, conn *net.UDPConn) (*uringSock, erro
 	if err != nil {
 		return nil, fmt.Errorf("relay: raw access to %v: %w", conn.LocalAddr(), err)
 	}
-	sock := &uringSock{p: pr, fd: -1, clientFD: clientFD, done: make(chan struct{}), rc: rc, closed: make(chan struct{})}
+	sock := &uringSock{p: pr, fd: -1, clientFD: clientFD, done: make(chan struct{}), rc: rc, closed: make(chan struct{}), conn: conn}
 	sock.msg.Namelen = uringNameRoom
 	sock.msg.Controllen = uringControlRoom
 	sock.saLen = putSockaddr(&sock.clientSA, pr.udp.addr, p.s.zones)
+	sock.icmpFn = func(fd uintptr) { pr.ReadErrors(fd) }
 	return sock, nil
 }
 
@@ -564,15 +620,26 @@ func (r *reactor) run(ready chan<- error) {
 	var lastLog, lastYield time.Time
 	busy := false
 	for !r.stopping || r.live > 0 || r.inflight > 0 {
+		r.enters.Add(1)
 		var err error
 		if busy {
 			// Traffic: wait holding the processor (no hand-off between
 			// threads at each wake-up), at most uringHeldUs, and let
 			// the other goroutines have it at least that often.
-			_, err = r.ring.EnterHeld(uringBatch, uringMinWaitUs, uringHeldUs)
+			// With few relay sockets a minimum wait only delays the
+			// next datagram of a flow that waits for its echo (flat
+			// out, the batch stays small however long it waits).
+			wait, minWait := uint32(uringBatch), uint32(uringMinWaitUs)
+			if r.live-r.listeners <= uringFewSockets {
+				wait, minWait = 1, 0
+			}
+			_, err = r.ring.EnterHeld(wait, minWait, uringHeldUs)
 		} else {
-			// Idle: sleep in an ordinary system call until a completion.
-			_, err = r.ring.EnterMinWait(uringBatch, uringMinWaitUs)
+			// Idle: sleep in an ordinary system call until a
+			// completion. Not with a minimum wait: that returns when
+			// it ends even with nothing completed (ETIME), which idle
+			// made ~8000 wake-ups a second, 18-28 % of a core.
+			_, err = r.ring.Enter(1, 0)
 		}
 		if err != nil {
 			if now := time.Now(); now.Sub(lastLog) >= time.Second {
@@ -584,6 +651,7 @@ func (r *reactor) run(ready chan<- error) {
 		r.now = time.Now() // one clock read per batch
 		r.mono = r.p.s.mono(r.now)
 		busy = r.ring.Completions(r.complete) > 0
+		r.flushStaged()
 		if busy && r.now.Sub(lastYield) >= uringHeldUs*time.Microsecond {
 			lastYield = r.now
 			runtime.Gosched()
@@ -606,6 +674,16 @@ func (r *reactor) setup() error {
 	}
 	if r.bufs, err = r.ring.NewBufRing(0, uringBufs, uringBufSize); err != nil {
 		return err
+	}
+	var lim unix.Rlimit
+	slots := uringFileSlots
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) == nil && lim.Cur < uint64(slots) {
+		slots = int(lim.Cur) // the kernel's cap on a file table
+	}
+	if err := r.ring.RegisterFiles(slots); err != nil {
+		// Served through descriptors: each client datagram to a peer is
+		// then a sendmsg of the listener's reader (txRun).
+		r.p.s.log.Info("io_uring: no registered files; relay sockets are used by descriptor", "err", err)
 	}
 	if r.efd, err = unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC); err != nil {
 		return fmt.Errorf("relay: eventfd: %w", err)
@@ -657,6 +735,13 @@ func (r *reactor) armWake() {
 // cannot be closed and reused under the entry; once submitted, the
 // request holds the socket. A socket found closed is let go of.
 func (r *reactor) arm(s *uringSock) {
+	if s.fixed {
+		s.armed = true
+		e := r.sqe()
+		uring.PrepRecvMsgMultishot(e, -1, &s.msg, r.bufs.Group(), udRecv|uint64(s.slot))
+		e.UseFixed(int(s.slot))
+		return
+	}
 	if s.ownFD {
 		s.armed = true
 		uring.PrepRecvMsgMultishot(r.sqe(), s.fd, &s.msg, r.bufs.Group(), udRecv|uint64(s.slot))
@@ -670,7 +755,6 @@ func (r *reactor) arm(s *uringSock) {
 				r.p.s.log.Warn("io_uring submit failed", "err", err)
 			}
 		}
-		s.icmpFn = func(fd uintptr) { s.p.ReadErrors(fd) }
 	}
 	if s.rc.Control(s.armFn) != nil && !s.closing {
 		// Closed (net.ErrClosed) while its allocation lives on: the
@@ -699,15 +783,27 @@ func (r *reactor) handle(c *uring.CQE) {
 	case udSend:
 		id := uint16(c.UserData)
 		sl := &r.sends[id]
-		if c.Res >= 0 {
+		switch {
+		case c.Res >= 0:
 			sl.ctr.Add(sl.payload)
-		} else {
+		case sl.toPeer && !sl.retried && udpio.ICMPErrno(syscall.Errno(-c.Res)):
+			// The relay socket's pending ICMP error, not this datagram's
+			// (txRun.send): its peerReader reads it; the datagram goes
+			// once more.
+			sl.errs.Store(true)
+			sl.retried = true
+			r.inflight-- // counted again by prepSend
+			r.prepSend(sl, id)
+			return
+		default:
 			r.p.s.stats.drop(DropWriteFailed)
 		}
-		sl.ctr, sl.iov.Base = nil, nil
+		sl.ctr, sl.iov.Base, sl.errs = nil, nil, nil
 		r.bufs.Recycle(id)
 		r.held--
 		r.inflight--
+	case udRun:
+		r.runDone(uint32(c.UserData), c.Res)
 	case udWake:
 		r.mailbox()
 		if !r.stopping || r.live > 0 {
@@ -739,6 +835,7 @@ func (r *reactor) mailbox() {
 			if s.lr != nil {
 				r.listeners++
 			}
+			r.register(s)
 			r.arm(s)
 		case op.remove != nil:
 			s := op.remove
@@ -765,10 +862,33 @@ func (r *reactor) mailbox() {
 	}
 }
 
+// register puts relay socket s in the ring's file slot of its own slot
+// number, where there is one: its receive and the client's datagrams to
+// peers then name it by slot, and the ring's reference keeps it open
+// (whatever becomes of its descriptor) until release clears the slot.
+func (r *reactor) register(s *uringSock) {
+	if s.conn == nil || int(s.slot) >= r.ring.Files() {
+		return
+	}
+	var err error
+	if cerr := s.rc.Control(func(fd uintptr) { err = r.ring.SetFile(int(s.slot), int(fd)) }); cerr != nil || err != nil {
+		return // closed already, or no room: served by descriptor
+	}
+	s.fixed = true
+	r.relays[s.conn] = s
+}
+
 // release lets go of a socket whose receive has ended.
 func (r *reactor) release(s *uringSock) {
 	if s.ownFD {
 		_ = unix.Close(s.fd)
+	}
+	if s.fixed {
+		if err := r.ring.SetFile(int(s.slot), -1); err != nil {
+			r.p.s.log.Warn("io_uring: relay socket's file slot not cleared", "err", err)
+		}
+		s.fixed = false
+		delete(r.relays, s.conn)
 	}
 	r.socks[s.slot] = nil
 	r.free = append(r.free, s.slot)
@@ -785,11 +905,10 @@ func (r *reactor) received(s *uringSock, c *uring.CQE) {
 		r.held++
 		switch {
 		case s.lr != nil:
-			if c.Res >= 0 {
-				r.toListener(s, id, int(c.Res))
+			if c.Res < 0 || !r.toListener(s, id, int(c.Res)) {
+				r.bufs.Recycle(id) // copied into the listener's batch, or dropped
+				r.held--
 			}
-			r.bufs.Recycle(id) // copied into the listener's batch
-			r.held--
 		case c.Res < 0 || !r.forward(s, id, int(c.Res)):
 			r.bufs.Recycle(id)
 			r.held--
@@ -814,19 +933,29 @@ func (r *reactor) received(s *uringSock, c *uring.CQE) {
 	}
 }
 
-// toListener puts a datagram a listener socket received into its
-// reader's batch, which is relayed (listenerReader.relay: ChannelData and
-// Send indications to peers, requests to the workers) when it is full and
-// at the end of the reactor's batch.
-func (r *reactor) toListener(s *uringSock, id uint16, used int) {
+// toListener handles a datagram a listener socket received in buffer id:
+// a client's ChannelData to a peer leaves from the buffer (toPeer, which
+// keeps it: true); anything else is copied into the socket's reader's
+// batch, which is relayed (listenerReader.relay: Send indications to
+// peers, requests to the workers) when it is full and at the end of the
+// reactor's batch.
+func (r *reactor) toListener(s *uringSock, id uint16, used int) bool {
 	b := s.lr.b
 	m, ok := uring.ParseRecvMsg(r.bufs.Buf(id), used, uringNameRoom, uringControlRoom)
-	if !ok || m.Truncated() || m.Namelen > uringNameRoom {
-		return
+	if !ok || m.Truncated() || m.Namelen > uringNameRoom || len(m.Payload) == 0 {
+		return false
 	}
 	from, ok := udpio.DecodeSockaddr((*unix.RawSockaddrInet6)(unsafe.Pointer(&r.bufs.Buf(id)[uring.RecvMsgOutSize])), b.Zones)
-	if !ok || !b.Put(s.pending, m.Payload, from) {
-		return
+	if !ok {
+		return false
+	}
+	if proto.Classify(m.Payload[0]) == proto.KindChannelData {
+		if done, kept := r.toPeer(s, id, m.Payload, from); done {
+			return kept
+		}
+	}
+	if !b.Put(s.pending, m.Payload, from) {
+		return false
 	}
 	if s.pending == 0 {
 		r.lpend = append(r.lpend, s)
@@ -835,6 +964,66 @@ func (r *reactor) toListener(s *uringSock, id uint16, used int) {
 	if s.pending == len(b.Bufs) {
 		r.flushListener(s)
 	}
+	return false
+}
+
+// toPeer is relayChannelDataAt for a client's ChannelData message pkt in
+// buffer id, from the buffer: the same checks (channel, peer policy,
+// bandwidth), then a SENDMSG entry of the payload on the relay socket's
+// file slot, which gives the buffer back when it completes. done is false
+// when the relay socket is not in this ring's file table (the caller then
+// relays pkt as before); kept, whether the buffer is held by the send.
+func (r *reactor) toPeer(s *uringSock, id uint16, pkt []byte, from netip.AddrPort) (done, kept bool) {
+	srv := r.p.s
+	number, payload, err := proto.ParseChannelData(pkt)
+	if err != nil {
+		srv.stats.drop(DropMalformed)
+		return true, false
+	}
+	a := srv.table.Get(allocations.FiveTuple{Client: from, Server: s.lr.so.l.local, Transport: allocations.UDP})
+	if a == nil {
+		srv.stats.drop(DropNoAllocation)
+		return true, false
+	}
+	peer, ok := a.ChannelPeer(number, r.now)
+	if !ok {
+		srv.stats.drop(DropNoPermission) // RFC 8656 §12.6: silently discarded
+		return true, false
+	}
+	conn, _, errs := a.ConnFor(peer.Addr())
+	relay := r.relays[conn]
+	if relay == nil {
+		return false, false
+	}
+	switch {
+	case !srv.allowPeer(peer): // policy and own addresses, re-checked per packet (self.go)
+		return true, false
+	case !a.AllowToPeer(len(payload), r.mono):
+		srv.stats.drop(DropBandwidth)
+		return true, false
+	}
+	sl := &r.sends[id]
+	sl.msg.Namelen = putSockaddr(&sl.sa, peer, srv.zones)
+	sl.iov.Base = &payload[0]
+	sl.iov.SetLen(len(payload))
+	sl.ctr, sl.payload = &a.ToPeer, len(payload)
+	sl.fd, sl.fixed = int(relay.slot), true
+	sl.toPeer, sl.retried, sl.errs = true, false, errs
+	r.queue(id)
+	r.direct.Add(1)
+	return true, true
+}
+
+// prepSend submits sl, the send of buffer id's datagram alone, with the
+// next enter.
+func (r *reactor) prepSend(sl *uringSend, id uint16) {
+	r.prepMsg(&sl.msg, sl.fd, sl.fixed, udSend|uint64(id))
+}
+
+// uringPrepSend makes e a send that fails at once (EAGAIN) rather than
+// wait on a full socket buffer: the buffer goes back either way.
+func uringPrepSend(e *uring.SQE, fd int, msg *unix.Msghdr, userData uint64) {
+	uring.PrepSendMsg(e, fd, msg, unix.MSG_DONTWAIT, userData)
 }
 
 // flushListener relays what s's batch holds.
@@ -901,8 +1090,8 @@ func (r *reactor) forward(s *uringSock, id uint16, used int) bool {
 	sl.iov.Base = &frame[0]
 	sl.iov.SetLen(len(frame))
 	sl.ctr, sl.payload = &a.ToClient, n
-	uring.PrepSendMsg(r.sqe(), s.clientFD, &sl.msg, unix.MSG_DONTWAIT, udSend|uint64(id))
-	r.inflight++
+	sl.fd, sl.fixed, sl.toPeer = s.clientFD, false, false
+	r.queue(id)
 	return true
 }
 

@@ -1,6 +1,7 @@
 package relay_test
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -203,4 +204,144 @@ func TestCheckIO(t *testing.T) {
 	if _, err := relay.New(relay.Config{IO: "kqueue", Auth: newAuth(t, 0), Policy: loopbackPolicy()}); err == nil {
 		t.Error("New accepted io = kqueue")
 	}
+}
+
+// TestUringChannelDataDirect: with io_uring, a client's ChannelData
+// leaves for the peer from the reactor's receive buffer, from the
+// allocation's relayed address, counted in the allocation's traffic; a
+// channel that is not bound is dropped (RFC 8656 §12.6), and a reload
+// that denies the peer stops the next datagram (the policy is re-checked
+// per packet).
+func TestUringChannelDataDirect(t *testing.T) {
+	s := uringServer(t)
+	c := newRawClient(t, s.addrs[relay.UDP])
+	relayed := c.allocate()
+	peer, peerAP := peerTo(t)
+	wantCode(t, "ChannelBind", c.authed(stun.MethodChannelBind, proto.ChannelNumber(0x4001), stunPeer(peerAP)), 0)
+	turntest.WaitFor(t, "the relay socket served by a reactor", func() bool { return s.UringServed() == 1 })
+
+	frame := func(number uint16, payload string) []byte {
+		b := make([]byte, proto.ChannelDataHeaderSize+len(payload))
+		copy(proto.PutChannelData(b, number, len(payload), false)[proto.ChannelDataHeaderSize:], payload)
+		return b
+	}
+	const n = 20
+	buf := make([]byte, 2048)
+	bytes := 0
+	for i := range n {
+		want := fmt.Sprintf("datagram %d", i)
+		bytes += len(want)
+		if _, err := c.conn.Write(frame(0x4001, want)); err != nil {
+			t.Fatal(err)
+		}
+		_ = peer.SetReadDeadline(time.Now().Add(2 * time.Second))
+		got, from, err := peer.ReadFromUDPAddrPort(buf)
+		if err != nil || string(buf[:got]) != want || from != relayed {
+			t.Fatalf("peer read %q from %v (%v), want %q from %v", buf[:got], from, err, want, relayed)
+		}
+	}
+	if d := s.UringDirect(); d != n {
+		t.Fatalf("%d datagrams sent from the receive buffer, want %d", d, n)
+	}
+	turntest.WaitFor(t, "the datagrams counted", func() bool {
+		tr := s.Stats().ToPeer
+		return tr.Packets == n && tr.Bytes == uint64(bytes)
+	})
+
+	before := s.Stats().Drops["no_permission"]
+	if _, err := c.conn.Write(frame(0x4002, "unbound")); err != nil {
+		t.Fatal(err)
+	}
+	turntest.WaitFor(t, "the unbound channel's datagram dropped", func() bool {
+		return s.Stats().Drops["no_permission"] == before+1
+	})
+
+	s.SetPolicy(auth.NewPeerPolicy(nil, []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}))
+	if _, err := c.conn.Write(frame(0x4001, "after the reload")); err != nil {
+		t.Fatal(err)
+	}
+	_ = peer.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if got, _, err := peer.ReadFromUDPAddrPort(buf); err == nil {
+		t.Fatalf("denied peer got %q", buf[:got])
+	}
+	if d := s.UringDirect(); d != n {
+		t.Fatalf("%d datagrams sent from the receive buffer after the deny, want %d", d, n)
+	}
+}
+
+// TestUringIdleSleeps: an idle reactor sleeps until something completes:
+// with an allocation and nothing relayed it makes a handful of waits in
+// half a second, not one per minimum wait (about 5000).
+func TestUringIdleSleeps(t *testing.T) {
+	s := uringServer(t)
+	c := newRawClient(t, s.addrs[relay.UDP])
+	c.allocate()
+	turntest.WaitFor(t, "the relay socket served by a reactor", func() bool { return s.UringServed() == 1 })
+	time.Sleep(50 * time.Millisecond) // the allocation's completions are in
+	before := s.UringEnters()
+	time.Sleep(500 * time.Millisecond)
+	if n := s.UringEnters() - before; n > 50 {
+		t.Fatalf("the idle reactor waited %d times in 500 ms, want at most 50", n)
+	}
+}
+
+// TestUringGSORuns: bursts in both directions of one allocation leave in
+// GSO runs, and every datagram arrives whole, in order, and counted.
+func TestUringGSORuns(t *testing.T) {
+	s := uringServer(t)
+	c := newRawClient(t, s.addrs[relay.UDP])
+	relayed := c.allocate()
+	peer, peerAP := peerTo(t)
+	wantCode(t, "ChannelBind", c.authed(stun.MethodChannelBind, proto.ChannelNumber(0x4001), stunPeer(peerAP)), 0)
+	turntest.WaitFor(t, "the relay socket served by a reactor", func() bool { return s.UringServed() == 1 })
+
+	const burst = 48
+	payload := func(i int) []byte { // 300 bytes, the last of a burst shorter
+		b := []byte(fmt.Sprintf("%04d", i))
+		if i%burst == burst-1 {
+			return b
+		}
+		return append(b, make([]byte, 296)...)
+	}
+	buf := make([]byte, 2048)
+	sent := 0
+	for round := 0; round < 10 && s.UringRuns() < 2; round++ {
+		frames := make([][]byte, burst)
+		for i := range frames {
+			p := payload(sent + i)
+			frames[i] = make([]byte, proto.ChannelDataHeaderSize+len(p))
+			copy(proto.PutChannelData(frames[i], 0x4001, len(p), false)[proto.ChannelDataHeaderSize:], p)
+		}
+		for _, f := range frames { // client → peer
+			if _, err := c.conn.Write(f); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i := range burst {
+			_ = peer.SetReadDeadline(time.Now().Add(2 * time.Second))
+			n, from, err := peer.ReadFromUDPAddrPort(buf)
+			if want := payload(sent + i); err != nil || from != relayed || string(buf[:n]) != string(want) {
+				t.Fatalf("peer datagram %d: %d bytes %q… from %v (%v), want %d bytes from %v", sent+i, n, buf[:min(n, 4)], from, err, len(want), relayed)
+			}
+		}
+		for i := range burst { // peer → client
+			if _, err := peer.WriteToUDPAddrPort(payload(sent+i), relayed); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i := range burst {
+			number, data, err := proto.ParseChannelData(c.read())
+			if want := payload(sent + i); err != nil || number != 0x4001 || string(data) != string(want) {
+				t.Fatalf("client datagram %d: channel %#x, %d bytes %q… (%v), want %d bytes", sent+i, number, len(data), data[:min(len(data), 4)], err, len(want))
+			}
+		}
+		sent += burst
+	}
+	if s.UringRuns() == 0 {
+		t.Fatalf("no GSO run in %d datagrams each way", sent)
+	}
+	turntest.WaitFor(t, "every datagram counted", func() bool {
+		st := s.Stats()
+		return st.ToPeer.Packets == uint64(sent) && st.ToClient.Packets == uint64(sent)
+	})
 }

@@ -386,3 +386,10 @@ func (b *Batch) Put(i int, pkt []byte, from netip.AddrPort) bool {
 	}
 	return true
 }
+
+// GSOControlSize is the room GSOControl needs.
+const GSOControlSize = 24 // CMSG_SPACE(2) with 8-byte alignment
+
+// GSOControl is gsoControl for callers that build their own msghdr (the
+// io_uring reactor's sends): oob needs GSOControlSize bytes.
+func GSOControl(oob []byte, size int) []byte { return gsoControl(oob, size) }
