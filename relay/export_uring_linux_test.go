@@ -1,5 +1,7 @@
 package relay
 
+import "sync/atomic"
+
 // UringServed is the number of relay sockets the io_uring reactors serve
 // (listener sockets left out),
 // or -1 when there are none (epoll).
@@ -57,39 +59,30 @@ func (s *Server) UringListeners() int {
 	return n
 }
 
-// UringDirect is the number of client datagrams the reactors sent to
-// peers straight from their receive buffers.
-func (s *Server) UringDirect() uint64 {
+// uringSum sums a counter over the reactors.
+func (s *Server) uringSum(counter func(*reactor) *atomic.Uint64) uint64 {
 	if s.uring == nil {
 		return 0
 	}
 	var n uint64
 	for _, r := range s.uring.rs {
-		n += r.direct.Load()
+		n += counter(r).Load()
 	}
 	return n
+}
+
+// UringDirect is the number of client datagrams the reactors sent to
+// peers straight from their receive buffers.
+func (s *Server) UringDirect() uint64 {
+	return s.uringSum(func(r *reactor) *atomic.Uint64 { return &r.direct })
 }
 
 // UringEnters is the number of waits the reactors made.
 func (s *Server) UringEnters() uint64 {
-	if s.uring == nil {
-		return 0
-	}
-	var n uint64
-	for _, r := range s.uring.rs {
-		n += r.enters.Load()
-	}
-	return n
+	return s.uringSum(func(r *reactor) *atomic.Uint64 { return &r.enters })
 }
 
 // UringRuns is the number of GSO runs the reactors sent.
 func (s *Server) UringRuns() uint64 {
-	if s.uring == nil {
-		return 0
-	}
-	var n uint64
-	for _, r := range s.uring.rs {
-		n += r.gsoRuns.Load()
-	}
-	return n
+	return s.uringSum(func(r *reactor) *atomic.Uint64 { return &r.gsoRuns })
 }

@@ -206,6 +206,19 @@ func TestCheckIO(t *testing.T) {
 	}
 }
 
+// uringChannel starts an io_uring server with one UDP allocation whose
+// channel 0x4001 is bound to a peer, its relay socket served by a reactor.
+func uringChannel(t *testing.T) (s *testServer, c *rawClient, relayed netip.AddrPort, peer *net.UDPConn) {
+	t.Helper()
+	s = uringServer(t)
+	c = newRawClient(t, s.addrs[relay.UDP])
+	relayed = c.allocate()
+	peer, peerAP := peerTo(t)
+	wantCode(t, "ChannelBind", c.authed(stun.MethodChannelBind, proto.ChannelNumber(0x4001), stunPeer(peerAP)), 0)
+	turntest.WaitFor(t, "the relay socket served by a reactor", func() bool { return s.UringServed() == 1 })
+	return s, c, relayed, peer
+}
+
 // TestUringChannelDataDirect: with io_uring, a client's ChannelData
 // leaves for the peer from the reactor's receive buffer, from the
 // allocation's relayed address, counted in the allocation's traffic; a
@@ -213,12 +226,7 @@ func TestCheckIO(t *testing.T) {
 // that denies the peer stops the next datagram (the policy is re-checked
 // per packet).
 func TestUringChannelDataDirect(t *testing.T) {
-	s := uringServer(t)
-	c := newRawClient(t, s.addrs[relay.UDP])
-	relayed := c.allocate()
-	peer, peerAP := peerTo(t)
-	wantCode(t, "ChannelBind", c.authed(stun.MethodChannelBind, proto.ChannelNumber(0x4001), stunPeer(peerAP)), 0)
-	turntest.WaitFor(t, "the relay socket served by a reactor", func() bool { return s.UringServed() == 1 })
+	s, c, relayed, peer := uringChannel(t)
 
 	frame := func(number uint16, payload string) []byte {
 		b := make([]byte, proto.ChannelDataHeaderSize+len(payload))
@@ -288,12 +296,7 @@ func TestUringIdleSleeps(t *testing.T) {
 // TestUringGSORuns: bursts in both directions of one allocation leave in
 // GSO runs, and every datagram arrives whole, in order, and counted.
 func TestUringGSORuns(t *testing.T) {
-	s := uringServer(t)
-	c := newRawClient(t, s.addrs[relay.UDP])
-	relayed := c.allocate()
-	peer, peerAP := peerTo(t)
-	wantCode(t, "ChannelBind", c.authed(stun.MethodChannelBind, proto.ChannelNumber(0x4001), stunPeer(peerAP)), 0)
-	turntest.WaitFor(t, "the relay socket served by a reactor", func() bool { return s.UringServed() == 1 })
+	s, c, relayed, peer := uringChannel(t)
 
 	const burst = 48
 	payload := func(i int) []byte { // 300 bytes, the last of a burst shorter

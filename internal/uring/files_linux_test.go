@@ -1,12 +1,10 @@
 package uring
 
 import (
-	"encoding/binary"
 	"net"
 	"runtime"
 	"testing"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -46,15 +44,9 @@ func TestFixedFileOutlivesDescriptor(t *testing.T) {
 	defer peer.Close()
 	to := peer.LocalAddr().(*net.UDPAddr).AddrPort()
 	payload := []byte("fixed")
-	var sa unix.RawSockaddrInet4
-	sa.Family = unix.AF_INET
-	sa.Addr = to.Addr().As4()
-	binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:], to.Port())
-	iov := unix.Iovec{Base: &payload[0]}
-	iov.SetLen(len(payload))
-	msg := &unix.Msghdr{Name: (*byte)(unsafe.Pointer(&sa)), Namelen: unix.SizeofSockaddrInet4, Iov: &iov, Iovlen: 1}
+	m := newUDPMsg(to, payload)
 	e := r.SQE()
-	PrepSendMsg(e, -1, msg, unix.MSG_DONTWAIT, 7)
+	PrepSendMsg(e, -1, &m.msg, unix.MSG_DONTWAIT, 7)
 	e.UseFixed(5)
 	if c := wait(t, r, 1)[0]; c.UserData != 7 || c.Res != int32(len(payload)) {
 		t.Fatalf("send completion %+v", c)
@@ -65,8 +57,7 @@ func TestFixedFileOutlivesDescriptor(t *testing.T) {
 	if err != nil || string(buf[:n]) != "fixed" || int(from.Port()) != port {
 		t.Fatalf("peer read %q from %v, %v; want \"fixed\" from port %d", buf[:n], from, err, port)
 	}
-	runtime.KeepAlive(&sa)
-	runtime.KeepAlive(&iov)
+	runtime.KeepAlive(m)
 
 	// Bound while in the slot, free once it is cleared.
 	if c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}); err == nil {

@@ -266,32 +266,18 @@ func (r *Ring) SQE() *SQE {
 // Pending is the number of entries handed out and not yet submitted.
 func (r *Ring) Pending() uint32 { return r.sqLocal - atomic.LoadUint32(r.sqTail) }
 
-// MinWait reports whether the kernel takes EnterMinWait's minimum wait
+// MinWait reports whether the kernel takes EnterHeld's minimum wait
 // (IORING_FEAT_MIN_TIMEOUT, Linux 6.12).
 func (r *Ring) MinWait() bool { return r.features&featMinTimeout != 0 }
 
-// EnterMinWait is Enter that batches completions: it waits until wait
-// completions are ready or minWaitUs microseconds have passed. A busy
-// ring so returns about once per minWaitUs with what came meanwhile; an
-// idle one returns then too, with nothing (Linux 6.18 measured here):
-// to sleep until a completion, use Enter(1, 0). Without MinWait it is
-// Enter(1, 0).
-func (r *Ring) EnterMinWait(wait, minWaitUs uint32) (int, error) {
-	if !r.MinWait() || minWaitUs == 0 {
-		return r.Enter(1, 0)
-	}
-	n := r.Pending()
-	atomic.StoreUint32(r.sqTail, r.sqLocal)
-	r.arg = getEventsArg{minWait: minWaitUs}
-	got, _, e := unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(n), uintptr(wait),
-		enterGetEvents|enterExtArg, uintptr(unsafe.Pointer(&r.arg)), unsafe.Sizeof(r.arg))
-	return enterResult(got, e)
-}
-
-// EnterHeld is EnterMinWait as a raw system call, bounded by maxWaitUs:
-// the calling goroutine keeps its processor while it waits, so that
-// waking up costs no hand-off of the processor between threads. The
-// caller bounds how long others wait for that processor with maxWaitUs.
+// EnterHeld is Enter that batches completions, as a raw system call
+// bounded by maxWaitUs: it waits until wait completions are ready or
+// minWaitUs microseconds have passed, so a busy ring returns about once
+// per minWaitUs with what came meanwhile. An idle one returns then too,
+// with nothing (Linux 6.18 measured here): to sleep until a completion,
+// use Enter(1, 0). The calling goroutine keeps its processor while it
+// waits, so that waking up costs no hand-off of the processor between
+// threads; the caller bounds how long others wait for it with maxWaitUs.
 // Without MinWait it waits for one completion, up to maxWaitUs.
 func (r *Ring) EnterHeld(wait, minWaitUs, maxWaitUs uint32) (int, error) {
 	if !r.MinWait() {

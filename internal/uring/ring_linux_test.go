@@ -244,14 +244,8 @@ func TestSendMsg(t *testing.T) {
 	fd, _, peer := udpPair(t)
 	to := peer.LocalAddr().(*net.UDPAddr).AddrPort()
 	payload := []byte("hello")
-	var sa unix.RawSockaddrInet4
-	sa.Family = unix.AF_INET
-	sa.Addr = to.Addr().As4()
-	binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:], to.Port())
-	iov := unix.Iovec{Base: &payload[0]}
-	iov.SetLen(len(payload))
-	msg := &unix.Msghdr{Name: (*byte)(unsafe.Pointer(&sa)), Namelen: unix.SizeofSockaddrInet4, Iov: &iov, Iovlen: 1}
-	PrepSendMsg(r.SQE(), fd, msg, unix.MSG_DONTWAIT, 9)
+	m := newUDPMsg(to, payload)
+	PrepSendMsg(r.SQE(), fd, &m.msg, unix.MSG_DONTWAIT, 9)
 	c := wait(t, r, 1)[0]
 	if c.UserData != 9 || c.Res != int32(len(payload)) {
 		t.Fatalf("send completion %+v", c)
@@ -262,8 +256,26 @@ func TestSendMsg(t *testing.T) {
 	if err != nil || string(buf[:n]) != "hello" {
 		t.Fatalf("peer read %q, %v", buf[:n], err)
 	}
-	runtime.KeepAlive(&sa)
-	runtime.KeepAlive(&iov)
+	runtime.KeepAlive(m)
+}
+
+// udpMsg is a msghdr that sends a payload to an IPv4 address, with the
+// memory it points at.
+type udpMsg struct {
+	sa  unix.RawSockaddrInet4
+	iov unix.Iovec
+	msg unix.Msghdr
+}
+
+func newUDPMsg(to netip.AddrPort, payload []byte) *udpMsg {
+	m := &udpMsg{}
+	m.sa.Family = unix.AF_INET
+	m.sa.Addr = to.Addr().As4()
+	binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&m.sa.Port))[:], to.Port())
+	m.iov = unix.Iovec{Base: &payload[0]}
+	m.iov.SetLen(len(payload))
+	m.msg = unix.Msghdr{Name: (*byte)(unsafe.Pointer(&m.sa)), Namelen: unix.SizeofSockaddrInet4, Iov: &m.iov, Iovlen: 1}
+	return m
 }
 
 func TestBadBufRing(t *testing.T) {
@@ -275,23 +287,22 @@ func TestBadBufRing(t *testing.T) {
 	}
 }
 
-// TestEnterMinWait: a wait for more completions than come returns once
-// the minimum wait has passed with the one there is, and an idle ring's
-// wait ends with its first completion.
-func TestEnterMinWait(t *testing.T) {
+// TestEnterHeld: a wait for more completions than come returns once
+// the minimum wait has passed with the one there is.
+func TestEnterHeld(t *testing.T) {
 	r := newRing(t)
 	if !r.MinWait() {
 		t.Skip("kernel without IORING_FEAT_MIN_TIMEOUT")
 	}
 	PrepNop(r.SQE(), 1)
 	start := time.Now()
-	if _, err := r.EnterMinWait(64, 2000); err != nil {
+	if _, err := r.EnterHeld(64, 2000, 500000); err != nil {
 		t.Fatal(err)
 	}
 	if n := r.Completions(func(*CQE) {}); n != 1 {
 		t.Fatalf("%d completions, want 1", n)
 	}
 	if d := time.Since(start); d > time.Second {
-		t.Fatalf("EnterMinWait took %v with a completion ready", d)
+		t.Fatalf("EnterHeld took %v with a completion ready", d)
 	}
 }
