@@ -6,3 +6,11 @@ import "time"
 // ConnectionBind (RFC 6062's 30 s) in a Config, so that tests need not wait
 // that long.
 func SetTCPBindTimeout(c *Config, d time.Duration) { c.tcpBindTimeout = d }
+
+// ClientConns is the number of accepted client connections counted
+// against MaxConns.
+func (s *Server) ClientConns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.clients
+}
