@@ -34,17 +34,24 @@ func isSendIndication(pkt []byte) bool {
 // Anything else is dropped silently. With a txRun the payload joins the run
 // (sent when the run is flushed), else it is sent at once.
 func (s *Server) relayChannelDataAt(ft allocations.FiveTuple, pkt []byte, now time.Time, tx *txRun) {
+	if a, number, payload, ok := s.channelDataAllocation(ft, pkt); ok {
+		s.relayChannelDataOf(a, number, payload, now, tx)
+	}
+}
+
+// channelDataAllocation parses a client's ChannelData message and finds
+// its allocation, counting what it drops.
+func (s *Server) channelDataAllocation(ft allocations.FiveTuple, pkt []byte) (a *allocations.Allocation, number uint16, payload []byte, ok bool) {
 	number, payload, err := proto.ParseChannelData(pkt)
 	if err != nil {
 		s.stats.drop(DropMalformed)
-		return
+		return nil, 0, nil, false
 	}
-	a := s.table.Get(ft)
-	if a == nil {
+	if a = s.table.Get(ft); a == nil {
 		s.stats.drop(DropNoAllocation)
-		return
+		return nil, 0, nil, false
 	}
-	s.relayChannelDataOf(a, number, payload, now, tx)
+	return a, number, payload, true
 }
 
 // relayChannelDataOf is relayChannelDataAt once the allocation is found
@@ -54,12 +61,19 @@ func (s *Server) relayChannelDataOf(a *allocations.Allocation, number uint16, pa
 	// ChannelData message is received on a channel that is not bound to any
 	// peer, then the message is silently discarded"), and nothing is
 	// refreshed.
+	if peer, ok := s.channelPeer(a, number, now); ok {
+		s.writeToPeer(a, payload, peer, now, tx)
+	}
+}
+
+// channelPeer is the peer bound to the allocation's channel, if the
+// binding is live; the datagram is dropped (and counted) if not.
+func (s *Server) channelPeer(a *allocations.Allocation, number uint16, now time.Time) (netip.AddrPort, bool) {
 	peer, ok := a.ChannelPeer(number, now)
 	if !ok {
 		s.stats.drop(DropNoPermission)
-		return
 	}
-	s.writeToPeer(a, payload, peer, now, tx)
+	return peer, ok
 }
 
 // streamRuns relays the ChannelData and Send indications of one TCP/TLS
@@ -133,11 +147,7 @@ func (s *Server) relaySend(ft allocations.FiveTuple, pkt []byte, msg *stun.Messa
 // policy (which may have been reloaded since the permission was made) still
 // allows the peer and the bandwidth limits have room, as part of tx's run.
 func (s *Server) writeToPeer(a *allocations.Allocation, payload []byte, peer netip.AddrPort, now time.Time, tx *txRun) {
-	if !s.allowPeer(peer) { // policy and own addresses (self.go)
-		return
-	}
-	if !a.AllowToPeer(len(payload), s.mono(now)) {
-		s.stats.drop(DropBandwidth)
+	if !s.admitToPeer(a, peer, len(payload), s.mono(now)) {
 		return
 	}
 	// RFC 8656 §11.2: "the source transport address is the relayed
@@ -145,6 +155,20 @@ func (s *Server) writeToPeer(a *allocations.Allocation, payload []byte, peer net
 	// of the peer's family.
 	conn, raw, errs := a.ConnFor(peer.Addr())
 	tx.add(udpOut{conn: conn, raw: raw, errs: errs}, peer, &a.ToPeer, payload, len(payload))
+}
+
+// admitToPeer reports whether n payload bytes may go to peer: the peer
+// policy (and own addresses, self.go) re-checked per packet, then the
+// bandwidth limits, whose drop it counts.
+func (s *Server) admitToPeer(a *allocations.Allocation, peer netip.AddrPort, n int, mono int64) bool {
+	if !s.allowPeer(peer) {
+		return false
+	}
+	if !a.AllowToPeer(n, mono) {
+		s.stats.drop(DropBandwidth)
+		return false
+	}
+	return true
 }
 
 // relayFromPeers reads one of the allocation's relay sockets (a dual

@@ -968,38 +968,31 @@ func (r *reactor) toListener(s *uringSock, id uint16, used int) bool {
 }
 
 // toPeer is relayChannelDataAt for a client's ChannelData message pkt in
-// buffer id, from the buffer: the same checks (channel, peer policy,
-// bandwidth), then a SENDMSG entry of the payload on the relay socket's
-// file slot, which gives the buffer back when it completes. done is false
-// when the relay socket is not in this ring's file table (the caller then
-// relays pkt as before); kept, whether the buffer is held by the send.
+// buffer id, from the buffer: the same checks through the same functions
+// (channelDataAllocation, channelPeer, admitToPeer), then a SENDMSG entry
+// of the payload on the relay socket's file slot, which gives the buffer
+// back when it completes. done is false when the relay socket is not in
+// this ring's file table or the payload is empty (the caller then relays
+// pkt as before); kept, whether the buffer is held by the send.
 func (r *reactor) toPeer(s *uringSock, id uint16, pkt []byte, from netip.AddrPort) (done, kept bool) {
 	srv := r.p.s
-	number, payload, err := proto.ParseChannelData(pkt)
-	if err != nil {
-		srv.stats.drop(DropMalformed)
+	a, number, payload, ok := srv.channelDataAllocation(allocations.FiveTuple{Client: from, Server: s.lr.so.l.local, Transport: allocations.UDP}, pkt)
+	switch {
+	case !ok:
 		return true, false
+	case len(payload) == 0:
+		return false, false // an empty datagram: no iovec to point at, nor a GSO segment
 	}
-	a := srv.table.Get(allocations.FiveTuple{Client: from, Server: s.lr.so.l.local, Transport: allocations.UDP})
-	if a == nil {
-		srv.stats.drop(DropNoAllocation)
-		return true, false
-	}
-	peer, ok := a.ChannelPeer(number, r.now)
+	peer, ok := srv.channelPeer(a, number, r.now)
 	if !ok {
-		srv.stats.drop(DropNoPermission) // RFC 8656 §12.6: silently discarded
-		return true, false
+		return true, false // RFC 8656 §12.6: silently discarded
 	}
 	conn, _, errs := a.ConnFor(peer.Addr())
 	relay := r.relays[conn]
 	if relay == nil {
 		return false, false
 	}
-	switch {
-	case !srv.allowPeer(peer): // policy and own addresses, re-checked per packet (self.go)
-		return true, false
-	case !a.AllowToPeer(len(payload), r.mono):
-		srv.stats.drop(DropBandwidth)
+	if !srv.admitToPeer(a, peer, len(payload), r.mono) {
 		return true, false
 	}
 	sl := &r.sends[id]

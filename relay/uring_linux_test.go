@@ -256,6 +256,15 @@ func TestUringChannelDataDirect(t *testing.T) {
 		return tr.Packets == n && tr.Bytes == uint64(bytes)
 	})
 
+	// An empty ChannelData is an empty datagram to the peer.
+	if _, err := c.conn.Write(frame(0x4001, "")); err != nil {
+		t.Fatal(err)
+	}
+	_ = peer.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if got, from, err := peer.ReadFromUDPAddrPort(buf); err != nil || got != 0 || from != relayed {
+		t.Fatalf("peer read %d bytes from %v (%v), want an empty datagram from %v", got, from, err, relayed)
+	}
+
 	before := s.Stats().Drops["no_permission"]
 	if _, err := c.conn.Write(frame(0x4002, "unbound")); err != nil {
 		t.Fatal(err)
