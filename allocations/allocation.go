@@ -663,3 +663,40 @@ func newState(perms []permission, chans []channel) *state {
 	}
 	return s
 }
+
+// Limited reports whether the allocation has a bandwidth limit (its own or
+// its user's), which every packet must then be checked against.
+func (a *Allocation) Limited() bool { return a.limits != nil }
+
+// LiveChannel is a channel binding whose peer also has a live permission.
+type LiveChannel struct {
+	Number uint16
+	Peer   netip.AddrPort
+	// Until is the earliest of the binding's, the permission's and the
+	// allocation's expiry: until then the relay forwards the channel's
+	// data both ways without a request changing anything.
+	Until time.Time
+}
+
+// LiveChannels returns the channel bindings live at now whose peer has a
+// live permission, appended to dst.
+func (a *Allocation) LiveChannels(dst []LiveChannel, now time.Time) []LiveChannel {
+	s := a.state.Load()
+	if s == nil {
+		return dst
+	}
+	t := now.UnixNano()
+	end := a.expires.Load()
+	for _, c := range s.chans {
+		if c.expires <= t {
+			continue
+		}
+		for _, p := range s.perms {
+			if p.ip == c.peer.Addr() && p.expires > t {
+				dst = append(dst, LiveChannel{Number: c.number, Peer: c.peer, Until: time.Unix(0, min(c.expires, p.expires, end))})
+				break
+			}
+		}
+	}
+	return dst
+}

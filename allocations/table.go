@@ -109,6 +109,11 @@ type Config struct {
 	// OnRemove, if set, is called once for every removed allocation, after
 	// its Conn is closed and Done is closed, outside the table's locks.
 	OnRemove func(*Allocation, Reason)
+	// BeforeClose, if set, is called for every removed allocation before
+	// its sockets close and its ports are given back (the kernel path's
+	// entries, keyed by relayed address, must go before the port can be
+	// another allocation's), outside the table's locks.
+	BeforeClose func(*Allocation)
 	// Ports, if set, gets back the local port of every removed allocation's
 	// Conn (PortPool.Release) after the Conn is closed.
 	Ports *PortPool
@@ -447,6 +452,9 @@ func (t *Table) copyShardLocked(i, want int) map[FiveTuple]*Allocation {
 // close Done, notify.
 func (t *Table) finish(removed []*Allocation, why Reason) {
 	for _, a := range removed {
+		if t.cfg.BeforeClose != nil {
+			t.cfg.BeforeClose(a)
+		}
 		if a.Half6 == nil {
 			t.closeConn(a.Conn)
 		} else {

@@ -20,3 +20,17 @@ func ioSetting() Setting {
 		Set:   func(c *relay.Config, v any) { c.IO = v.(string) },
 	}
 }
+
+// kernelPathSetting is [relay] kernel_path: bound channels of UDP
+// allocations relayed by an eBPF program in the kernel
+// (internal/kernelpath). Off by default: it needs root (CAP_BPF and
+// CAP_NET_ADMIN) and Linux 6.6, and relays IPv4 only.
+func kernelPathSetting() Setting {
+	return Setting{
+		Key: "relay.kernel_path", Flag: "relay-kernel-path", Kind: KindString, Default: relay.KernelPathOff,
+		Placeholder: "MODE", Category: CategoryRelay, Restart: true,
+		Usage: "relay bound channels of UDP allocations in the kernel: off, or tc (an eBPF program at TCX ingress of every interface; needs root and Linux 6.6; IPv4)",
+		Check: func(v any) error { return relay.CheckKernelPath(v.(string)) },
+		Set:   func(c *relay.Config, v any) { c.KernelPath = v.(string) },
+	}
+}

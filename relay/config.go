@@ -170,6 +170,9 @@ type Config struct {
 	// IO is how relay sockets are read: IOEpoll (""), IOAuto or IOUring
 	// (io.go).
 	IO string
+	// KernelPath is KernelPathOff ("") or KernelPathTC: bound channels of
+	// UDP allocations relayed in the kernel (kernelpath.go).
+	KernelPath string
 
 	// Auth checks long-term and REST-API credentials and issues nonces.
 	Auth *auth.Authenticator

@@ -14,3 +14,13 @@ func (s *Server) ClientConns() int {
 	defer s.mu.Unlock()
 	return s.clients
 }
+
+// KernelBindings is how many bindings the kernel path holds, or -1 when
+// there is none.
+func (s *Server) KernelBindings() int {
+	k := s.kernel.Load()
+	if k == nil {
+		return -1
+	}
+	return k.path.Len()
+}

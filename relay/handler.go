@@ -591,6 +591,7 @@ func (r *request) refresh(id auth.Identity) error {
 	} else {
 		a.Refresh(lifetime)
 	}
+	r.s.kernelSync(a) // the allocation's expiry bounds its kernel bindings
 	r.start(stun.ClassSuccessResponse)
 	_ = proto.Lifetime(lifetime).AddTo(r.resp)
 	r.send(id.Key)
@@ -651,6 +652,7 @@ func (r *request) createPermission(id auth.Identity) error {
 			return err
 		}
 	}
+	r.s.kernelSync(a)
 	r.start(stun.ClassSuccessResponse)
 	r.send(id.Key)
 	return nil
@@ -680,6 +682,7 @@ func (r *request) channelBind(id auth.Identity) error {
 	if err := a.BindChannel(uint16(number), peer, time.Now()); err != nil {
 		return err
 	}
+	r.s.kernelSync(a)
 	r.start(stun.ClassSuccessResponse)
 	r.send(id.Key)
 	return nil

@@ -71,7 +71,8 @@ type Server struct {
 	// send runs lent to relay loops while they forward, and whether UDP GSO
 	// failed on this host.
 	peerBatches *batchCache
-	uring       *uringPool // io_uring reactors (io.go); nil: epoll
+	uring       *uringPool                 // io_uring reactors (io.go); nil: epoll
+	kernel      atomic.Pointer[kernelPath] // the kernel fast path (kernelpath.go); nil: none
 	gsoOff      atomic.Bool
 	zones       *udpio.Zones // IPv6 zones of link-local addresses
 
@@ -181,6 +182,7 @@ func New(cfg Config) (*Server, error) {
 		UserBandwidth:       cfg.UserBandwidth,
 		Ports:               s.ports,
 		OnRemove:            s.onRemove,
+		BeforeClose:         s.kernelForget,
 	})
 	s.reserved = newReservations(s.ports, s.table)
 	s.usage = newUsageTracker(cfg.Usage, cfg.UsageInterval, s.epoch)
@@ -204,6 +206,7 @@ func (s *Server) SetAuth(a *auth.Authenticator) {
 func (s *Server) SetPolicy(p *auth.PeerPolicy) {
 	if p != nil {
 		s.curPolicy.Store(p)
+		s.kernelSyncAll()
 	}
 }
 
@@ -290,6 +293,9 @@ func (s *Server) Start(ctx context.Context) error {
 
 	s.own.Store(s.buildOwnAddrs())
 	s.startUring(udps)
+	if err := s.startKernelPath(ctx); err != nil {
+		return fail(err)
+	}
 
 	for range 2 * runtime.GOMAXPROCS(0) {
 		s.workers.Go(s.requestWorker)
@@ -435,6 +441,7 @@ func (s *Server) untrackConn(c net.Conn) {
 }
 
 func (s *Server) onRemove(a *allocations.Allocation, why allocations.Reason) {
+	s.kernelForget(a) // again (BeforeClose did it): a request's sync may have raced the removal
 	s.stats.allocationEnded(a, why)
 	s.releaseFleet(a)
 	if s.usage != nil {

@@ -177,6 +177,10 @@ func TestFlags(t *testing.T) {
 		t.Errorf("source(254) = %v, want the cycle to wrap", got)
 	}
 	cfg.server = "[::1]:3478"
+	based := &config{server: "10.0.0.1:3478", sources: 4, sourceBase: netip.MustParseAddr("10.9.1.1")}
+	if got := based.source(5); got != netip.MustParseAddr("10.9.1.2") {
+		t.Errorf("source(5) from 10.9.1.1 over 4 = %v, want 10.9.1.2", got)
+	}
 	if got := cfg.source(3); got.IsValid() {
 		t.Errorf("source for an IPv6 server = %v, want the kernel's choice", got)
 	}
@@ -274,6 +278,18 @@ func TestProcParsing(t *testing.T) {
 	}
 	if _, err := parseStatCPU([]byte("1234 (x"), 100); err == nil {
 		t.Error("truncated stat accepted")
+	}
+	if busy, err := parseMachineCPU([]byte("cpu  100 10 50 1000 7 3 2 5 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n"), 100, -1); err != nil || busy != 1.70 {
+		t.Errorf("parseMachineCPU = %v, %v; want 1.70 s (user+nice+system+irq+softirq+steal)", busy, err)
+	}
+	if busy, err := parseMachineCPU([]byte("cpu  100 10 50 1000 7 3 2 5 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n"), 100, 0); err != nil || busy != 0.27 {
+		t.Errorf("parseMachineCPU of cpu0 = %v, %v; want 0.27 s", busy, err)
+	}
+	if _, err := parseMachineCPU([]byte("cpu  100 10 50 1000 7 3 2 5 0 0\n"), 100, 1); err == nil {
+		t.Error("a missing cpu1 line accepted")
+	}
+	if _, err := parseMachineCPU([]byte("intr 1 2 3\n"), 100, -1); err == nil {
+		t.Error("a /proc/stat without its cpu line accepted")
 	}
 	status := []byte("Name:\tpostern\nVmHWM:\t   20480 kB\nVmRSS:\t   10240 kB\nThreads:\t5\n")
 	if rss, hwm := parseStatusMem(status); rss != 10240 || hwm != 20480 {

@@ -82,6 +82,8 @@ type config struct {
 	insecure                bool
 	serverName              string
 	peerIP                  netip.Addr
+	serverCPU               int // -1: none
+	sourceBase              netip.Addr
 	pid                     string
 	json                    bool
 	label, scenario         string
@@ -107,7 +109,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		fmt.Fprint(stderr, usage)
 		fs.PrintDefaults()
 	}
-	var user, peerIP, pid string
+	var user, peerIP, pid, sourceBase string
 	var rate string
 	fs.StringVar(&cfg.mode, "mode", "relay", "what to measure: relay (stream packets through allocations), setup (Allocate/s), idle (server memory per idle allocation) or ping (wait for a STUN answer)")
 	fs.StringVar(&cfg.transport, "transport", "udp", "client transport to the server: udp, tcp or tls (relay mode; setup and idle use udp)")
@@ -130,6 +132,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&cfg.serverName, "servername", "", "TLS: server name to verify (default: the host of -server)")
 	fs.StringVar(&peerIP, "peer-ip", "127.0.0.2", "address the peers bind (the server must allow relaying to it; not the server's own address, where Postern relays only to relay ports)")
 	fs.IntVar(&cfg.sources, "sources", 254, "against a loopback server: spread new clients over this many source addresses 127.0.1.1, 127.0.1.2, ... (as a real server sees many client addresses; a 5-tuple reused within seconds can meet the server's memory of the last allocation)")
+	fs.StringVar(&sourceBase, "source-base", "", "spread new clients over -sources addresses from this IPv4 address up (they must be this host's, e.g. a local route); default: 127.0.1.1 up against a loopback server, else one address")
+	fs.IntVar(&cfg.serverCPU, "server-cpu", -1, "the CPU the server is pinned to: report that CPU's busy time (the server's process and the kernel's work steered there, e.g. by RPS; a kernel fast path runs there) per million packets")
 	fs.StringVar(&pid, "pid", "", "server process id: report its CPU seconds (per million packets) and memory from /proc")
 	fs.BoolVar(&cfg.json, "json", false, "print the result as one JSON object")
 	fs.StringVar(&cfg.label, "label", "", "server label copied into the result (e.g. postern, coturn)")
@@ -179,6 +183,14 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	if cfg.peerIP, err = netip.ParseAddr(peerIP); err != nil {
 		return nil, fmt.Errorf("-peer-ip %q: %w", peerIP, err)
 	}
+	if sourceBase != "" {
+		if cfg.sourceBase, err = netip.ParseAddr(sourceBase); err != nil || !cfg.sourceBase.Is4() {
+			return nil, fmt.Errorf("-source-base %q: want an IPv4 address", sourceBase)
+		}
+		if int(cfg.sourceBase.As4()[3])+cfg.sources-1 > 255 {
+			return nil, fmt.Errorf("-source-base %s with -sources %d: the addresses pass .255", sourceBase, cfg.sources)
+		}
+	}
 	if pid != "" {
 		if _, err := strconv.Atoi(pid); err != nil {
 			return nil, fmt.Errorf("-pid %q: want a process id", pid)
@@ -188,9 +200,14 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	return cfg, nil
 }
 
-// source returns the source address of the n-th new client: one of cfg.sources addresses in 127.0.1.0/24 when the server
-// is on IPv4 loopback, else the zero Addr (the kernel chooses).
+// source returns the source address of the n-th new client: one of cfg.sources addresses from -source-base, or in
+// 127.0.1.0/24 when the server is on IPv4 loopback, else the zero Addr (the kernel chooses).
 func (c *config) source(n uint64) netip.Addr {
+	if c.sourceBase.Is4() && c.sources > 1 {
+		b := c.sourceBase.As4()
+		b[3] += byte(n % uint64(c.sources))
+		return netip.AddrFrom4(b)
+	}
 	host, _, err := net.SplitHostPort(c.server)
 	if err != nil || c.sources <= 1 {
 		return netip.Addr{}
@@ -262,6 +279,14 @@ type result struct {
 	BaselineRSSKiB   int64   `json:"baseline_rss_kib,omitempty"`
 	RSSPerAllocB     float64 `json:"rss_per_alloc_bytes,omitempty"`
 	LoadCPUSeconds   float64 `json:"load_cpu_seconds,omitempty"`
+	// MachineCPUSeconds is the busy time of every CPU, the generator's
+	// and the kernel's work included (readMachineCPU).
+	MachineCPUSeconds float64 `json:"machine_cpu_seconds,omitempty"`
+	MachineCPUPerMpkt float64 `json:"machine_cpu_per_mpkt,omitempty"`
+	// ServerCPUBusySeconds is the busy time of the server's CPU
+	// (-server-cpu): the server process and the kernel's work there.
+	ServerCPUBusySeconds float64 `json:"server_cpu_busy_seconds,omitempty"`
+	ServerCPUBusyPerMpkt float64 `json:"server_cpu_busy_per_mpkt,omitempty"`
 }
 
 func (c *config) newResult() *result {
@@ -321,4 +346,12 @@ func (r *result) print(w io.Writer) {
 		fmt.Fprintf(w, "; RSS %.1f MiB, peak %.1f MiB\n", float64(r.ServerRSSKiB)/1024, float64(r.ServerHWMKiB)/1024)
 	}
 	fmt.Fprintf(w, "  generator   %.2f CPU s\n", r.LoadCPUSeconds)
+	if r.ServerCPUBusyPerMpkt > 0 {
+		fmt.Fprintf(w, "  server CPU  %.2f CPU s busy (the server's CPU: its process and the kernel's work there), %.2f CPU s per million packets\n",
+			r.ServerCPUBusySeconds, r.ServerCPUBusyPerMpkt)
+	}
+	if r.MachineCPUPerMpkt > 0 {
+		fmt.Fprintf(w, "  machine     %.2f CPU s (all CPUs, generator and kernel included), %.2f CPU s per million packets\n",
+			r.MachineCPUSeconds, r.MachineCPUPerMpkt)
+	}
 }

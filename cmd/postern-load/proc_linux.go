@@ -98,3 +98,46 @@ func clockTicks() float64 {
 	}
 	return 100
 }
+
+// readMachineCPU is the busy CPU time of the whole machine, all CPUs, in
+// seconds (/proc/stat). On loopback the kernel's receive work for a
+// datagram runs in the sender's context, and a server that relays in the
+// kernel (eBPF) does its work there: only the machine's total sees every
+// server's whole cost.
+// With cpu >= 0 it is that CPU's alone.
+func readMachineCPU(clkTck float64, cpu int) (float64, error) {
+	stat, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	return parseMachineCPU(stat, clkTck, cpu)
+}
+
+// parseMachineCPU returns the busy time of /proc/stat's "cpu" line (or
+// with cpu >= 0 of the "cpuN" line): user, nice, system, irq, softirq and
+// steal (idle and iowait left out; guest time is inside user).
+func parseMachineCPU(stat []byte, clkTck float64, cpu int) (float64, error) {
+	name := "cpu"
+	if cpu >= 0 {
+		name = "cpu" + strconv.Itoa(cpu)
+	}
+	var f []string
+	for line := range strings.SplitSeq(string(stat), "\n") {
+		if g := strings.Fields(line); len(g) > 0 && g[0] == name {
+			f = g
+			break
+		}
+	}
+	if len(f) < 9 {
+		return 0, fmt.Errorf("unexpected /proc/stat format: no %q line of 9 fields or more", name)
+	}
+	var busy uint64
+	for _, i := range []int{1, 2, 3, 6, 7, 8} {
+		v, err := strconv.ParseUint(f[i], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("unexpected /proc/stat field %q: %w", f[i], err)
+		}
+		busy += v
+	}
+	return float64(busy) / clkTck, nil
+}

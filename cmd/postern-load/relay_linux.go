@@ -74,15 +74,29 @@ func setupOne(cfg *config, i int) (*setupFlow, error) {
 	// allocations back to back reuse ephemeral ports, and a reused 5-tuple
 	// can meet the server's memory of the last run's allocation (coturn
 	// answers 437).
-	conn, err := dialCtrl(cfg.transport, cfg.server, cfg.tlsConfig(), cfg.timeout, cfg.source(uint64(i)))
-	if err != nil {
-		return nil, fmt.Errorf("connect to %s over %s: %w", cfg.server, cfg.transport, err)
-	}
-	cl := &turnClient{conn: conn, creds: cfg.creds, timeout: cfg.timeout}
-	relayed, err := cl.allocate()
-	if err != nil {
+	// A 437 all the same (a loaded server lost the last run's deletions)
+	// is met as a client would: from a new port.
+	var (
+		cl      *turnClient
+		relayed netip.AddrPort
+		conn    ctrlConn
+		err     error
+	)
+	for try := 0; ; try++ {
+		conn, err = dialCtrl(cfg.transport, cfg.server, cfg.tlsConfig(), cfg.timeout, cfg.source(uint64(i+try*cfg.allocations)))
+		if err != nil {
+			return nil, fmt.Errorf("connect to %s over %s: %w", cfg.server, cfg.transport, err)
+		}
+		cl = &turnClient{conn: conn, creds: cfg.creds, timeout: cfg.timeout}
+		relayed, err = cl.allocate()
+		if err == nil {
+			break
+		}
 		_ = conn.close()
-		return nil, err
+		var ec *errorCodeError
+		if try == 2 || !errors.As(err, &ec) || ec.code != 437 {
+			return nil, err
+		}
 	}
 	peer, err := net.DialUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(cfg.peerIP, 0)), net.UDPAddrFromAddrPort(relayed))
 	if err != nil {
@@ -120,6 +134,10 @@ type snapshot struct {
 	server                 procUsage
 	self                   procUsage
 	serverErr              error
+	machine                float64 // busy CPU seconds of all CPUs
+	machineErr             error
+	serverCPU              float64 // busy CPU seconds of -server-cpu
+	serverCPUErr           error
 }
 
 func takeSnapshot(cfg *config, ctr *counters) snapshot {
@@ -131,6 +149,10 @@ func takeSnapshot(cfg *config, ctr *counters) snapshot {
 		s.server, s.serverErr = readProc(cfg.pid, cfg.clkTck)
 	}
 	s.self, _ = readProc("self", cfg.clkTck)
+	s.machine, s.machineErr = readMachineCPU(cfg.clkTck, -1)
+	if cfg.serverCPU >= 0 {
+		s.serverCPU, s.serverCPUErr = readMachineCPU(cfg.clkTck, cfg.serverCPU)
+	}
 	return s
 }
 
@@ -339,6 +361,18 @@ func relayResult(cfg *config, a, b snapshot, h *histogram, setup time.Duration) 
 	r.RTTp50, r.RTTp99, r.RTTp999 = h.quantile(0.50), h.quantile(0.99), h.quantile(0.999)
 	r.RTTSamples = h.count
 	r.LoadCPUSeconds = b.self.cpuSeconds - a.self.cpuSeconds
+	if cfg.serverCPU >= 0 && a.serverCPUErr == nil && b.serverCPUErr == nil {
+		r.ServerCPUBusySeconds = b.serverCPU - a.serverCPU
+		if relayed > 0 {
+			r.ServerCPUBusyPerMpkt = r.ServerCPUBusySeconds / (float64(relayed) / 1e6)
+		}
+	}
+	if a.machineErr == nil && b.machineErr == nil {
+		r.MachineCPUSeconds = b.machine - a.machine
+		if relayed > 0 {
+			r.MachineCPUPerMpkt = r.MachineCPUSeconds / (float64(relayed) / 1e6)
+		}
+	}
 	if cfg.pid != "" && a.serverErr == nil && b.serverErr == nil {
 		r.ServerCPUSeconds = b.server.cpuSeconds - a.server.cpuSeconds
 		r.ServerUtil = r.ServerCPUSeconds / secs

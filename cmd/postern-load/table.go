@@ -88,7 +88,7 @@ func metricsFor(r *result) []metric {
 	switch r.Mode {
 	case "relay":
 		if r.OfferedPPS > 0 {
-			return []metric{
+			ms := []metric{
 				{"RTT p50 (µs)", plain, func(r *result) float64 { return r.RTTp50 }, false, false},
 				{"RTT p99 (µs)", plain, func(r *result) float64 { return r.RTTp99 }, false, false},
 				{"RTT p99.9 (µs)", plain, func(r *result) float64 { return r.RTTp999 }, false, false},
@@ -102,6 +102,16 @@ func metricsFor(r *result) []metric {
 				}, false, false},
 				{"round-trip loss (%)", lossPct, func(r *result) float64 { return 100 * r.Loss }, false, true},
 			}
+			if r.ServerCPUBusyPerMpkt > 0 {
+				// NETNS=1 (-server-cpu): the server's CPU with the kernel's work for it.
+				ms = append(ms, metric{"server's CPU busy, CPU-s per million relayed pkt", trimFloat, func(r *result) float64 {
+					if r.ServerCPUBusyPerMpkt <= 0 {
+						return math.NaN()
+					}
+					return r.ServerCPUBusyPerMpkt
+				}, false, false})
+			}
+			return ms
 		}
 		return []metric{
 			{"relayed pkt/s", si, func(r *result) float64 { return r.RelayedPPS }, true, false},

@@ -1,0 +1,278 @@
+//go:build ignore
+
+// The kernel fast path of Postern's relay (package kernelpath): a TCX
+// ingress program that relays a bound channel's datagrams without their
+// going up to user space. A client's ChannelData to the server becomes
+// the UDP datagram from the relayed transport address to the peer, and a
+// peer's datagram to the relayed address becomes ChannelData to the
+// client, both rewritten in the same packet buffer and sent on with
+// bpf_redirect. Anything the tables do not hold, or hold expired, goes on
+// to the stack unchanged (TCX_NEXT), where the relay's sockets handle it.
+//
+// IPv4 only, without IP options or fragments; ChannelData only when its
+// length fills the datagram exactly (UDP needs no padding, RFC 8656
+// §12.5). User space installs an entry only for what it would relay
+// itself (a live channel and permission, the peer policy, no bandwidth
+// limit) and bounds it by the earliest expiry; the program checks that
+// time per packet.
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/pkt_cls.h>
+#include <linux/udp.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+char __license[] SEC("license") = "Dual MIT/GPL";
+
+// TCX verdicts (linux/bpf.h since 6.6; the build's headers may be older).
+#ifndef TCX_NEXT
+#define TCX_NEXT -1
+#define TCX_DROP 2
+#endif
+
+// Addresses and ports in network byte order; channel in host order.
+
+// A client's ChannelData: from client to the server's listener address,
+// on channel.
+struct to_peer_key {
+	__u32 client_ip, server_ip;
+	__u16 client_port, server_port;
+	__u16 channel, pad;
+};
+
+struct to_peer_val {
+	__u32 relay_ip, peer_ip;
+	__u16 relay_port, peer_port;
+	__u32 slot;  // in counts
+	__u32 local; // peer_ip is this host's
+	__u32 pad;
+	__u64 expires; // CLOCK_MONOTONIC ns
+};
+
+// A peer's datagram: from peer to the relayed address.
+struct to_client_key {
+	__u32 relay_ip, peer_ip;
+	__u16 relay_port, peer_port;
+};
+
+struct to_client_val {
+	__u32 server_ip, client_ip;
+	__u16 server_port, client_port;
+	__u16 channel, pad;
+	__u32 slot;
+	__u32 local; // client_ip is this host's
+	__u64 expires;
+};
+
+// What an entry relayed, by its slot: apart from the entries, so that
+// user space can move an entry's expiry without losing a count.
+struct count {
+	__u64 packets, bytes;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1 << 16);
+	__type(key, struct to_peer_key);
+	__type(value, struct to_peer_val);
+} to_peer SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1 << 16);
+	__type(key, struct to_client_key);
+	__type(value, struct to_client_val);
+} to_client SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE); // read by user space without a system call
+	__uint(max_entries, 1 << 17);
+	__type(key, __u32);
+	__type(value, struct count);
+} counts SEC(".maps");
+
+// add counts a packet of n payload bytes in slot.
+static __always_inline void add(__u32 slot, __u16 n)
+{
+	struct count *c = bpf_map_lookup_elem(&counts, &slot);
+	if (c) {
+		__sync_fetch_and_add(&c->packets, 1);
+		__sync_fetch_and_add(&c->bytes, n);
+	}
+}
+
+#define HDRS (sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct udphdr))
+#define CD_HDR 4
+#define LOOPBACK_IFINDEX 1 // in every network namespace
+
+// route is where a datagram from saddr:sport to daddr:dport of ip_len
+// bytes leaves: for an address of this host (local, which user space
+// knows), through the loopback interface as the stack would send it (not
+// received here again: without the route of a loopback send, 127.0.0.0/8
+// on input is a martian, IP_LOCALNET); else by the interface and next hop
+// the routing table names. false: no such route here (the interface does
+// not forward, net.ipv4.conf.IF.forwarding, which the lookup requires; no
+// neighbour entry yet), which user space then sends, the kernel learning
+// the neighbour.
+struct route {
+	__u32 ifindex;
+	__u8 smac[ETH_ALEN], dmac[ETH_ALEN];
+};
+
+static __always_inline int find_route(struct __sk_buff *skb, struct route *rt, __u32 local, __u32 saddr,
+				      __u32 daddr, __u16 sport, __u16 dport, __u16 ip_len)
+{
+	if (local) {
+		rt->ifindex = LOOPBACK_IFINDEX;
+		__builtin_memset(rt->smac, 0, ETH_ALEN); // the loopback interface's
+		__builtin_memset(rt->dmac, 0, ETH_ALEN);
+		return 1;
+	}
+	struct bpf_fib_lookup fib = {
+		.family = 2, // AF_INET
+		.l4_protocol = IPPROTO_UDP,
+		.sport = sport,
+		.dport = dport,
+		.tot_len = ip_len,
+		.ipv4_src = saddr,
+		.ipv4_dst = daddr,
+		.ifindex = skb->ifindex,
+	};
+	long rc = bpf_fib_lookup(skb, &fib, sizeof(fib), BPF_FIB_LOOKUP_OUTPUT);
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
+		rt->ifindex = fib.ifindex;
+		__builtin_memcpy(rt->smac, fib.smac, ETH_ALEN);
+		__builtin_memcpy(rt->dmac, fib.dmac, ETH_ALEN);
+		return 1;
+	}
+	return 0;
+}
+
+// rewrite fills in the Ethernet, IP and UDP headers (and with cd_len the
+// ChannelData header) of the datagram of udp_len bytes from saddr:sport
+// to daddr:dport, and sends it on by rt. The UDP checksum is left out
+// (zero: allowed over IPv4, RFC 768), so that the payload is not summed
+// here.
+static __always_inline int rewrite(struct __sk_buff *skb, const struct route *rt, __u32 saddr, __u32 daddr,
+				   __u16 sport, __u16 dport, __u16 udp_len, __u16 channel, __u16 cd_len)
+{
+	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
+	if (data + HDRS > end)
+		return TCX_DROP;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = (void *)(eth + 1);
+	struct udphdr *udp = (void *)(ip + 1);
+
+	__builtin_memcpy(eth->h_dest, rt->dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, rt->smac, ETH_ALEN);
+	ip->saddr = saddr;
+	ip->daddr = daddr;
+	ip->tot_len = bpf_htons(sizeof(struct iphdr) + udp_len);
+	ip->ttl = 64;
+	// DF, as the relay's sockets send (Linux's IP_PMTUDISC_WANT): the
+	// route lookup has checked the length against the path's MTU.
+	ip->frag_off = bpf_htons(0x4000);
+	ip->check = 0;
+	__s64 sum = bpf_csum_diff(0, 0, (__be32 *)ip, sizeof(struct iphdr), 0);
+	if (sum < 0)
+		return TCX_DROP;
+	__u32 s = (__u32)sum;
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	ip->check = (__u16)~s;
+
+	udp->source = sport;
+	udp->dest = dport;
+	udp->len = bpf_htons(udp_len);
+	udp->check = 0;
+	if (cd_len) {
+		__u16 *cd = (void *)(udp + 1);
+		if ((void *)(cd + 2) > end)
+			return TCX_DROP;
+		cd[0] = bpf_htons(channel);
+		cd[1] = bpf_htons(cd_len);
+	}
+	return bpf_redirect(rt->ifindex, 0);
+}
+
+SEC("tc")
+int postern_relay(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
+	// The headers and a ChannelData header must be in the linear part
+	// of the buffer to be read: a sender with UDP_SEGMENT, or a driver,
+	// may leave the payload in pages from the first byte after the UDP
+	// header.
+	if (data + HDRS + CD_HDR > end && skb->len >= HDRS + CD_HDR) {
+		if (bpf_skb_pull_data(skb, HDRS + CD_HDR))
+			return TCX_NEXT;
+		data = (void *)(long)skb->data;
+		end = (void *)(long)skb->data_end;
+	}
+	struct ethhdr *eth = data;
+	if (data + HDRS > end || eth->h_proto != bpf_htons(ETH_P_IP))
+		return TCX_NEXT;
+	struct iphdr *ip = (void *)(eth + 1);
+	if (ip->ihl != 5 || ip->protocol != IPPROTO_UDP || (ip->frag_off & bpf_htons(0x3fff)))
+		return TCX_NEXT;
+	struct udphdr *udp = (void *)(ip + 1);
+	__u16 udp_len = bpf_ntohs(udp->len);
+	if (udp_len < sizeof(struct udphdr) || bpf_ntohs(ip->tot_len) != sizeof(struct iphdr) + udp_len)
+		return TCX_NEXT;
+	__u64 now = bpf_ktime_get_ns();
+
+	struct to_client_key ck = {
+		.relay_ip = ip->daddr, .peer_ip = ip->saddr, .relay_port = udp->dest, .peer_port = udp->source,
+	};
+	struct to_client_val *cv = bpf_map_lookup_elem(&to_client, &ck);
+	if (cv) {
+		__u16 n = udp_len - sizeof(struct udphdr);
+		if (cv->expires <= now || n == 0 || udp_len > 0xffff - CD_HDR)
+			return TCX_NEXT;
+		__u32 saddr = cv->server_ip, daddr = cv->client_ip;
+		__u16 sport = cv->server_port, dport = cv->client_port, channel = cv->channel;
+		__u32 slot = cv->slot;
+		struct route rt;
+		if (!find_route(skb, &rt, cv->local, saddr, daddr, sport, dport, sizeof(struct iphdr) + udp_len + CD_HDR))
+			return TCX_NEXT;
+		if (bpf_skb_adjust_room(skb, CD_HDR, BPF_ADJ_ROOM_NET, 0))
+			return TCX_NEXT;
+		add(slot, n);
+		// The 4 bytes came in after the IP header: the UDP header and
+		// the ChannelData header are written over the first 12.
+		return rewrite(skb, &rt, saddr, daddr, sport, dport, udp_len + CD_HDR, channel, n);
+	}
+
+	if (data + HDRS + CD_HDR > end)
+		return TCX_NEXT;
+	__u8 *cd = (void *)(udp + 1);
+	if ((cd[0] & 0xc0) != 0x40)
+		return TCX_NEXT;
+	__u16 cd_len = (__u16)cd[2] << 8 | cd[3];
+	if (cd_len == 0 || udp_len != sizeof(struct udphdr) + CD_HDR + cd_len)
+		return TCX_NEXT;
+	struct to_peer_key pk = {
+		.client_ip = ip->saddr, .server_ip = ip->daddr, .client_port = udp->source, .server_port = udp->dest,
+		.channel = (__u16)cd[0] << 8 | cd[1],
+	};
+	struct to_peer_val *pv = bpf_map_lookup_elem(&to_peer, &pk);
+	if (!pv || pv->expires <= now)
+		return TCX_NEXT;
+	__u32 saddr = pv->relay_ip, daddr = pv->peer_ip;
+	__u16 sport = pv->relay_port, dport = pv->peer_port;
+	__u32 slot = pv->slot;
+	struct route rt;
+	if (!find_route(skb, &rt, pv->local, saddr, daddr, sport, dport, sizeof(struct iphdr) + sizeof(struct udphdr) + cd_len))
+		return TCX_NEXT;
+	// The 4 bytes after the IP header go (the old UDP ports): the UDP
+	// header is written over what is left of it and the ChannelData
+	// header.
+	if (bpf_skb_adjust_room(skb, -CD_HDR, BPF_ADJ_ROOM_NET, 0))
+		return TCX_NEXT;
+	add(slot, cd_len);
+	return rewrite(skb, &rt, saddr, daddr, sport, dport, sizeof(struct udphdr) + cd_len, 0, 0);
+}

@@ -1,0 +1,139 @@
+package relay_test
+
+import (
+	"bytes"
+	"net"
+	"net/netip"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/pion/stun/v4"
+
+	"github.com/postern/postern/auth"
+	"github.com/postern/postern/internal/turntest"
+	"github.com/postern/postern/relay"
+	"github.com/postern/postern/relay/proto"
+)
+
+// kernelServer is a server with the kernel path; only root can load it.
+func kernelServer(t *testing.T, opts ...serverOption) *testServer {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("the kernel path (eBPF) needs root")
+	}
+	s := startServer(t, append([]serverOption{func(c *relay.Config) { c.KernelPath = relay.KernelPathTC }}, opts...)...)
+	if s.KernelBindings() < 0 {
+		t.Fatal("kernel_path = tc started without the kernel path")
+	}
+	return s
+}
+
+func channelFrame(number uint16, payload []byte) []byte {
+	b := make([]byte, proto.ChannelDataHeaderSize+len(payload))
+	copy(proto.PutChannelData(b, number, len(payload), false)[proto.ChannelDataHeaderSize:], payload)
+	return b
+}
+
+// TestKernelPathRelaysChannels: with kernel_path = tc, a bound channel's
+// ChannelData reaches the peer from the relayed address and the peer's
+// datagrams come back as ChannelData, relayed by the kernel (the server's
+// counters learn of them from its tables), while what the tables do not
+// hold (a peer without permission) still meets the relay's checks; a
+// reload that denies the peer and a deleted allocation take the bindings
+// out at once.
+func TestKernelPathRelaysChannels(t *testing.T) {
+	s := kernelServer(t)
+	c := newRawClient(t, s.addrs[relay.UDP])
+	relayed := c.allocate()
+	peer, peerAP := peerTo(t)
+	wantCode(t, "ChannelBind", c.authed(stun.MethodChannelBind, proto.ChannelNumber(0x4001), stunPeer(peerAP)), 0)
+	if n := s.KernelBindings(); n != 1 {
+		t.Fatalf("%d kernel bindings after ChannelBind, want 1", n)
+	}
+
+	const n = 20
+	payload := bytes.Repeat([]byte{0xa5}, 1200)
+	buf := make([]byte, 2048)
+	for range n {
+		if _, err := c.conn.Write(channelFrame(0x4001, payload)); err != nil {
+			t.Fatal(err)
+		}
+		_ = peer.SetReadDeadline(time.Now().Add(2 * time.Second))
+		got, from, err := peer.ReadFromUDPAddrPort(buf)
+		if err != nil || !bytes.Equal(buf[:got], payload) || from != relayed {
+			t.Fatalf("peer read %d bytes from %v (%v), want %d from %v", got, from, err, len(payload), relayed)
+		}
+		if _, err := peer.WriteToUDPAddrPort([]byte("echo"), relayed); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := c.read(), channelFrame(0x4001, []byte("echo")); !bytes.Equal(got, want) {
+			t.Fatalf("client read %x, want %x", got, want)
+		}
+	}
+	turntest.WaitFor(t, "the kernel's relaying counted", func() bool {
+		st := s.Stats()
+		return st.ToPeer.Packets == n && st.ToPeer.Bytes == n*1200 && st.ToClient.Packets == n && st.ToClient.Bytes == n*4
+	})
+
+	// Another port of the permitted IP has no channel: the relay sends
+	// its datagram as a Data indication (RFC 8656 §11.3).
+	other := turntest.ListenPeer(t)
+	if _, err := other.WriteToUDPAddrPort([]byte("no channel"), relayed); err != nil {
+		t.Fatal(err)
+	}
+	if from, data, ok := c.readDataIndication(2 * time.Second); !ok || string(data) != "no channel" || from != other.LocalAddr().(*net.UDPAddr).AddrPort() {
+		t.Fatalf("client got a Data indication %v from %v (%v), want \"no channel\" from %v", data, from, ok, other.LocalAddr())
+	}
+
+	s.SetPolicy(auth.NewPeerPolicy(nil, []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}))
+	if k := s.KernelBindings(); k != 0 {
+		t.Fatalf("%d kernel bindings after a reload denied the peer, want 0", k)
+	}
+	if _, err := c.conn.Write(channelFrame(0x4001, payload)); err != nil {
+		t.Fatal(err)
+	}
+	_ = peer.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if got, _, err := peer.ReadFromUDPAddrPort(buf); err == nil {
+		t.Fatalf("denied peer got %d bytes", got)
+	}
+	s.SetPolicy(loopbackPolicy())
+	wantCode(t, "ChannelBind again", c.authed(stun.MethodChannelBind, proto.ChannelNumber(0x4001), stunPeer(peerAP)), 0)
+	if k := s.KernelBindings(); k != 1 {
+		t.Fatalf("%d kernel bindings after the policy allowed the peer again and a refresh, want 1", k)
+	}
+
+	wantCode(t, "Refresh LIFETIME 0", c.authed(stun.MethodRefresh, proto.Lifetime(0)), 0)
+	if k := s.KernelBindings(); k != 0 {
+		t.Fatalf("%d kernel bindings after the allocation was deleted, want 0", k)
+	}
+	if _, err := peer.WriteToUDPAddrPort([]byte("after delete"), relayed); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if got, err := c.conn.Read(buf); err == nil {
+		t.Fatalf("client of a deleted allocation got %x", buf[:got])
+	}
+}
+
+// TestKernelPathLeavesLimitedAllocations: an allocation with a bandwidth
+// limit has every packet checked against it, so its channels stay in
+// user space.
+func TestKernelPathLeavesLimitedAllocations(t *testing.T) {
+	s := kernelServer(t, func(c *relay.Config) { c.AllocationBandwidth = 1 << 20 })
+	c := newRawClient(t, s.addrs[relay.UDP])
+	relayed := c.allocate()
+	peer, peerAP := peerTo(t)
+	wantCode(t, "ChannelBind", c.authed(stun.MethodChannelBind, proto.ChannelNumber(0x4001), stunPeer(peerAP)), 0)
+	if k := s.KernelBindings(); k != 0 {
+		t.Fatalf("%d kernel bindings for a bandwidth-limited allocation, want 0", k)
+	}
+	if _, err := c.conn.Write(channelFrame(0x4001, []byte("user space"))); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	_ = peer.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if got, from, err := peer.ReadFromUDPAddrPort(buf); err != nil || string(buf[:got]) != "user space" || from != relayed {
+		t.Fatalf("peer read %q from %v (%v)", buf[:got], from, err)
+	}
+}
