@@ -44,10 +44,8 @@ func channelFrame(number uint16, payload []byte) []byte {
 // out at once.
 func TestKernelPathRelaysChannels(t *testing.T) {
 	s := kernelServer(t)
-	c := newRawClient(t, s.addrs[relay.UDP])
-	relayed := c.allocate()
-	peer, peerAP := peerTo(t)
-	wantCode(t, "ChannelBind", c.authed(stun.MethodChannelBind, proto.ChannelNumber(0x4001), stunPeer(peerAP)), 0)
+	c, relayed, peer := boundChannel(t, s)
+	peerAP := peer.LocalAddr().(*net.UDPAddr).AddrPort()
 	if n := s.KernelBindings(); n != 1 {
 		t.Fatalf("%d kernel bindings after ChannelBind, want 1", n)
 	}
@@ -121,10 +119,7 @@ func TestKernelPathRelaysChannels(t *testing.T) {
 // user space.
 func TestKernelPathLeavesLimitedAllocations(t *testing.T) {
 	s := kernelServer(t, func(c *relay.Config) { c.AllocationBandwidth = 1 << 20 })
-	c := newRawClient(t, s.addrs[relay.UDP])
-	relayed := c.allocate()
-	peer, peerAP := peerTo(t)
-	wantCode(t, "ChannelBind", c.authed(stun.MethodChannelBind, proto.ChannelNumber(0x4001), stunPeer(peerAP)), 0)
+	c, relayed, peer := boundChannel(t, s)
 	if k := s.KernelBindings(); k != 0 {
 		t.Fatalf("%d kernel bindings for a bandwidth-limited allocation, want 0", k)
 	}

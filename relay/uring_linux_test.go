@@ -211,12 +211,20 @@ func TestCheckIO(t *testing.T) {
 func uringChannel(t *testing.T) (s *testServer, c *rawClient, relayed netip.AddrPort, peer *net.UDPConn) {
 	t.Helper()
 	s = uringServer(t)
+	c, relayed, peer = boundChannel(t, s)
+	turntest.WaitFor(t, "the relay socket served by a reactor", func() bool { return s.UringServed() == 1 })
+	return s, c, relayed, peer
+}
+
+// boundChannel is a UDP client of s with an allocation and channel 0x4001
+// bound to a peer socket.
+func boundChannel(t *testing.T, s *testServer) (c *rawClient, relayed netip.AddrPort, peer *net.UDPConn) {
+	t.Helper()
 	c = newRawClient(t, s.addrs[relay.UDP])
 	relayed = c.allocate()
 	peer, peerAP := peerTo(t)
 	wantCode(t, "ChannelBind", c.authed(stun.MethodChannelBind, proto.ChannelNumber(0x4001), stunPeer(peerAP)), 0)
-	turntest.WaitFor(t, "the relay socket served by a reactor", func() bool { return s.UringServed() == 1 })
-	return s, c, relayed, peer
+	return c, relayed, peer
 }
 
 // TestUringChannelDataDirect: with io_uring, a client's ChannelData
@@ -228,11 +236,7 @@ func uringChannel(t *testing.T) (s *testServer, c *rawClient, relayed netip.Addr
 func TestUringChannelDataDirect(t *testing.T) {
 	s, c, relayed, peer := uringChannel(t)
 
-	frame := func(number uint16, payload string) []byte {
-		b := make([]byte, proto.ChannelDataHeaderSize+len(payload))
-		copy(proto.PutChannelData(b, number, len(payload), false)[proto.ChannelDataHeaderSize:], payload)
-		return b
-	}
+	frame := func(number uint16, payload string) []byte { return channelFrame(number, []byte(payload)) }
 	const n = 20
 	buf := make([]byte, 2048)
 	bytes := 0
