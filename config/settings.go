@@ -21,7 +21,7 @@ func Settings() []Setting {
 	// Tables in the order of the file (the strict decoder lists valid keys
 	// so), realm last as before.
 	return slices.Concat(listenSettings(), logSettings(), authSettings(), credentialSettings(),
-		relaySettings(), []Setting{ioSetting(), kernelPathSetting()}, addressSettings(), limitsSettings(), tlsSettings(), iceSettings(),
+		relaySettings(), []Setting{ioSetting(), kernelPathSetting(), kernelPathInterfacesSetting()}, addressSettings(), limitsSettings(), tlsSettings(), iceSettings(),
 		webSettings(), []Setting{turnHosts()}, proxyFromSettings(), adminSettings(),
 		selftestSettings(), clusterSettings(), usageSettings(), realmSettings())
 }

@@ -170,9 +170,13 @@ type Config struct {
 	// IO is how relay sockets are read: IOEpoll (""), IOAuto or IOUring
 	// (io.go).
 	IO string
-	// KernelPath is KernelPathOff ("") or KernelPathTC: bound channels of
-	// UDP allocations relayed in the kernel (kernelpath.go).
+	// KernelPath is KernelPathOff (""), KernelPathTC or KernelPathAuto:
+	// bound channels of UDP allocations relayed in the kernel
+	// (kernelpath.go).
 	KernelPath string
+	// KernelPathInterfaces are the interfaces the kernel path attaches to;
+	// empty: every interface that is up, and those that come up later.
+	KernelPathInterfaces []string
 
 	// Auth checks long-term and REST-API credentials and issues nonces.
 	Auth *auth.Authenticator

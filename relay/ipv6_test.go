@@ -270,6 +270,13 @@ func TestDualAllocation(t *testing.T) {
 					t.Errorf("channel %d: got 0x%04x %q (%v), want 0x%04x %q", i, number, payload, err, tc.number, tc.from.String())
 				}
 			}
+			// Deleted here, not by the stream's close at cleanup: that
+			// removal is asynchronous and would land inside the next
+			// subtest's quota count.
+			wantCode(t, "Refresh LIFETIME 0", c.authed(stun.MethodRefresh, proto.Lifetime(0)), 0)
+			if n := s.Table().UserCount(testUser) - before; n != 0 {
+				t.Errorf("a deleted dual allocation still counts %d against the quota", n)
+			}
 		})
 	}
 }

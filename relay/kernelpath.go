@@ -17,17 +17,21 @@ import (
 const (
 	KernelPathOff = "off"
 	// KernelPathTC relays bound channels of UDP allocations in an eBPF
-	// program at TCX ingress (internal/kernelpath).
+	// program at TCX ingress (internal/kernelpath); the server does not
+	// start where the program cannot load.
 	KernelPathTC = "tc"
+	// KernelPathAuto is KernelPathTC where the program loads, and the relay
+	// in user space only (with a warning saying why) where it does not.
+	KernelPathAuto = "auto"
 )
 
 // CheckKernelPath reports whether mode is a kernel path mode.
 func CheckKernelPath(mode string) error {
 	switch mode {
-	case "", KernelPathOff, KernelPathTC:
+	case "", KernelPathOff, KernelPathTC, KernelPathAuto:
 		return nil
 	}
-	return fmt.Errorf("relay: kernel path %q: want %q or %q", mode, KernelPathOff, KernelPathTC)
+	return fmt.Errorf("relay: kernel path %q: want %q, %q or %q", mode, KernelPathOff, KernelPathTC, KernelPathAuto)
 }
 
 // kernelCountPeriod is how often what the kernel relayed is added to the
@@ -60,15 +64,24 @@ type kernelBinding struct {
 	toPeer, toClient kernelpath.Count
 }
 
+// kernelAttachPeriod is how often, attached to every interface, the
+// kernel path looks for interfaces that came up since.
+const kernelAttachPeriod = 5 * time.Second
+
 // startKernelPath loads the kernel path when the configuration asks for
 // it; it stops with ctx (counting what it relayed last).
 func (s *Server) startKernelPath(ctx context.Context) error {
-	if s.cfg.KernelPath != KernelPathTC {
+	mode := s.cfg.KernelPath
+	if mode != KernelPathTC && mode != KernelPathAuto {
 		return nil
 	}
-	path, err := kernelpath.Open(nil)
+	path, err := kernelpath.Open(s.cfg.KernelPathInterfaces)
 	if err != nil {
-		return fmt.Errorf("relay: [relay] kernel_path = %q: %w (set it to %q to relay in user space only)", KernelPathTC, err, KernelPathOff)
+		if mode == KernelPathAuto {
+			s.log.Warn("kernel path not loaded; relaying in user space only", "err", err)
+			return nil
+		}
+		return fmt.Errorf("relay: [relay] kernel_path = %q: %w (set it to %q to relay in user space where it cannot load, or %q)", mode, err, KernelPathAuto, KernelPathOff)
 	}
 	k := &kernelPath{s: s, path: path, byAlloc: map[*allocations.Allocation][]kernelBinding{}}
 	s.kernel.Store(k)
@@ -77,12 +90,28 @@ func (s *Server) startKernelPath(ctx context.Context) error {
 		defer close(done)
 		t := time.NewTicker(kernelCountPeriod)
 		defer t.Stop()
+		lastAttach, lastErr := time.Now(), ""
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case <-t.C:
+			case now := <-t.C:
 				k.count()
+				if len(s.cfg.KernelPathInterfaces) == 0 && now.Sub(lastAttach) >= kernelAttachPeriod {
+					lastAttach = now
+					names, err := path.AttachNew()
+					if len(names) > 0 {
+						s.log.Info("kernel path attached to new interfaces", "interfaces", names)
+					}
+					// Once per cause: the next try meets the same interface.
+					if err != nil && err.Error() != lastErr {
+						s.log.Warn("kernel path: not attached to a new interface; its traffic is relayed in user space", "err", err)
+					}
+					lastErr = ""
+					if err != nil {
+						lastErr = err.Error()
+					}
+				}
 			}
 		}
 	}()
@@ -92,7 +121,7 @@ func (s *Server) startKernelPath(ctx context.Context) error {
 		return k.close()
 	})
 	s.mu.Unlock()
-	s.log.Info("kernel path loaded: bound channels of UDP allocations are relayed by eBPF at TCX ingress")
+	s.log.Info("kernel path loaded: bound channels of UDP allocations are relayed by eBPF at TCX ingress", "interfaces", path.Interfaces())
 	return nil
 }
 

@@ -2,9 +2,13 @@ package relay_test
 
 import (
 	"bytes"
+	"context"
+	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -130,5 +134,57 @@ func TestKernelPathLeavesLimitedAllocations(t *testing.T) {
 	_ = peer.SetReadDeadline(time.Now().Add(2 * time.Second))
 	if got, from, err := peer.ReadFromUDPAddrPort(buf); err != nil || string(buf[:got]) != "user space" || from != relayed {
 		t.Fatalf("peer read %q from %v (%v)", buf[:got], from, err)
+	}
+}
+
+// TestKernelPathFallsBack: where the program cannot attach (here: an
+// interface that does not exist), kernel_path = tc refuses to start,
+// naming the cause and the settings that start anyway, and auto starts
+// without it, says why in a warning, and relays in user space.
+func TestKernelPathFallsBack(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the kernel path (eBPF) needs root")
+	}
+	const missing = "postern-none0"
+	cfg := relay.Config{
+		Listeners: []relay.ListenSpec{{Kind: relay.UDP, Addr: "127.0.0.1:0"}}, ListenersExplicit: true,
+		Auth: newAuth(t, 0), Policy: loopbackPolicy(), RelayIP: netip.MustParseAddr("127.0.0.1"), RelayPorts: testRelayPorts,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), KernelPath: relay.KernelPathTC, KernelPathInterfaces: []string{missing},
+	}
+	s, err := relay.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	err = s.Start(ctx)
+	if err == nil {
+		t.Fatal("kernel_path = tc started without its interface")
+	}
+	if msg := err.Error(); !strings.Contains(msg, missing) || !strings.Contains(msg, `"auto"`) {
+		t.Errorf("error %q: want the interface and the auto setting named", msg)
+	}
+	cancel() // a server that did not start has nothing to wait for
+
+	var logs turntest.SyncBuffer
+	srv := startServer(t, func(c *relay.Config) {
+		c.KernelPath, c.KernelPathInterfaces = relay.KernelPathAuto, []string{missing}
+		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	if srv.KernelBindings() >= 0 {
+		t.Fatal("auto loaded a kernel path on an interface that does not exist")
+	}
+	if out := logs.String(); !strings.Contains(out, "kernel path not loaded") || !strings.Contains(out, missing) {
+		t.Errorf("no warning naming the cause in the log:\n%s", out)
+	}
+	c, relayed, peer := boundChannel(t, srv)
+	if _, err := c.conn.Write(channelFrame(0x4001, []byte("user space"))); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	_ = peer.SetReadDeadline(time.Now().Add(2 * time.Second))
+	n, from, err := peer.ReadFromUDPAddrPort(buf)
+	if err != nil || string(buf[:n]) != "user space" || from != relayed {
+		t.Fatalf("peer got %q from %v (%v), want the datagram from %v", buf[:n], from, err, relayed)
 	}
 }

@@ -292,10 +292,11 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 
 	s.own.Store(s.buildOwnAddrs())
-	s.startUring(udps)
+	// Before the io_uring reactor: fail does not stop that.
 	if err := s.startKernelPath(ctx); err != nil {
 		return fail(err)
 	}
+	s.startUring(udps)
 
 	for range 2 * runtime.GOMAXPROCS(0) {
 		s.workers.Go(s.requestWorker)

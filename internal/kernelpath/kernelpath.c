@@ -46,8 +46,8 @@ struct to_peer_key {
 struct to_peer_val {
 	__u32 relay_ip, peer_ip;
 	__u16 relay_port, peer_port;
-	__u32 slot;  // in counts
-	__u32 local; // peer_ip is this host's
+	__u32 slot; // in counts
+	__u32 oif;  // the peer's route's interface (see find_route)
 	__u32 pad;
 	__u64 expires; // CLOCK_MONOTONIC ns
 };
@@ -63,7 +63,7 @@ struct to_client_val {
 	__u16 server_port, client_port;
 	__u16 channel, pad;
 	__u32 slot;
-	__u32 local; // client_ip is this host's
+	__u32 oif; // the client's route's interface
 	__u64 expires;
 };
 
@@ -110,23 +110,30 @@ static __always_inline void add(__u32 slot, __u16 n)
 #define LOOPBACK_IFINDEX 1 // in every network namespace
 
 // route is where a datagram from saddr:sport to daddr:dport of ip_len
-// bytes leaves: for an address of this host (local, which user space
-// knows), through the loopback interface as the stack would send it (not
-// received here again: without the route of a loopback send, 127.0.0.0/8
-// on input is a martian, IP_LOCALNET); else by the interface and next hop
-// the routing table names. false: no such route here (the interface does
-// not forward, net.ipv4.conf.IF.forwarding, which the lookup requires; no
-// neighbour entry yet), which user space then sends, the kernel learning
-// the neighbour.
+// bytes leaves. oif is the interface of user space's route to daddr when
+// it installed the entry (0: none). For an address of this host (oif is
+// the loopback interface), through the loopback interface as the stack
+// would send it (not received here again: without the route of a loopback
+// send, 127.0.0.0/8 on input is a martian, IP_LOCALNET). Else by the
+// interface and next hop the routing table names now; the lookup needs
+// the receiving interface to forward (net.ipv4.conf.IF.forwarding), and
+// where it does not, by oif with the next hop and its link address left
+// to the kernel's neighbour table (bpf_redirect_neigh, neigh set), the
+// length checked against oif's MTU (len_diff: what the rewrite adds).
+// false: no such route here (none, longer than the MTU, no neighbour
+// entry yet), which user space then sends, the kernel learning the
+// neighbour.
 struct route {
 	__u32 ifindex;
+	__u32 neigh;
 	__u8 smac[ETH_ALEN], dmac[ETH_ALEN];
 };
 
-static __always_inline int find_route(struct __sk_buff *skb, struct route *rt, __u32 local, __u32 saddr,
-				      __u32 daddr, __u16 sport, __u16 dport, __u16 ip_len)
+static __always_inline int find_route(struct __sk_buff *skb, struct route *rt, __u32 oif, __u32 saddr,
+				      __u32 daddr, __u16 sport, __u16 dport, __u16 ip_len, __s32 len_diff)
 {
-	if (local) {
+	rt->neigh = 0;
+	if (oif == LOOPBACK_IFINDEX) {
 		rt->ifindex = LOOPBACK_IFINDEX;
 		__builtin_memset(rt->smac, 0, ETH_ALEN); // the loopback interface's
 		__builtin_memset(rt->dmac, 0, ETH_ALEN);
@@ -149,6 +156,14 @@ static __always_inline int find_route(struct __sk_buff *skb, struct route *rt, _
 		__builtin_memcpy(rt->dmac, fib.dmac, ETH_ALEN);
 		return 1;
 	}
+	if (rc == BPF_FIB_LKUP_RET_FWD_DISABLED && oif) {
+		__u32 mtu_len = 0;
+		if (bpf_check_mtu(skb, oif, &mtu_len, len_diff, 0))
+			return 0;
+		rt->ifindex = oif;
+		rt->neigh = 1;
+		return 1;
+	}
 	return 0;
 }
 
@@ -167,8 +182,13 @@ static __always_inline int rewrite(struct __sk_buff *skb, const struct route *rt
 	struct iphdr *ip = (void *)(eth + 1);
 	struct udphdr *udp = (void *)(ip + 1);
 
-	__builtin_memcpy(eth->h_dest, rt->dmac, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, rt->smac, ETH_ALEN);
+	// With the neighbour table the kernel writes the link header; the
+	// received one stays until then (a multicast destination there would
+	// make bpf_redirect_neigh drop the packet).
+	if (!rt->neigh) {
+		__builtin_memcpy(eth->h_dest, rt->dmac, ETH_ALEN);
+		__builtin_memcpy(eth->h_source, rt->smac, ETH_ALEN);
+	}
 	ip->saddr = saddr;
 	ip->daddr = daddr;
 	ip->tot_len = bpf_htons(sizeof(struct iphdr) + udp_len);
@@ -196,12 +216,19 @@ static __always_inline int rewrite(struct __sk_buff *skb, const struct route *rt
 		cd[0] = bpf_htons(channel);
 		cd[1] = bpf_htons(cd_len);
 	}
+	if (rt->neigh)
+		return bpf_redirect_neigh(rt->ifindex, 0, 0, 0);
 	return bpf_redirect(rt->ifindex, 0);
 }
 
 SEC("tc")
 int postern_relay(struct __sk_buff *skb)
 {
+	// A segmented send (UDP_SEGMENT, or GRO) is several datagrams in one
+	// buffer, which one rewrite cannot relay (bpf_skb_adjust_room refuses
+	// it too): up to the sockets, before any other work.
+	if (skb->gso_size)
+		return TCX_NEXT;
 	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
 	// The headers and a ChannelData header must be in the linear part
 	// of the buffer to be read: a sender with UDP_SEGMENT, or a driver,
@@ -237,7 +264,7 @@ int postern_relay(struct __sk_buff *skb)
 		__u16 sport = cv->server_port, dport = cv->client_port, channel = cv->channel;
 		__u32 slot = cv->slot;
 		struct route rt;
-		if (!find_route(skb, &rt, cv->local, saddr, daddr, sport, dport, sizeof(struct iphdr) + udp_len + CD_HDR))
+		if (!find_route(skb, &rt, cv->oif, saddr, daddr, sport, dport, sizeof(struct iphdr) + udp_len + CD_HDR, CD_HDR))
 			return TCX_NEXT;
 		if (bpf_skb_adjust_room(skb, CD_HDR, BPF_ADJ_ROOM_NET, 0))
 			return TCX_NEXT;
@@ -266,7 +293,8 @@ int postern_relay(struct __sk_buff *skb)
 	__u16 sport = pv->relay_port, dport = pv->peer_port;
 	__u32 slot = pv->slot;
 	struct route rt;
-	if (!find_route(skb, &rt, pv->local, saddr, daddr, sport, dport, sizeof(struct iphdr) + sizeof(struct udphdr) + cd_len))
+	if (!find_route(skb, &rt, pv->oif, saddr, daddr, sport, dport, sizeof(struct iphdr) + sizeof(struct udphdr) + cd_len,
+			-CD_HDR))
 		return TCX_NEXT;
 	// The 4 bytes after the IP header go (the old UDP ports): the UDP
 	// header is written over what is left of it and the ChannelData

@@ -36,7 +36,7 @@ type kernelpathToClientVal struct {
 	Channel    uint16
 	Pad        uint16
 	Slot       uint32
-	Local      uint32
+	Oif        uint32
 	Expires    uint64
 }
 
@@ -57,7 +57,7 @@ type kernelpathToPeerVal struct {
 	RelayPort uint16
 	PeerPort  uint16
 	Slot      uint32
-	Local     uint32
+	Oif       uint32
 	Pad       uint32
 	Expires   uint64
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -39,8 +41,7 @@ type Count struct{ Packets, Bytes uint64 }
 
 // Path is the loaded program, its tables and its attachments.
 type Path struct {
-	objs  kernelpathObjects
-	links []link.Link
+	objs kernelpathObjects
 	// counts is the counts array mapped into memory: the allocations'
 	// counters are brought up to date every second from thousands of
 	// bindings, which as lookups would be a system call each.
@@ -49,41 +50,39 @@ type Path struct {
 	mu    sync.Mutex
 	slots map[Binding]uint32 // the binding's first slot (to peer; +1: to client)
 	free  []uint32
-	// own are this host's addresses, read at most every ownTTL: a
-	// datagram to one leaves through the loopback interface.
-	own     map[netip.Addr]bool
-	ownRead time.Time
+	// attached are the program's attachments by interface index.
+	attached map[int]attachment
 }
 
-// ownTTL is how long the host's address list is trusted.
-const ownTTL = 5 * time.Second
+type attachment struct {
+	name string
+	link link.Link
+}
 
-// local reports whether ip is this host's. p.mu held.
-func (p *Path) local(ip netip.Addr) bool {
-	ip = ip.Unmap()
-	if ip.IsLoopback() {
-		return true
+// loopbackIndex is the loopback interface's index in every network
+// namespace.
+const loopbackIndex = 1
+
+// egress is the interface of the route from src to dst, as the program
+// wants it: the loopback interface for an address of this host, 0 where
+// there is no route. It is where the program sends the datagram when the
+// receiving interface does not forward (the kernel's route lookup from
+// the program needs it to).
+func egress(src, dst netip.Addr) uint32 {
+	routes, err := netlink.RouteGetWithOptions(dst.AsSlice(), &netlink.RouteGetOptions{SrcAddr: src.AsSlice()})
+	if err != nil || len(routes) == 0 {
+		return 0
 	}
-	if time.Since(p.ownRead) > ownTTL {
-		p.ownRead = time.Now()
-		clear(p.own)
-		if addrs, err := net.InterfaceAddrs(); err == nil {
-			for _, a := range addrs {
-				if n, ok := a.(*net.IPNet); ok {
-					if ip, ok := netip.AddrFromSlice(n.IP); ok {
-						p.own[ip.Unmap()] = true
-					}
-				}
-			}
-		}
+	if routes[0].Type == unix.RTN_LOCAL {
+		return loopbackIndex
 	}
-	return p.own[ip]
+	return uint32(routes[0].LinkIndex)
 }
 
 // Open loads the program and attaches it at TCX ingress of the named
 // interfaces (every interface that is up when names is empty).
 func Open(names []string) (*Path, error) {
-	p := &Path{slots: map[Binding]uint32{}, own: map[netip.Addr]bool{}}
+	p := &Path{slots: map[Binding]uint32{}, attached: map[int]attachment{}}
 	for i := uint32(0); i < MaxBindings; i++ {
 		p.free = append(p.free, 2*(MaxBindings-1-i))
 	}
@@ -102,14 +101,74 @@ func Open(names []string) (*Path, error) {
 		return nil, err
 	}
 	for _, ifc := range ifaces {
-		l, err := link.AttachTCX(link.TCXOptions{Interface: ifc.Index, Program: p.objs.PosternRelay, Attach: ebpf.AttachTCXIngress})
-		if err != nil {
+		if err := p.attach(ifc); err != nil {
 			p.Close()
-			return nil, fmt.Errorf("kernelpath: attach at TCX ingress of %s (needs Linux 6.6): %w", ifc.Name, err)
+			return nil, err
 		}
-		p.links = append(p.links, l)
 	}
 	return p, nil
+}
+
+// attach attaches the program to ifc. p.mu held, or p not yet shared.
+func (p *Path) attach(ifc net.Interface) error {
+	l, err := link.AttachTCX(link.TCXOptions{Interface: ifc.Index, Program: p.objs.PosternRelay, Attach: ebpf.AttachTCXIngress})
+	if err != nil {
+		return fmt.Errorf("kernelpath: attach at TCX ingress of %s (needs Linux 6.6): %w", ifc.Name, err)
+	}
+	p.attached[ifc.Index] = attachment{ifc.Name, l}
+	return nil
+}
+
+// AttachNew attaches the program to the interfaces that are up and not
+// yet attached (they came up, or were created, since), and lets go of
+// the attachments of interfaces that are gone; it returns the names of
+// those it attached.
+func (p *Path) AttachNew() ([]string, error) {
+	up, err := interfaces(nil)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.countMem == nil {
+		return nil, errors.New("kernelpath: closed")
+	}
+	present := map[int]bool{}
+	var names []string
+	var errs []error
+	for _, ifc := range up {
+		present[ifc.Index] = true
+		if _, ok := p.attached[ifc.Index]; ok {
+			continue
+		}
+		if err := p.attach(ifc); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		names = append(names, ifc.Name)
+	}
+	for index, a := range p.attached {
+		if present[index] {
+			continue
+		}
+		if _, err := net.InterfaceByIndex(index); err != nil { // gone, not just down
+			_ = a.link.Close()
+			delete(p.attached, index)
+		}
+	}
+	return names, errors.Join(errs...)
+}
+
+// Interfaces are the names of the interfaces the program is attached to.
+func (p *Path) Interfaces() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	names := make([]string, 0, len(p.attached))
+	for _, a := range p.attached {
+		names = append(names, a.name)
+	}
+	slices.Sort(names)
+	return names
 }
 
 func interfaces(names []string) ([]net.Interface, error) {
@@ -139,11 +198,13 @@ func interfaces(names []string) ([]net.Interface, error) {
 
 // Close detaches the program and frees its tables.
 func (p *Path) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	var errs []error
-	for _, l := range p.links {
-		errs = append(errs, l.Close())
+	for index, a := range p.attached {
+		errs = append(errs, a.link.Close())
+		delete(p.attached, index)
 	}
-	p.links = nil
 	if p.countMem != nil {
 		errs = append(errs, unix.Munmap(p.countMem))
 		p.countMem = nil
@@ -172,6 +233,9 @@ func (p *Path) Install(b Binding, until time.Time) error {
 	if err != nil {
 		return err
 	}
+	// Looked up at every install (each request that syncs the
+	// allocation), so that a route's change is followed.
+	peerOif, clientOif := egress(b.Relay.Addr().Unmap(), b.Peer.Addr().Unmap()), egress(b.Server.Addr().Unmap(), b.Client.Addr().Unmap())
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	slot, ok := p.slots[b]
@@ -191,8 +255,8 @@ func (p *Path) Install(b Binding, until time.Time) error {
 			}
 		}
 	}
-	pk, pv := p.toPeer(b, slot, expires)
-	ck, cv := p.toClient(b, slot+1, expires)
+	pk, pv := toPeer(b, slot, expires, peerOif)
+	ck, cv := toClient(b, slot+1, expires, clientOif)
 	if err := p.objs.ToPeer.Put(&pk, &pv); err != nil {
 		p.remove(b, slot)
 		return fmt.Errorf("kernelpath: install %v -> %v: %w", b.Client, b.Peer, err)
@@ -253,8 +317,8 @@ func (p *Path) count(slot uint32) Count {
 
 // remove deletes b's entries (either may be missing).
 func (p *Path) remove(b Binding, slot uint32) {
-	pk, _ := p.toPeer(b, slot, 0)
-	ck, _ := p.toClient(b, slot+1, 0)
+	pk, _ := toPeer(b, slot, 0, 0)
+	ck, _ := toClient(b, slot+1, 0, 0)
 	_ = p.objs.ToPeer.Delete(&pk)
 	_ = p.objs.ToClient.Delete(&ck)
 }
@@ -264,31 +328,24 @@ func (p *Path) release(b Binding, slot uint32) {
 	p.free = append(p.free, slot)
 }
 
-func (p *Path) toPeer(b Binding, slot uint32, expires uint64) (kernelpathToPeerKey, kernelpathToPeerVal) {
+func toPeer(b Binding, slot uint32, expires uint64, oif uint32) (kernelpathToPeerKey, kernelpathToPeerVal) {
 	return kernelpathToPeerKey{
 			ClientIp: ip4(b.Client), ServerIp: ip4(b.Server),
 			ClientPort: port(b.Client), ServerPort: port(b.Server), Channel: b.Channel,
 		}, kernelpathToPeerVal{
 			RelayIp: ip4(b.Relay), PeerIp: ip4(b.Peer),
-			RelayPort: port(b.Relay), PeerPort: port(b.Peer), Slot: slot, Local: flag(p.local(b.Peer.Addr())), Expires: expires,
+			RelayPort: port(b.Relay), PeerPort: port(b.Peer), Slot: slot, Oif: oif, Expires: expires,
 		}
 }
 
-func (p *Path) toClient(b Binding, slot uint32, expires uint64) (kernelpathToClientKey, kernelpathToClientVal) {
+func toClient(b Binding, slot uint32, expires uint64, oif uint32) (kernelpathToClientKey, kernelpathToClientVal) {
 	return kernelpathToClientKey{
 			RelayIp: ip4(b.Relay), PeerIp: ip4(b.Peer), RelayPort: port(b.Relay), PeerPort: port(b.Peer),
 		}, kernelpathToClientVal{
 			ServerIp: ip4(b.Server), ClientIp: ip4(b.Client),
 			ServerPort: port(b.Server), ClientPort: port(b.Client), Channel: b.Channel, Slot: slot,
-			Local: flag(p.local(b.Client.Addr())), Expires: expires,
+			Oif: oif, Expires: expires,
 		}
-}
-
-func flag(b bool) uint32 {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // ip4 is ap's IPv4 address as the program reads it: network byte order

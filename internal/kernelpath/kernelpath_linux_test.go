@@ -224,3 +224,45 @@ func TestPagedDatagram(t *testing.T) {
 	}
 	quiet(t, e.server, "paged ChannelData relayed in the kernel")
 }
+
+// TestSegmentedSendsGoUp: a peer (or client) sending with UDP_SEGMENT
+// hands the stack one buffer of several datagrams (GSO), which the
+// program cannot rewrite as one: it leaves them to the relay's sockets,
+// which receive them as the separate datagrams they are.
+func TestSegmentedSendsGoUp(t *testing.T) {
+	p := openLo(t)
+	e, b := newEnds(t)
+	if err := p.Install(b, time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	const segment = 100
+	for _, tc := range []struct {
+		name     string
+		from, to *net.UDPConn
+		msg      []byte
+	}{
+		{"peer to relayed address", e.peer, e.relay, bytes.Repeat([]byte{0x11}, 3*segment)},
+		{"client to server", e.client, e.server, bytes.Repeat(channelData(b.Channel, bytes.Repeat([]byte{0x22}, segment-4)), 3)},
+	} {
+		rc, err := tc.from.SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_SEGMENT, segment)
+		}); err != nil || serr != nil {
+			t.Skipf("no UDP_SEGMENT: %v %v", err, serr)
+		}
+		if _, err := tc.from.WriteToUDPAddrPort(tc.msg, addr(tc.to)); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 3 {
+			if got, _ := read(t, tc.to); !bytes.Equal(got, tc.msg[i*segment:(i+1)*segment]) {
+				t.Fatalf("%s: datagram %d is %d bytes %x..., want segment %d unchanged", tc.name, i, len(got), got[:min(len(got), 8)], i)
+			}
+		}
+	}
+	quiet(t, e.client, "segmented sends")
+	quiet(t, e.peer, "segmented sends")
+}

@@ -43,3 +43,9 @@ func (*Path) Len() int { return 0 }
 
 // Close does nothing.
 func (*Path) Close() error { return nil }
+
+// AttachNew does nothing.
+func (*Path) AttachNew() ([]string, error) { return nil, nil }
+
+// Interfaces is none.
+func (*Path) Interfaces() []string { return nil }
