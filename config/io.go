@@ -28,7 +28,7 @@ func ioSetting() Setting {
 // kernelPathSetting is [relay] kernel_path: bound channels of UDP
 // allocations relayed by an eBPF program in the kernel
 // (internal/kernelpath). Off by default: it needs root (CAP_BPF and
-// CAP_NET_ADMIN) and Linux 6.6, relays IPv4 only, and what it relays
+// CAP_NET_ADMIN) and Linux 6.6, and what it relays
 // passes the host's firewall (netfilter) by, which an operator should
 // choose knowingly. auto loads it where it can and relays in user space
 // where it cannot.
@@ -36,7 +36,7 @@ func kernelPathSetting() Setting {
 	return Setting{
 		Key: "relay.kernel_path", Flag: "relay-kernel-path", Kind: KindString, Default: relay.KernelPathOff,
 		Placeholder: "MODE", Category: CategoryRelay, Restart: true,
-		Usage: "relay bound channels of UDP allocations in the kernel: off, tc (an eBPF program at TCX ingress; needs root and Linux 6.6; IPv4; fails to start without them), or auto (tc where it loads, else user space with a warning)",
+		Usage: "relay bound channels of UDP allocations in the kernel: off, tc (an eBPF program at TCX ingress; needs root and Linux 6.6; fails to start without them), or auto (tc where it loads, else user space with a warning)",
 		Check: func(v any) error { return relay.CheckKernelPath(v.(string)) },
 		Set:   func(c *relay.Config, v any) { c.KernelPath = v.(string) },
 	}

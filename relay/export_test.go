@@ -24,3 +24,23 @@ func (s *Server) KernelBindings() int {
 	}
 	return k.path.Len()
 }
+
+// KernelRelayed is what the kernel path's tables count for the bindings
+// they hold: packets to peers and to clients.
+func (s *Server) KernelRelayed() (toPeer, toClient uint64) {
+	k := s.kernel.Load()
+	if k == nil {
+		return 0, 0
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, bs := range k.byAlloc {
+		for _, b := range bs {
+			p, c, err := k.path.Counts(b.b)
+			if err == nil {
+				toPeer, toClient = toPeer+p.Packets, toClient+c.Packets
+			}
+		}
+	}
+	return toPeer, toClient
+}

@@ -41,7 +41,7 @@ const kernelCountPeriod = time.Second
 // kernelPath hands the server's bound channels to the kernel fast path:
 // each UDP allocation's live channels whose datagrams the relay would
 // forward unchanged (no bandwidth limit to spend, the peer policy
-// allowing the peer, IPv4 addresses the program can rewrite) are
+// allowing the peer, addresses of one family the program can rewrite) are
 // installed, bounded by their earliest expiry, which the program checks
 // per packet. The requests that change what is live (CreatePermission,
 // ChannelBind, Refresh) re-sync their allocation, a policy reload re-syncs
@@ -169,7 +169,8 @@ func (k *kernelPath) endpoints(a *allocations.Allocation) (server, relay netip.A
 	}
 	server, relay = unmap(a.FiveTuple.Server), unmap(la.AddrPort())
 	// A wildcard listener or relay address is not what the packets carry.
-	if server.Addr().IsUnspecified() || relay.Addr().IsUnspecified() || !unmap(a.FiveTuple.Client).Addr().Is4() {
+	// (Families: kernelpath.Supported, per binding.)
+	if server.Addr().IsUnspecified() || relay.Addr().IsUnspecified() {
 		return netip.AddrPort{}, netip.AddrPort{}, false
 	}
 	return server, relay, true
@@ -191,7 +192,7 @@ func (k *kernelPath) sync(a *allocations.Allocation) {
 		for _, c := range k.scratch {
 			b := kernelpath.Binding{Client: unmap(a.FiveTuple.Client), Server: server, Relay: relay, Peer: unmap(c.Peer), Channel: c.Number}
 			if _, allowed := k.s.peerDropReason(b.Peer); !allowed || !kernelpath.Supported(b) {
-				continue // the peer policy (perhaps reloaded) or the own-address rule; or IPv6
+				continue // the peer policy (perhaps reloaded) or the own-address rule; or families mixed
 			}
 			if err := k.path.Install(b, c.Until); err != nil {
 				k.s.log.Warn("kernel path: binding not installed; relayed in user space", "user", a.Username, "peer", b.Peer.String(), "err", err)

@@ -33,29 +33,11 @@ func kernelServer(t *testing.T, opts ...serverOption) *testServer {
 	return s
 }
 
-func channelFrame(number uint16, payload []byte) []byte {
-	b := make([]byte, proto.ChannelDataHeaderSize+len(payload))
-	copy(proto.PutChannelData(b, number, len(payload), false)[proto.ChannelDataHeaderSize:], payload)
-	return b
-}
-
-// TestKernelPathRelaysChannels: with kernel_path = tc, a bound channel's
-// ChannelData reaches the peer from the relayed address and the peer's
-// datagrams come back as ChannelData, relayed by the kernel (the server's
-// counters learn of them from its tables), while what the tables do not
-// hold (a peer without permission) still meets the relay's checks; a
-// reload that denies the peer and a deleted allocation take the bindings
-// out at once.
-func TestKernelPathRelaysChannels(t *testing.T) {
-	s := kernelServer(t)
-	c, relayed, peer := boundChannel(t, s)
-	peerAP := peer.LocalAddr().(*net.UDPAddr).AddrPort()
-	if n := s.KernelBindings(); n != 1 {
-		t.Fatalf("%d kernel bindings after ChannelBind, want 1", n)
-	}
-
-	const n = 20
-	payload := bytes.Repeat([]byte{0xa5}, 1200)
+// echoOnChannel sends payload n times as ChannelData on channel 0x4001,
+// which peer must receive from relayed, each answered with "echo", which
+// the client must receive as ChannelData.
+func echoOnChannel(t *testing.T, c *rawClient, peer *net.UDPConn, relayed netip.AddrPort, payload []byte, n int) {
+	t.Helper()
 	buf := make([]byte, 2048)
 	for range n {
 		if _, err := c.conn.Write(channelFrame(0x4001, payload)); err != nil {
@@ -73,7 +55,35 @@ func TestKernelPathRelaysChannels(t *testing.T) {
 			t.Fatalf("client read %x, want %x", got, want)
 		}
 	}
-	turntest.WaitFor(t, "the kernel's relaying counted", func() bool {
+}
+
+func channelFrame(number uint16, payload []byte) []byte {
+	b := make([]byte, proto.ChannelDataHeaderSize+len(payload))
+	copy(proto.PutChannelData(b, number, len(payload), false)[proto.ChannelDataHeaderSize:], payload)
+	return b
+}
+
+// TestKernelPathRelaysChannels: with kernel_path = tc, ChannelBind
+// installs a bound channel's binding, whose ChannelData reaches the peer
+// from the relayed address and whose peer's datagrams come back as
+// ChannelData, counted (over loopback the senders leave their checksums
+// to the device, so the sockets relay them: TestKernelPathOverTheNetwork
+// has the kernel relay), while what the tables do not hold (a peer without
+// permission) still meets the relay's checks; a reload that denies the
+// peer and a deleted allocation take the bindings out at once.
+func TestKernelPathRelaysChannels(t *testing.T) {
+	s := kernelServer(t)
+	c, relayed, peer := boundChannel(t, s)
+	peerAP := peer.LocalAddr().(*net.UDPAddr).AddrPort()
+	if n := s.KernelBindings(); n != 1 {
+		t.Fatalf("%d kernel bindings after ChannelBind, want 1", n)
+	}
+
+	const n = 20
+	payload := bytes.Repeat([]byte{0xa5}, 1200)
+	buf := make([]byte, 2048)
+	echoOnChannel(t, c, peer, relayed, payload, n)
+	turntest.WaitFor(t, "the relaying counted", func() bool {
 		st := s.Stats()
 		return st.ToPeer.Packets == n && st.ToPeer.Bytes == n*1200 && st.ToClient.Packets == n && st.ToClient.Bytes == n*4
 	})
@@ -186,5 +196,72 @@ func TestKernelPathFallsBack(t *testing.T) {
 	n, from, err := peer.ReadFromUDPAddrPort(buf)
 	if err != nil || string(buf[:n]) != "user space" || from != relayed {
 		t.Fatalf("peer got %q from %v (%v), want the datagram from %v", buf[:n], from, err, relayed)
+	}
+}
+
+// TestKernelPathOverTheNetwork: a client and a peer on another host (a
+// network namespace behind a veth pair, whose datagrams carry their
+// checksums as a network card's do), over IPv4 and IPv6: the server
+// installs the channel, the kernel relays both directions (its tables
+// count every datagram), and the allocation's counters learn of them.
+// Over loopback (the tests above) senders leave checksums to the device
+// and the datagrams take the sockets instead.
+func TestKernelPathOverTheNetwork(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the kernel path (eBPF) needs root")
+	}
+	h := turntest.NewVethHost(t, 2)
+	for _, v6 := range []bool{false, true} {
+		here, there, family := h.Here4, h.There4, []stun.Setter(nil)
+		if v6 {
+			here, there, family = h.Here6, h.There6, []stun.Setter{proto.FamilyIPv6}
+		}
+		t.Run(map[bool]string{false: "IPv4", true: "IPv6"}[v6], func(t *testing.T) {
+			s := startServer(t, func(c *relay.Config) {
+				c.Listeners = []relay.ListenSpec{{Kind: relay.UDP, Addr: netip.AddrPortFrom(here, 0).String()}}
+				c.RelayIP = here
+				c.Policy = auth.NewPeerPolicy([]netip.Prefix{netip.PrefixFrom(there, there.BitLen())}, nil)
+				c.KernelPath, c.KernelPathInterfaces = relay.KernelPathTC, []string{h.Host}
+			})
+			var c *rawClient
+			var peer *net.UDPConn
+			h.Do(t, func() {
+				c = newRawClient(t, s.addrs[relay.UDP])
+				var err error
+				if peer, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(there, 0))); err != nil {
+					t.Fatal(err)
+				}
+			})
+			t.Cleanup(func() { peer.Close() })
+			peerAP := peer.LocalAddr().(*net.UDPAddr).AddrPort()
+			resp := c.authed(stun.MethodAllocate, append([]stun.Setter{proto.RequestedTransport(proto.ProtoUDP)}, family...)...)
+			wantCode(t, "Allocate", resp, 0)
+			relayed, err := proto.GetXORAddress(resp, stun.AttrXORRelayedAddress)
+			if err != nil || relayed.Addr() != here {
+				t.Fatalf("relayed address %v (%v), want one on %v", relayed, err, here)
+			}
+			wantCode(t, "ChannelBind", c.authed(stun.MethodChannelBind, proto.ChannelNumber(0x4001), stunPeer(peerAP)), 0)
+			if k := s.KernelBindings(); k != 1 {
+				t.Fatalf("%d kernel bindings after ChannelBind, want 1", k)
+			}
+			// The relay's own first datagram to the peer (a Send
+			// indication) teaches the kernel the peer's link address.
+			c.sendTo(peerAP, []byte("first"))
+			buf := make([]byte, 2048)
+			_ = peer.SetReadDeadline(time.Now().Add(2 * time.Second))
+			if n, _, err := peer.ReadFromUDPAddrPort(buf); err != nil || string(buf[:n]) != "first" {
+				t.Fatalf("peer got %q (%v)", buf[:n], err)
+			}
+
+			const n = 10
+			echoOnChannel(t, c, peer, relayed, bytes.Repeat([]byte{0x5a}, 1200), n)
+			if toPeer, toClient := s.KernelRelayed(); toPeer != n || toClient != n {
+				t.Fatalf("the kernel relayed %d to the peer and %d to the client, want %d each", toPeer, toClient, n)
+			}
+			turntest.WaitFor(t, "the kernel's relaying counted", func() bool {
+				st := s.Stats()
+				return st.ToPeer.Packets == n+1 && st.ToClient.Packets == n
+			})
+		})
 	}
 }

@@ -9,7 +9,9 @@
 // relay the datagrams itself, and bounds it by the earliest of the
 // channel's, the permission's and the allocation's expiry, which the
 // program checks per packet; anything else (requests, Send and Data
-// indications, expired or unknown bindings, IPv6, padded ChannelData)
+// indications, expired or unknown bindings, mixed families, padded
+// ChannelData, a local sender's datagrams whose checksum is left to the
+// device)
 // goes up to the relay's sockets unchanged. Counts reports what a binding
 // relayed, for the allocation's counters.
 //

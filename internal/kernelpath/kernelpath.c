@@ -9,9 +9,11 @@
 // bpf_redirect. Anything the tables do not hold, or hold expired, goes on
 // to the stack unchanged (TCX_NEXT), where the relay's sockets handle it.
 //
-// IPv4 only, without IP options or fragments; ChannelData only when its
-// length fills the datagram exactly (UDP needs no padding, RFC 8656
-// §12.5). User space installs an entry only for what it would relay
+// IPv4 without IP options or fragments, and IPv6 without extension
+// headers, one family on both sides; ChannelData only when its length
+// fills the datagram exactly (UDP needs no padding, RFC 8656 §12.5); not
+// a datagram whose checksum its local sender left to the device, nor a
+// segmented send (both go up). User space installs an entry only for what it would relay
 // itself (a live channel and permission, the peer policy, no bandwidth
 // limit) and bounds it by the earliest expiry; the program checks that
 // time per packet.
@@ -20,8 +22,10 @@
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/ip.h>
+#include <linux/ipv6.h>
 #include <linux/pkt_cls.h>
 #include <linux/udp.h>
+#include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
@@ -95,6 +99,54 @@ struct {
 	__type(value, struct count);
 } counts SEC(".maps");
 
+// The same for IPv6 (all four addresses IPv6), sharing the counts' slots.
+struct to_peer6_key {
+	__u32 client_ip[4], server_ip[4];
+	__u16 client_port, server_port;
+	__u16 channel, pad;
+};
+
+struct to_peer6_val {
+	__u32 relay_ip[4], peer_ip[4];
+	__u16 relay_port, peer_port;
+	__u32 slot;
+	__u32 oif;
+	__u32 pad;
+	__u64 expires;
+};
+
+struct to_client6_key {
+	__u32 relay_ip[4], peer_ip[4];
+	__u16 relay_port, peer_port;
+};
+
+struct to_client6_val {
+	__u32 server_ip[4], client_ip[4];
+	__u16 server_port, client_port;
+	__u16 channel, pad;
+	__u32 slot;
+	__u32 oif;
+	__u64 expires;
+};
+
+// Not preallocated: most nodes relay few IPv6 channels, and a full
+// preallocation would hold some 10 MB of kernel memory for nothing.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1 << 16);
+	__type(key, struct to_peer6_key);
+	__type(value, struct to_peer6_val);
+} to_peer6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1 << 16);
+	__type(key, struct to_client6_key);
+	__type(value, struct to_client6_val);
+} to_client6 SEC(".maps");
+
 // add counts a packet of n payload bytes in slot.
 static __always_inline void add(__u32 slot, __u16 n)
 {
@@ -107,15 +159,13 @@ static __always_inline void add(__u32 slot, __u16 n)
 
 #define HDRS (sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct udphdr))
 #define CD_HDR 4
-#define LOOPBACK_IFINDEX 1 // in every network namespace
 
 // route is where a datagram from saddr:sport to daddr:dport of ip_len
 // bytes leaves. oif is the interface of user space's route to daddr when
-// it installed the entry (0: none). For an address of this host (oif is
-// the loopback interface), through the loopback interface as the stack
-// would send it (not received here again: without the route of a loopback
-// send, 127.0.0.0/8 on input is a martian, IP_LOCALNET). Else by the
-// interface and next hop the routing table names now; the lookup needs
+// it installed the entry (0: none, or an address of this host, which the
+// sockets serve: a datagram from a relayed address to this host that came
+// in on a card is a martian, its source being local). By the interface
+// and next hop the routing table names now; the lookup needs
 // the receiving interface to forward (net.ipv4.conf.IF.forwarding), and
 // where it does not, by oif with the next hop and its link address left
 // to the kernel's neighbour table (bpf_redirect_neigh, neigh set), the
@@ -129,31 +179,15 @@ struct route {
 	__u8 smac[ETH_ALEN], dmac[ETH_ALEN];
 };
 
-static __always_inline int find_route(struct __sk_buff *skb, struct route *rt, __u32 oif, __u32 saddr,
-				      __u32 daddr, __u16 sport, __u16 dport, __u16 ip_len, __s32 len_diff)
+// fib_route is find_route's route lookup, for either family.
+static __always_inline int fib_route(struct __sk_buff *skb, struct route *rt, struct bpf_fib_lookup *fib, __u32 oif,
+				     __s32 len_diff)
 {
-	rt->neigh = 0;
-	if (oif == LOOPBACK_IFINDEX) {
-		rt->ifindex = LOOPBACK_IFINDEX;
-		__builtin_memset(rt->smac, 0, ETH_ALEN); // the loopback interface's
-		__builtin_memset(rt->dmac, 0, ETH_ALEN);
-		return 1;
-	}
-	struct bpf_fib_lookup fib = {
-		.family = 2, // AF_INET
-		.l4_protocol = IPPROTO_UDP,
-		.sport = sport,
-		.dport = dport,
-		.tot_len = ip_len,
-		.ipv4_src = saddr,
-		.ipv4_dst = daddr,
-		.ifindex = skb->ifindex,
-	};
-	long rc = bpf_fib_lookup(skb, &fib, sizeof(fib), BPF_FIB_LOOKUP_OUTPUT);
+	long rc = bpf_fib_lookup(skb, fib, sizeof(*fib), BPF_FIB_LOOKUP_OUTPUT);
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
-		rt->ifindex = fib.ifindex;
-		__builtin_memcpy(rt->smac, fib.smac, ETH_ALEN);
-		__builtin_memcpy(rt->dmac, fib.dmac, ETH_ALEN);
+		rt->ifindex = fib->ifindex;
+		__builtin_memcpy(rt->smac, fib->smac, ETH_ALEN);
+		__builtin_memcpy(rt->dmac, fib->dmac, ETH_ALEN);
 		return 1;
 	}
 	if (rc == BPF_FIB_LKUP_RET_FWD_DISABLED && oif) {
@@ -165,6 +199,23 @@ static __always_inline int find_route(struct __sk_buff *skb, struct route *rt, _
 		return 1;
 	}
 	return 0;
+}
+
+static __always_inline int find_route(struct __sk_buff *skb, struct route *rt, __u32 oif, __u32 saddr,
+				      __u32 daddr, __u16 sport, __u16 dport, __u16 ip_len, __s32 len_diff)
+{
+	rt->neigh = 0;
+	struct bpf_fib_lookup fib = {
+		.family = 2, // AF_INET
+		.l4_protocol = IPPROTO_UDP,
+		.sport = sport,
+		.dport = dport,
+		.tot_len = ip_len,
+		.ipv4_src = saddr,
+		.ipv4_dst = daddr,
+		.ifindex = skb->ifindex,
+	};
+	return fib_route(skb, rt, &fib, oif, len_diff);
 }
 
 // rewrite fills in the Ethernet, IP and UDP headers (and with cd_len the
@@ -221,14 +272,9 @@ static __always_inline int rewrite(struct __sk_buff *skb, const struct route *rt
 	return bpf_redirect(rt->ifindex, 0);
 }
 
-SEC("tc")
-int postern_relay(struct __sk_buff *skb)
+// relay4 relays an IPv4 datagram of a binding.
+static __always_inline int relay4(struct __sk_buff *skb)
 {
-	// A segmented send (UDP_SEGMENT, or GRO) is several datagrams in one
-	// buffer, which one rewrite cannot relay (bpf_skb_adjust_room refuses
-	// it too): up to the sockets, before any other work.
-	if (skb->gso_size)
-		return TCX_NEXT;
 	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
 	// The headers and a ChannelData header must be in the linear part
 	// of the buffer to be read: a sender with UDP_SEGMENT, or a driver,
@@ -303,4 +349,223 @@ int postern_relay(struct __sk_buff *skb)
 		return TCX_NEXT;
 	add(slot, cd_len);
 	return rewrite(skb, &rt, saddr, daddr, sport, dport, sizeof(struct udphdr) + cd_len, 0, 0);
+}
+
+#define HDRS6 (sizeof(struct ethhdr) + sizeof(struct ipv6hdr) + sizeof(struct udphdr))
+#define UDP_CHECK6 (sizeof(struct ethhdr) + sizeof(struct ipv6hdr) + 6) // offset of the UDP checksum
+
+// find_route6 is find_route for IPv6 (the lookup needs
+// net.ipv6.conf.all.forwarding; oif otherwise, as for IPv4).
+static __always_inline int find_route6(struct __sk_buff *skb, struct route *rt, __u32 oif, const __u32 *saddr,
+				       const __u32 *daddr, __u16 sport, __u16 dport, __u16 ip_len, __s32 len_diff)
+{
+	rt->neigh = 0;
+	struct bpf_fib_lookup fib = {
+		.family = 10, // AF_INET6
+		.l4_protocol = IPPROTO_UDP,
+		.sport = sport,
+		.dport = dport,
+		.tot_len = ip_len,
+		.ifindex = skb->ifindex,
+	};
+	__builtin_memcpy(fib.ipv6_src, saddr, 16);
+	__builtin_memcpy(fib.ipv6_dst, daddr, 16);
+	return fib_route(skb, rt, &fib, oif, len_diff);
+}
+
+// What of an IPv6 UDP datagram its checksum covers and a relay changes:
+// the pseudo-header's addresses and length, and the UDP header's ports
+// and length with the 4 bytes after it (a ChannelData header, or zero
+// where there is none).
+struct pseudo6 {
+	__u32 saddr[4], daddr[4];
+	__u32 len;
+};
+
+struct udp_words {
+	__u16 sport, dport, len, zero;
+	__u16 cd_channel, cd_len;
+};
+
+// rewrite6 is rewrite for IPv6. Unlike IPv4's, the UDP checksum is
+// mandatory (RFC 8200 §8.1): the received one is carried over by the
+// difference of what changed, pdiff for the pseudo-header and hdiff for
+// the header and ChannelData words. bpf_l4_csum_replace applies hdiff
+// only to a complete checksum: a partial one (a local sender's, the
+// interface to finish it) covers the pseudo-header alone.
+static __always_inline int rewrite6(struct __sk_buff *skb, const struct route *rt, const struct pseudo6 *np,
+				    const struct udp_words *nw, __u16 check, __u32 pdiff, __u32 hdiff)
+{
+	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
+	if (data + HDRS6 + CD_HDR > end)
+		return TCX_DROP;
+	struct ethhdr *eth = data;
+	struct ipv6hdr *ip6 = (void *)(eth + 1);
+	struct udphdr *udp = (void *)(ip6 + 1);
+	if (!rt->neigh) {
+		__builtin_memcpy(eth->h_dest, rt->dmac, ETH_ALEN);
+		__builtin_memcpy(eth->h_source, rt->smac, ETH_ALEN);
+	}
+	*(__u32 *)ip6 = bpf_htonl(0x60000000); // version 6, no traffic class or flow label
+	ip6->payload_len = nw->len;
+	ip6->hop_limit = 64;
+	__builtin_memcpy(&ip6->saddr, np->saddr, 16);
+	__builtin_memcpy(&ip6->daddr, np->daddr, 16);
+	udp->source = nw->sport;
+	udp->dest = nw->dport;
+	udp->len = nw->len;
+	udp->check = check;
+	__u16 *cd = (void *)(udp + 1);
+	if (nw->cd_len) {
+		cd[0] = nw->cd_channel;
+		cd[1] = nw->cd_len;
+	}
+	if (bpf_l4_csum_replace(skb, UDP_CHECK6, 0, hdiff, 0) ||
+	    bpf_l4_csum_replace(skb, UDP_CHECK6, 0, pdiff, BPF_F_PSEUDO_HDR))
+		return TCX_DROP;
+	// Zero is "no checksum", which IPv6 forbids; 0xffff is the same sum.
+	data = (void *)(long)skb->data;
+	end = (void *)(long)skb->data_end;
+	if (data + UDP_CHECK6 + 2 > end)
+		return TCX_DROP;
+	__u16 *sum = data + UDP_CHECK6;
+	if (*sum == 0)
+		*sum = 0xffff;
+	if (rt->neigh)
+		return bpf_redirect_neigh(rt->ifindex, 0, 0, 0);
+	return bpf_redirect(rt->ifindex, 0);
+}
+
+// relay6 relays an IPv6 datagram of a binding: no extension headers, a
+// UDP checksum present.
+static __always_inline int relay6(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
+	if (data + HDRS6 + CD_HDR > end && skb->len >= HDRS6 + CD_HDR) {
+		if (bpf_skb_pull_data(skb, HDRS6 + CD_HDR))
+			return TCX_NEXT;
+		data = (void *)(long)skb->data;
+		end = (void *)(long)skb->data_end;
+	}
+	struct ethhdr *eth = data;
+	if (data + HDRS6 > end || eth->h_proto != bpf_htons(ETH_P_IPV6))
+		return TCX_NEXT;
+	struct ipv6hdr *ip6 = (void *)(eth + 1);
+	if (ip6->nexthdr != IPPROTO_UDP)
+		return TCX_NEXT;
+	struct udphdr *udp = (void *)(ip6 + 1);
+	__u16 udp_len = bpf_ntohs(udp->len);
+	if (udp_len < sizeof(struct udphdr) || bpf_ntohs(ip6->payload_len) != udp_len || udp->check == 0)
+		return TCX_NEXT;
+	__u64 now = bpf_ktime_get_ns();
+	struct pseudo6 op = {.len = bpf_htonl(udp_len)}, np = {};
+	__builtin_memcpy(op.saddr, &ip6->saddr, 16);
+	__builtin_memcpy(op.daddr, &ip6->daddr, 16);
+	struct udp_words ow = {.sport = udp->source, .dport = udp->dest, .len = udp->len}, nw = {};
+	__u16 check = udp->check;
+
+	struct to_client6_key ck = {.relay_port = udp->dest, .peer_port = udp->source};
+	__builtin_memcpy(ck.relay_ip, op.daddr, 16);
+	__builtin_memcpy(ck.peer_ip, op.saddr, 16);
+	struct to_client6_val *cv = bpf_map_lookup_elem(&to_client6, &ck);
+	if (cv) {
+		__u16 n = udp_len - sizeof(struct udphdr);
+		if (cv->expires <= now || n == 0 || udp_len > 0xffff - CD_HDR)
+			return TCX_NEXT;
+		__builtin_memcpy(np.saddr, cv->server_ip, 16);
+		__builtin_memcpy(np.daddr, cv->client_ip, 16);
+		np.len = bpf_htonl(udp_len + CD_HDR);
+		nw.sport = cv->server_port;
+		nw.dport = cv->client_port;
+		nw.len = bpf_htons(udp_len + CD_HDR);
+		nw.cd_channel = bpf_htons(cv->channel);
+		nw.cd_len = bpf_htons(n);
+		__u32 slot = cv->slot;
+		struct route rt;
+		if (!find_route6(skb, &rt, cv->oif, np.saddr, np.daddr, nw.sport, nw.dport,
+				 sizeof(struct ipv6hdr) + udp_len + CD_HDR, CD_HDR))
+			return TCX_NEXT;
+		__s64 pdiff = bpf_csum_diff((__be32 *)&op, sizeof(op), (__be32 *)&np, sizeof(np), 0);
+		__s64 hdiff = bpf_csum_diff((__be32 *)&ow, sizeof(ow), (__be32 *)&nw, sizeof(nw), 0);
+		if (pdiff < 0 || hdiff < 0)
+			return TCX_NEXT;
+		if (bpf_skb_adjust_room(skb, CD_HDR, BPF_ADJ_ROOM_NET, 0))
+			return TCX_NEXT;
+		add(slot, n);
+		return rewrite6(skb, &rt, &np, &nw, check, (__u32)pdiff, (__u32)hdiff);
+	}
+
+	if (data + HDRS6 + CD_HDR > end)
+		return TCX_NEXT;
+	__u8 *cd = (void *)(udp + 1);
+	if ((cd[0] & 0xc0) != 0x40)
+		return TCX_NEXT;
+	__u16 cd_len = (__u16)cd[2] << 8 | cd[3];
+	if (cd_len == 0 || udp_len != sizeof(struct udphdr) + CD_HDR + cd_len)
+		return TCX_NEXT;
+	struct to_peer6_key pk = {
+		.client_port = udp->source, .server_port = udp->dest, .channel = (__u16)cd[0] << 8 | cd[1],
+	};
+	__builtin_memcpy(pk.client_ip, op.saddr, 16);
+	__builtin_memcpy(pk.server_ip, op.daddr, 16);
+	ow.cd_channel = *(__u16 *)cd;
+	ow.cd_len = *(__u16 *)(cd + 2);
+	struct to_peer6_val *pv = bpf_map_lookup_elem(&to_peer6, &pk);
+	if (!pv || pv->expires <= now)
+		return TCX_NEXT;
+	__builtin_memcpy(np.saddr, pv->relay_ip, 16);
+	__builtin_memcpy(np.daddr, pv->peer_ip, 16);
+	np.len = bpf_htonl(sizeof(struct udphdr) + cd_len);
+	nw.sport = pv->relay_port;
+	nw.dport = pv->peer_port;
+	nw.len = bpf_htons(sizeof(struct udphdr) + cd_len);
+	__u32 slot = pv->slot;
+	struct route rt;
+	if (!find_route6(skb, &rt, pv->oif, np.saddr, np.daddr, nw.sport, nw.dport,
+			 sizeof(struct ipv6hdr) + sizeof(struct udphdr) + cd_len, -CD_HDR))
+		return TCX_NEXT;
+	__s64 pdiff = bpf_csum_diff((__be32 *)&op, sizeof(op), (__be32 *)&np, sizeof(np), 0);
+	__s64 hdiff = bpf_csum_diff((__be32 *)&ow, sizeof(ow), (__be32 *)&nw, sizeof(nw), 0);
+	if (pdiff < 0 || hdiff < 0)
+		return TCX_NEXT;
+	if (bpf_skb_adjust_room(skb, -CD_HDR, BPF_ADJ_ROOM_NET, 0))
+		return TCX_NEXT;
+	add(slot, cd_len);
+	return rewrite6(skb, &rt, &np, &nw, check, (__u32)pdiff, (__u32)hdiff);
+}
+
+// The kernel's sk_buff, for its checksum state (CO-RE: the field is
+// found in the running kernel's BTF).
+struct sk_buff___kp {
+	__u8 ip_summed : 2;
+} __attribute__((preserve_access_index));
+
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
+
+#define CHECKSUM_PARTIAL 3
+
+// partial reports a datagram whose UDP checksum a local sender left to
+// the device (CHECKSUM_PARTIAL: it arrived over loopback, veth, or a
+// virtio device from a neighbour): the device would sum from the UDP
+// header's old place, which moving the headers by 4 bytes makes wrong,
+// and no helper moves it along. Such datagrams go up to the sockets.
+static __always_inline int partial(struct __sk_buff *ctx)
+{
+	struct sk_buff___kp *skb = bpf_cast_to_kern_ctx(ctx);
+	return BPF_CORE_READ_BITFIELD(skb, ip_summed) == CHECKSUM_PARTIAL;
+}
+
+SEC("tc")
+int postern_relay(struct __sk_buff *skb)
+{
+	// A segmented send (UDP_SEGMENT, or GRO) is several datagrams in one
+	// buffer, which one rewrite cannot relay (bpf_skb_adjust_room refuses
+	// it too): up to the sockets, before any other work.
+	if (skb->gso_size || partial(skb))
+		return TCX_NEXT;
+	if (skb->protocol == bpf_htons(ETH_P_IP))
+		return relay4(skb);
+	if (skb->protocol == bpf_htons(ETH_P_IPV6))
+		return relay6(skb);
+	return TCX_NEXT;
 }

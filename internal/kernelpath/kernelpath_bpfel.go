@@ -19,6 +19,27 @@ type kernelpathCount struct {
 	Bytes   uint64
 }
 
+type kernelpathToClient6Key struct {
+	_         structs.HostLayout
+	RelayIp   [4]uint32
+	PeerIp    [4]uint32
+	RelayPort uint16
+	PeerPort  uint16
+}
+
+type kernelpathToClient6Val struct {
+	_          structs.HostLayout
+	ServerIp   [4]uint32
+	ClientIp   [4]uint32
+	ServerPort uint16
+	ClientPort uint16
+	Channel    uint16
+	Pad        uint16
+	Slot       uint32
+	Oif        uint32
+	Expires    uint64
+}
+
 type kernelpathToClientKey struct {
 	_         structs.HostLayout
 	RelayIp   uint32
@@ -38,6 +59,28 @@ type kernelpathToClientVal struct {
 	Slot       uint32
 	Oif        uint32
 	Expires    uint64
+}
+
+type kernelpathToPeer6Key struct {
+	_          structs.HostLayout
+	ClientIp   [4]uint32
+	ServerIp   [4]uint32
+	ClientPort uint16
+	ServerPort uint16
+	Channel    uint16
+	Pad        uint16
+}
+
+type kernelpathToPeer6Val struct {
+	_         structs.HostLayout
+	RelayIp   [4]uint32
+	PeerIp    [4]uint32
+	RelayPort uint16
+	PeerPort  uint16
+	Slot      uint32
+	Oif       uint32
+	Pad       uint32
+	Expires   uint64
 }
 
 type kernelpathToPeerKey struct {
@@ -68,7 +111,9 @@ type kernelpathToPeerVal struct {
 const (
 	kernelpathMapCounts        = "counts"
 	kernelpathMapToClient      = "to_client"
+	kernelpathMapToClient6     = "to_client6"
 	kernelpathMapToPeer        = "to_peer"
+	kernelpathMapToPeer6       = "to_peer6"
 	kernelpathProgPosternRelay = "postern_relay"
 )
 
@@ -121,9 +166,11 @@ type kernelpathProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type kernelpathMapSpecs struct {
-	Counts   *ebpf.MapSpec `ebpf:"counts"`
-	ToClient *ebpf.MapSpec `ebpf:"to_client"`
-	ToPeer   *ebpf.MapSpec `ebpf:"to_peer"`
+	Counts    *ebpf.MapSpec `ebpf:"counts"`
+	ToClient  *ebpf.MapSpec `ebpf:"to_client"`
+	ToClient6 *ebpf.MapSpec `ebpf:"to_client6"`
+	ToPeer    *ebpf.MapSpec `ebpf:"to_peer"`
+	ToPeer6   *ebpf.MapSpec `ebpf:"to_peer6"`
 }
 
 // kernelpathVariableSpecs contains global variables before they are loaded into the kernel.
@@ -152,16 +199,20 @@ func (o *kernelpathObjects) Close() error {
 //
 // It can be passed to loadKernelpathObjects or ebpf.CollectionSpec.LoadAndAssign.
 type kernelpathMaps struct {
-	Counts   *ebpf.Map `ebpf:"counts"`
-	ToClient *ebpf.Map `ebpf:"to_client"`
-	ToPeer   *ebpf.Map `ebpf:"to_peer"`
+	Counts    *ebpf.Map `ebpf:"counts"`
+	ToClient  *ebpf.Map `ebpf:"to_client"`
+	ToClient6 *ebpf.Map `ebpf:"to_client6"`
+	ToPeer    *ebpf.Map `ebpf:"to_peer"`
+	ToPeer6   *ebpf.Map `ebpf:"to_peer6"`
 }
 
 func (m *kernelpathMaps) Close() error {
 	return _KernelpathClose(
 		m.Counts,
 		m.ToClient,
+		m.ToClient6,
 		m.ToPeer,
+		m.ToPeer6,
 	)
 }
 

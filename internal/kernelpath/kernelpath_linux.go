@@ -59,22 +59,20 @@ type attachment struct {
 	link link.Link
 }
 
-// loopbackIndex is the loopback interface's index in every network
-// namespace.
-const loopbackIndex = 1
-
-// egress is the interface of the route from src to dst, as the program
-// wants it: the loopback interface for an address of this host, 0 where
-// there is no route. It is where the program sends the datagram when the
-// receiving interface does not forward (the kernel's route lookup from
-// the program needs it to).
+// egress is the interface of the route from src to dst, where the
+// program sends the datagram when the receiving interface does not
+// forward (the kernel's route lookup from the program needs it to); 0
+// where there is no route, or dst is this host's: the relay's sockets
+// serve those (a datagram from a card that would go from a relayed
+// address to this host again is a martian, its source being local; one
+// from this host's own sender leaves its checksum to the device).
 func egress(src, dst netip.Addr) uint32 {
-	routes, err := netlink.RouteGetWithOptions(dst.AsSlice(), &netlink.RouteGetOptions{SrcAddr: src.AsSlice()})
-	if err != nil || len(routes) == 0 {
+	if dst.IsLoopback() {
 		return 0
 	}
-	if routes[0].Type == unix.RTN_LOCAL {
-		return loopbackIndex
+	routes, err := netlink.RouteGetWithOptions(dst.AsSlice(), &netlink.RouteGetOptions{SrcAddr: src.AsSlice()})
+	if err != nil || len(routes) == 0 || routes[0].Type == unix.RTN_LOCAL {
+		return 0
 	}
 	return uint32(routes[0].LinkIndex)
 }
@@ -213,10 +211,14 @@ func (p *Path) Close() error {
 	return errors.Join(errs...)
 }
 
-// Supported reports whether b can take the kernel path: IPv4 throughout.
+// Supported reports whether b can take the kernel path: one family
+// throughout, IPv4 (v4-mapped addresses count as IPv4) or IPv6. A binding
+// whose client and peer sides differ in family needs the IP header
+// replaced by the other family's, which the program does not do.
 func Supported(b Binding) bool {
+	v4 := b.Client.Addr().Unmap().Is4()
 	for _, ap := range [...]netip.AddrPort{b.Client, b.Server, b.Relay, b.Peer} {
-		if !ap.Addr().Unmap().Is4() {
+		if a := ap.Addr().Unmap(); !a.IsValid() || a.Is4() != v4 || a.Zone() != "" {
 			return false
 		}
 	}
@@ -227,7 +229,7 @@ func Supported(b Binding) bool {
 // clock). Its counts go on from where they were.
 func (p *Path) Install(b Binding, until time.Time) error {
 	if !Supported(b) {
-		return fmt.Errorf("kernelpath: binding %v -> %v: not IPv4", b.Client, b.Peer)
+		return fmt.Errorf("kernelpath: binding %v -> %v: the client's and the peer's sides are not of one family", b.Client, b.Peer)
 	}
 	expires, err := monotonic(until)
 	if err != nil {
@@ -255,18 +257,32 @@ func (p *Path) Install(b Binding, until time.Time) error {
 			}
 		}
 	}
-	pk, pv := toPeer(b, slot, expires, peerOif)
-	ck, cv := toClient(b, slot+1, expires, clientOif)
-	if err := p.objs.ToPeer.Put(&pk, &pv); err != nil {
-		p.remove(b, slot)
-		return fmt.Errorf("kernelpath: install %v -> %v: %w", b.Client, b.Peer, err)
+	var errPeer, errClient error
+	if is4(b) {
+		pk, pv := toPeer(b, slot, expires, peerOif)
+		ck, cv := toClient(b, slot+1, expires, clientOif)
+		if errPeer = p.objs.ToPeer.Put(&pk, &pv); errPeer == nil {
+			errClient = p.objs.ToClient.Put(&ck, &cv)
+		}
+	} else {
+		pk, pv := toPeer6(b, slot, expires, peerOif)
+		ck, cv := toClient6(b, slot+1, expires, clientOif)
+		if errPeer = p.objs.ToPeer6.Put(&pk, &pv); errPeer == nil {
+			errClient = p.objs.ToClient6.Put(&ck, &cv)
+		}
 	}
-	if err := p.objs.ToClient.Put(&ck, &cv); err != nil {
+	if errPeer != nil {
 		p.remove(b, slot)
-		return fmt.Errorf("kernelpath: install %v -> %v: %w", b.Peer, b.Client, err)
+		return fmt.Errorf("kernelpath: install %v -> %v: %w", b.Client, b.Peer, errPeer)
+	}
+	if errClient != nil {
+		p.remove(b, slot)
+		return fmt.Errorf("kernelpath: install %v -> %v: %w", b.Peer, b.Client, errClient)
 	}
 	return nil
 }
+
+func is4(b Binding) bool { return b.Client.Addr().Unmap().Is4() }
 
 // Remove takes b out of the tables and returns what it relayed since it
 // was installed.
@@ -317,10 +333,17 @@ func (p *Path) count(slot uint32) Count {
 
 // remove deletes b's entries (either may be missing).
 func (p *Path) remove(b Binding, slot uint32) {
-	pk, _ := toPeer(b, slot, 0, 0)
-	ck, _ := toClient(b, slot+1, 0, 0)
-	_ = p.objs.ToPeer.Delete(&pk)
-	_ = p.objs.ToClient.Delete(&ck)
+	if is4(b) {
+		pk, _ := toPeer(b, slot, 0, 0)
+		ck, _ := toClient(b, slot+1, 0, 0)
+		_ = p.objs.ToPeer.Delete(&pk)
+		_ = p.objs.ToClient.Delete(&ck)
+		return
+	}
+	pk, _ := toPeer6(b, slot, 0, 0)
+	ck, _ := toClient6(b, slot+1, 0, 0)
+	_ = p.objs.ToPeer6.Delete(&pk)
+	_ = p.objs.ToClient6.Delete(&ck)
 }
 
 func (p *Path) release(b Binding, slot uint32) {
@@ -346,6 +369,37 @@ func toClient(b Binding, slot uint32, expires uint64, oif uint32) (kernelpathToC
 			ServerPort: port(b.Server), ClientPort: port(b.Client), Channel: b.Channel, Slot: slot,
 			Oif: oif, Expires: expires,
 		}
+}
+
+func toPeer6(b Binding, slot uint32, expires uint64, oif uint32) (kernelpathToPeer6Key, kernelpathToPeer6Val) {
+	return kernelpathToPeer6Key{
+			ClientIp: ip6(b.Client), ServerIp: ip6(b.Server),
+			ClientPort: port(b.Client), ServerPort: port(b.Server), Channel: b.Channel,
+		}, kernelpathToPeer6Val{
+			RelayIp: ip6(b.Relay), PeerIp: ip6(b.Peer),
+			RelayPort: port(b.Relay), PeerPort: port(b.Peer), Slot: slot, Oif: oif, Expires: expires,
+		}
+}
+
+func toClient6(b Binding, slot uint32, expires uint64, oif uint32) (kernelpathToClient6Key, kernelpathToClient6Val) {
+	return kernelpathToClient6Key{
+			RelayIp: ip6(b.Relay), PeerIp: ip6(b.Peer), RelayPort: port(b.Relay), PeerPort: port(b.Peer),
+		}, kernelpathToClient6Val{
+			ServerIp: ip6(b.Server), ClientIp: ip6(b.Client),
+			ServerPort: port(b.Server), ClientPort: port(b.Client), Channel: b.Channel, Slot: slot,
+			Oif: oif, Expires: expires,
+		}
+}
+
+// ip6 is ap's IPv6 address as the program reads it: four words of
+// network byte order.
+func ip6(ap netip.AddrPort) [4]uint32 {
+	a := ap.Addr().As16()
+	var w [4]uint32
+	for i := range w {
+		w[i] = binary.NativeEndian.Uint32(a[4*i:])
+	}
+	return w
 }
 
 // ip4 is ap's IPv4 address as the program reads it: network byte order

@@ -33,15 +33,7 @@ func openLo(t *testing.T) *Path {
 	return p
 }
 
-func udp(t *testing.T) *net.UDPConn {
-	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
+func udp(t *testing.T) *net.UDPConn { return udpOn(t, "127.0.0.1") }
 
 func addr(c *net.UDPConn) netip.AddrPort { return c.LocalAddr().(*net.UDPAddr).AddrPort() }
 
@@ -74,21 +66,37 @@ func quiet(t *testing.T, c *net.UDPConn, what string) {
 	}
 }
 
-type ends struct{ client, server, relay, peer *net.UDPConn }
+// ends are a binding's four sockets; ns is the network namespace of the
+// client and the peer, if not this one.
+type ends struct {
+	client, server, relay, peer *net.UDPConn
+	ns                          string
+}
 
 func newEnds(t *testing.T) (ends, Binding) {
-	e := ends{udp(t), udp(t), udp(t), udp(t)}
+	e := ends{client: udp(t), server: udp(t), relay: udp(t), peer: udp(t)}
 	return e, Binding{Client: addr(e.client), Server: addr(e.server), Relay: addr(e.relay), Peer: addr(e.peer), Channel: 0x4001}
 }
 
+// TestRelaysBothDirections, over IPv4 and IPv6 loopback: a bound channel's
+// ChannelData leaves as the peer's datagram from the relayed address, the
+// peer's datagram comes back as ChannelData from the server's address,
+// counted; removed, both go up to the sockets.
 func TestRelaysBothDirections(t *testing.T) {
-	p := openLo(t)
-	e, b := newEnds(t)
+	for _, v6 := range []bool{false, true} {
+		t.Run(map[bool]string{false: "IPv4", true: "IPv6"}[v6], func(t *testing.T) {
+			p, e, b := openRemote(t, v6)
+			relaysBothDirections(t, p, e, b)
+		})
+	}
+}
+
+func relaysBothDirections(t *testing.T, p *Path, e ends, b Binding) {
 	if err := p.Install(b, time.Now().Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	hello := bytes.Repeat([]byte("hello"), 240) // 1200 B, media-sized
-	if _, err := e.client.WriteToUDPAddrPort(channelData(0x4001, hello), b.Server); err != nil {
+	if _, err := e.client.WriteToUDPAddrPort(channelData(b.Channel, hello), b.Server); err != nil {
 		t.Fatal(err)
 	}
 	got, from := read(t, e.peer)
@@ -101,7 +109,7 @@ func TestRelaysBothDirections(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, from = read(t, e.client)
-	if want := channelData(0x4001, []byte("world")); !bytes.Equal(got, want) || from != b.Server {
+	if want := channelData(b.Channel, []byte("world")); !bytes.Equal(got, want) || from != b.Server {
 		t.Fatalf("client got %x from %v, want %x from the server %v", got, from, want, b.Server)
 	}
 	quiet(t, e.relay, "peer datagram relayed in the kernel")
@@ -120,7 +128,7 @@ func TestRelaysBothDirections(t *testing.T) {
 		t.Fatalf("%d bindings left", p.Len())
 	}
 	// Removed: both go up to the sockets again, unchanged.
-	msg := channelData(0x4001, []byte("again"))
+	msg := channelData(b.Channel, []byte("again"))
 	if _, err := e.client.WriteToUDPAddrPort(msg, b.Server); err != nil {
 		t.Fatal(err)
 	}
@@ -138,15 +146,11 @@ func TestRelaysBothDirections(t *testing.T) {
 // What the program must leave to user space: another channel, padded or
 // empty ChannelData, a binding past its expiry.
 func TestLeavesTheRestToTheStack(t *testing.T) {
-	p := openLo(t)
-	e, b := newEnds(t)
-	if err := p.Install(b, time.Now().Add(time.Minute)); err != nil {
-		t.Fatal(err)
-	}
+	p, e, b := openRemote(t, false)
 	for _, msg := range [][]byte{
 		channelData(0x4002, []byte("other channel")),
-		append(channelData(0x4001, []byte("pad")), 0), // padded to 4
-		channelData(0x4001, nil),
+		append(channelData(b.Channel, []byte("pad")), 0), // padded to 4
+		channelData(b.Channel, nil),
 		{0x40, 0x01, 0x00},                               // short
 		{0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42}, // STUN
 	} {
@@ -158,7 +162,8 @@ func TestLeavesTheRestToTheStack(t *testing.T) {
 		}
 	}
 	// Another peer of the same relayed address.
-	other := udp(t)
+	var other *net.UDPConn
+	inNetns(t, e.ns, func() { other = udpOn(t, "10.254.1.2") })
 	if _, err := other.WriteToUDPAddrPort([]byte("stranger"), b.Relay); err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +177,7 @@ func TestLeavesTheRestToTheStack(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(60 * time.Millisecond)
-	msg := channelData(0x4001, []byte("late"))
+	msg := channelData(b.Channel, []byte("late"))
 	if _, err := e.client.WriteToUDPAddrPort(msg, b.Server); err != nil {
 		t.Fatal(err)
 	}
@@ -185,12 +190,18 @@ func TestLeavesTheRestToTheStack(t *testing.T) {
 	}
 }
 
-func TestInstallRefusesIPv6(t *testing.T) {
+// TestInstallRefusesMixedFamilies: a binding whose client side is IPv6 and
+// peer side IPv4 (REQUESTED-ADDRESS-FAMILY) would need its IP header
+// replaced; it stays in user space.
+func TestInstallRefusesMixedFamilies(t *testing.T) {
 	p := openLo(t)
 	b := Binding{Client: netip.MustParseAddrPort("[::1]:1"), Server: netip.MustParseAddrPort("[::1]:2"),
 		Relay: netip.MustParseAddrPort("127.0.0.1:3"), Peer: netip.MustParseAddrPort("127.0.0.1:4"), Channel: 0x4000}
-	if err := p.Install(b, time.Now().Add(time.Minute)); err == nil {
-		t.Fatal("installed an IPv6 binding")
+	if err := p.Install(b, time.Now().Add(time.Minute)); err == nil || Supported(b) {
+		t.Fatal("installed a binding of mixed families")
+	}
+	if p.Len() != 0 {
+		t.Fatalf("%d bindings after a refused install", p.Len())
 	}
 }
 
@@ -198,8 +209,7 @@ func TestInstallRefusesIPv6(t *testing.T) {
 // payload is in pages from the first byte after the UDP header (so may a
 // driver): the program pulls in the ChannelData header to read it.
 func TestPagedDatagram(t *testing.T) {
-	p := openLo(t)
-	e, b := newEnds(t)
+	_, e, b := openRemote(t, false)
 	hello := bytes.Repeat([]byte("paged"), 240)
 	rc, err := e.client.SyscallConn()
 	if err != nil {
@@ -211,11 +221,8 @@ func TestPagedDatagram(t *testing.T) {
 	}); err != nil || serr != nil {
 		t.Skipf("no UDP_SEGMENT: %v %v", err, serr)
 	}
-	if err := p.Install(b, time.Now().Add(time.Minute)); err != nil {
-		t.Fatal(err)
-	}
 	for range 3 {
-		if _, err := e.client.WriteToUDPAddrPort(channelData(0x4001, hello), b.Server); err != nil {
+		if _, err := e.client.WriteToUDPAddrPort(channelData(b.Channel, hello), b.Server); err != nil {
 			t.Fatal(err)
 		}
 		if got, from := read(t, e.peer); !bytes.Equal(got, hello) || from != b.Relay {
@@ -230,6 +237,8 @@ func TestPagedDatagram(t *testing.T) {
 // program cannot rewrite as one: it leaves them to the relay's sockets,
 // which receive them as the separate datagrams they are.
 func TestSegmentedSendsGoUp(t *testing.T) {
+	// Over loopback: a segmented send needs the device's checksum offload,
+	// which loopback has.
 	p := openLo(t)
 	e, b := newEnds(t)
 	if err := p.Install(b, time.Now().Add(time.Minute)); err != nil {
@@ -265,4 +274,38 @@ func TestSegmentedSendsGoUp(t *testing.T) {
 	}
 	quiet(t, e.client, "segmented sends")
 	quiet(t, e.peer, "segmented sends")
+}
+
+// TestPartialChecksumsGoUp: a datagram whose checksum its local sender
+// left to the device (loopback with its offload on) goes up to the
+// sockets unchanged: moving its headers would leave the device summing
+// from the wrong place, writing the sum over the datagram.
+func TestPartialChecksumsGoUp(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("loading eBPF programs needs root")
+	}
+	p, err := Open([]string{"lo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	e, b := newEnds(t)
+	if err := p.Install(b, time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	msg := channelData(b.Channel, []byte("partial"))
+	if _, err := e.client.WriteToUDPAddrPort(msg, b.Server); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := read(t, e.server); !bytes.Equal(got, msg) {
+		t.Fatalf("server socket got %x, want the ChannelData unchanged", got)
+	}
+	if _, err := e.peer.WriteToUDPAddrPort([]byte("partial"), b.Relay); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := read(t, e.relay); string(got) != "partial" {
+		t.Fatalf("relay socket got %q", got)
+	}
+	quiet(t, e.client, "partial checksums")
+	quiet(t, e.peer, "partial checksums")
 }

@@ -7,82 +7,64 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
-	"runtime"
 	"slices"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/postern/postern/internal/turntest"
 )
 
 // run runs a command of the test's network set-up.
-func run(t *testing.T, args ...string) {
-	t.Helper()
-	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-		t.Fatalf("%v: %v\n%s", args, err, out)
-	}
-}
+func run(t *testing.T, args ...string) { t.Helper(); turntest.Run(t, args...) }
 
 // inNetns runs fn on a thread in network namespace ns: the sockets it
 // opens belong there.
 func inNetns(t *testing.T, ns string, fn func()) {
 	t.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := os.Open("/proc/thread-self/ns/net")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	target, err := os.Open("/run/netns/" + ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer target.Close()
-	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			panic(err) // the thread is in the wrong namespace: do not let it go back to the pool
-		}
-	}()
-	fn()
+	(&turntest.VethHost{NS: ns}).Do(t, fn)
 }
 
-// remoteHost makes another host for the test: a network namespace ns
-// (10.254.1.2 on guest) behind a veth pair whose end here is host
-// (10.254.1.1). It skips the test where that cannot be done.
+// remoteHost makes another host for the test (turntest.VethHost on
+// 10.254.1.0/24 and fd54:1::/64): a network namespace ns behind a veth
+// pair whose end here is host, whose sends carry computed checksums as a
+// network card's datagrams do.
 func remoteHost(t *testing.T) (ns, host, guest string) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("network namespaces and eBPF need root")
+	h := turntest.NewVethHost(t, 1)
+	return h.NS, h.Host, h.Guest
+}
+
+// openRemote is the program attached to a remoteHost's veth pair, with a
+// binding installed whose client and peer are in its namespace (IPv6
+// addresses with v6).
+func openRemote(t *testing.T, v6 bool) (*Path, ends, Binding) {
+	t.Helper()
+	ns, host, _ := remoteHost(t)
+	p, err := Open([]string{host})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("no ip (Debian package iproute2)")
-	}
-	ns, host, guest = fmt.Sprintf("kptest%d", os.Getpid()), fmt.Sprintf("kpa%d", os.Getpid()), fmt.Sprintf("kpb%d", os.Getpid())
-	run(t, "ip", "netns", "add", ns)
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
-	run(t, "ip", "link", "add", host, "type", "veth", "peer", "name", guest)
-	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", host).Run() })
-	run(t, "ip", "link", "set", guest, "netns", ns)
-	run(t, "ip", "addr", "add", "10.254.1.1/24", "dev", host)
-	run(t, "ip", "link", "set", host, "up")
-	run(t, "ip", "-n", ns, "addr", "add", "10.254.1.2/24", "dev", guest)
-	run(t, "ip", "-n", ns, "link", "set", guest, "up")
-	return ns, host, guest
+	t.Cleanup(func() {
+		if err := p.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	e, b := remoteEnds(t, p, ns, v6)
+	return p, e, b
 }
 
 // remoteEnds are the server's and relay's sockets here and the client's
 // and peer's in ns, and their binding, installed in p.
-func remoteEnds(t *testing.T, p *Path, ns string) (ends, Binding) {
+func remoteEnds(t *testing.T, p *Path, ns string, v6 bool) (ends, Binding) {
 	t.Helper()
-	var e ends
-	e.server, e.relay = udpOn(t, "10.254.1.1"), udpOn(t, "10.254.1.1")
-	inNetns(t, ns, func() { e.client, e.peer = udpOn(t, "10.254.1.2"), udpOn(t, "10.254.1.2") })
-	b := Binding{Client: addr(e.client), Server: addr(e.server), Relay: addr(e.relay), Peer: addr(e.peer), Channel: 0x4abc}
+	here, there := "10.254.1.1", "10.254.1.2"
+	if v6 {
+		here, there = "fd54:1::1", "fd54:1::2"
+	}
+	e := ends{ns: ns}
+	e.server, e.relay = udpOn(t, here), udpOn(t, here)
+	inNetns(t, ns, func() { e.client, e.peer = udpOn(t, there), udpOn(t, there) })
+	b := Binding{Client: addr(e.client), Server: addr(e.server), Relay: addr(e.relay), Peer: addr(e.peer), Channel: 0x4001}
 
 	// The relay's first datagram to the peer, sent by user space, teaches
 	// the kernel the peer's link address.
@@ -121,7 +103,7 @@ func TestAttachesNewInterfaces(t *testing.T) {
 	if again, err := p.AttachNew(); err != nil || len(again) != 0 {
 		t.Fatalf("a second AttachNew attached %v (%v), want none", again, err)
 	}
-	e, b := remoteEnds(t, p, ns)
+	e, b := remoteEnds(t, p, ns, false)
 	if _, err := e.client.WriteToUDPAddrPort(channelData(b.Channel, []byte("new")), b.Server); err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +123,7 @@ func TestAttachesNewInterfaces(t *testing.T) {
 
 func udpOn(t *testing.T, ip string) *net.UDPConn {
 	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(ip)})
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP(ip)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,14 +144,14 @@ func TestRemoteEnds(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close() })
-	e, b := remoteEnds(t, p, ns)
+	e, b := remoteEnds(t, p, ns, false)
 	payload := bytes.Repeat([]byte{0x5a}, 1200)
 	// With forwarding, by the route lookup's interface and next hop; without,
 	// by the interface of user space's route and the neighbour table.
 	for _, forwarding := range []string{"1", "0"} {
 		run(t, "sysctl", "-qw", "net.ipv4.conf."+host+".forwarding="+forwarding)
 		for range 3 {
-			if _, err := e.client.WriteToUDPAddrPort(channelData(0x4abc, payload), b.Server); err != nil {
+			if _, err := e.client.WriteToUDPAddrPort(channelData(b.Channel, payload), b.Server); err != nil {
 				t.Fatal(err)
 			}
 			if got, from := read(t, e.peer); !bytes.Equal(got, payload) || from != b.Relay {
@@ -178,7 +160,7 @@ func TestRemoteEnds(t *testing.T) {
 			if _, err := e.peer.WriteToUDPAddrPort([]byte("back"), b.Relay); err != nil {
 				t.Fatal(err)
 			}
-			if got, from := read(t, e.client); !bytes.Equal(got, channelData(0x4abc, []byte("back"))) || from != b.Server {
+			if got, from := read(t, e.client); !bytes.Equal(got, channelData(b.Channel, []byte("back"))) || from != b.Server {
 				t.Fatalf("forwarding=%s: client got %x from %v", forwarding, got, from)
 			}
 		}
@@ -187,35 +169,6 @@ func TestRemoteEnds(t *testing.T) {
 	}
 	if toPeer, toClient, err := p.Counts(b); err != nil || toPeer.Packets != 6 || toClient.Packets != 6 {
 		t.Fatalf("counts %+v %+v %v, want 6 each way", toPeer, toClient, err)
-	}
-
-	// A peer's segmented send (UDP_SEGMENT: one buffer of several
-	// datagrams crosses the veth pair) goes up as the datagrams it is.
-	rc, err := e.peer.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	const segment = 100
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_SEGMENT, segment)
-	}); err != nil || serr != nil {
-		t.Fatalf("UDP_SEGMENT: %v %v", err, serr)
-	}
-	segmented := bytes.Repeat([]byte{0x33}, 3*segment)
-	if _, err := e.peer.WriteToUDPAddrPort(segmented, b.Relay); err != nil {
-		t.Fatal(err)
-	}
-	for i := range 3 {
-		if got, _ := read(t, e.relay); !bytes.Equal(got, segmented[i*segment:(i+1)*segment]) {
-			t.Fatalf("segmented send: datagram %d is %d bytes, want segment %d unchanged", i, len(got), i)
-		}
-	}
-	quiet(t, e.client, "segmented send")
-	if err := rc.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_SEGMENT, 0)
-	}); err != nil || serr != nil {
-		t.Fatalf("UDP_SEGMENT off: %v %v", err, serr)
 	}
 
 	// A peer's datagram that fits the link but whose ChannelData (4 bytes
@@ -232,5 +185,45 @@ func TestRemoteEnds(t *testing.T) {
 			t.Fatalf("over the MTU, forwarding=%s: relay socket got %d bytes from %v, want the datagram unchanged", forwarding, len(got), from)
 		}
 		quiet(t, e.client, "over the MTU, forwarding="+forwarding)
+	}
+}
+
+// TestLocalPeer: a remote client's ChannelData to a peer on this host is
+// left to the relay's sockets, with forwarding on and off (the datagram
+// from the relayed address would arrive with a source of this host's, a
+// martian), and so is the local peer's answer (its checksum left to the
+// device).
+func TestLocalPeer(t *testing.T) {
+	ns, host, _ := remoteHost(t)
+	p, err := Open([]string{host})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	e := ends{ns: ns, server: udpOn(t, "10.254.1.1"), relay: udpOn(t, "10.254.1.1"), peer: udpOn(t, "10.254.1.1")}
+	inNetns(t, ns, func() { e.client = udpOn(t, "10.254.1.2") })
+	b := Binding{Client: addr(e.client), Server: addr(e.server), Relay: addr(e.relay), Peer: addr(e.peer), Channel: 0x4001}
+	if err := p.Install(b, time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	msg := channelData(b.Channel, bytes.Repeat([]byte{0x77}, 1200))
+	for _, forwarding := range []string{"1", "0"} {
+		run(t, "sysctl", "-qw", "net.ipv4.conf."+host+".forwarding="+forwarding)
+		if _, err := e.client.WriteToUDPAddrPort(msg, b.Server); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := read(t, e.server); !bytes.Equal(got, msg) {
+			t.Fatalf("forwarding=%s: server socket got %d bytes, want the ChannelData unchanged", forwarding, len(got))
+		}
+		quiet(t, e.peer, "forwarding="+forwarding)
+	}
+	if _, err := e.peer.WriteToUDPAddrPort([]byte("local"), b.Relay); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := read(t, e.relay); string(got) != "local" {
+		t.Fatalf("relay socket got %q, want the local peer's datagram", got)
+	}
+	if toPeer, toClient, err := p.Counts(b); err != nil || toPeer.Packets != 0 || toClient.Packets != 0 {
+		t.Fatalf("counts %+v %+v %v, want nothing relayed in the kernel", toPeer, toClient, err)
 	}
 }
