@@ -86,7 +86,7 @@ func Open(names []string) (*Path, error) {
 	}
 	err := loadKernelpathObjects(&p.objs, nil)
 	if err != nil {
-		return nil, fmt.Errorf("kernelpath: load the eBPF program (needs root, or CAP_BPF and CAP_NET_ADMIN): %w", err)
+		return nil, fmt.Errorf("kernelpath: load the eBPF program (needs root, or CAP_BPF and CAP_NET_ADMIN, and a kernel with its BTF, /sys/kernel/btf/vmlinux): %w", err)
 	}
 	size := int(p.objs.Counts.MaxEntries()) * int(unsafe.Sizeof(kernelpathCount{}))
 	if p.countMem, err = unix.Mmap(p.objs.Counts.FD(), 0, size, unix.PROT_READ, unix.MAP_SHARED); err != nil {
