@@ -218,6 +218,40 @@ static __always_inline int find_route(struct __sk_buff *skb, struct route *rt, _
 	return fib_route(skb, rt, &fib, oif, len_diff);
 }
 
+// send hands the rewritten datagram to rt's interface.
+static __always_inline int send(const struct route *rt)
+{
+	if (rt->neigh)
+		return bpf_redirect_neigh(rt->ifindex, 0, 0, 0);
+	return bpf_redirect(rt->ifindex, 0);
+}
+
+// pull brings the first n bytes into the linear part of the buffer where
+// they are not (a sender with UDP_SEGMENT, or a driver, may leave the
+// payload in pages from the first byte after the UDP header), so that the
+// headers and a ChannelData header can be read; false if it cannot. The
+// caller reloads its packet pointers.
+static __always_inline int pull(struct __sk_buff *skb, __u32 n)
+{
+	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
+	if (data + n <= end || skb->len < n)
+		return 1;
+	return bpf_skb_pull_data(skb, n) == 0;
+}
+
+// channel_data_len is the length of the ChannelData message at cd (its
+// header in the packet) that fills a UDP datagram of udp_len bytes
+// exactly, or 0 if cd is not one (another message, padded, empty).
+static __always_inline __u16 channel_data_len(const __u8 *cd, __u16 udp_len)
+{
+	if ((cd[0] & 0xc0) != 0x40)
+		return 0;
+	__u16 n = (__u16)cd[2] << 8 | cd[3];
+	if (udp_len != sizeof(struct udphdr) + CD_HDR + n)
+		return 0;
+	return n;
+}
+
 // rewrite fills in the Ethernet, IP and UDP headers (and with cd_len the
 // ChannelData header) of the datagram of udp_len bytes from saddr:sport
 // to daddr:dport, and sends it on by rt. The UDP checksum is left out
@@ -267,25 +301,15 @@ static __always_inline int rewrite(struct __sk_buff *skb, const struct route *rt
 		cd[0] = bpf_htons(channel);
 		cd[1] = bpf_htons(cd_len);
 	}
-	if (rt->neigh)
-		return bpf_redirect_neigh(rt->ifindex, 0, 0, 0);
-	return bpf_redirect(rt->ifindex, 0);
+	return send(rt);
 }
 
 // relay4 relays an IPv4 datagram of a binding.
 static __always_inline int relay4(struct __sk_buff *skb)
 {
+	if (!pull(skb, HDRS + CD_HDR))
+		return TCX_NEXT;
 	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
-	// The headers and a ChannelData header must be in the linear part
-	// of the buffer to be read: a sender with UDP_SEGMENT, or a driver,
-	// may leave the payload in pages from the first byte after the UDP
-	// header.
-	if (data + HDRS + CD_HDR > end && skb->len >= HDRS + CD_HDR) {
-		if (bpf_skb_pull_data(skb, HDRS + CD_HDR))
-			return TCX_NEXT;
-		data = (void *)(long)skb->data;
-		end = (void *)(long)skb->data_end;
-	}
 	struct ethhdr *eth = data;
 	if (data + HDRS > end || eth->h_proto != bpf_htons(ETH_P_IP))
 		return TCX_NEXT;
@@ -323,10 +347,8 @@ static __always_inline int relay4(struct __sk_buff *skb)
 	if (data + HDRS + CD_HDR > end)
 		return TCX_NEXT;
 	__u8 *cd = (void *)(udp + 1);
-	if ((cd[0] & 0xc0) != 0x40)
-		return TCX_NEXT;
-	__u16 cd_len = (__u16)cd[2] << 8 | cd[3];
-	if (cd_len == 0 || udp_len != sizeof(struct udphdr) + CD_HDR + cd_len)
+	__u16 cd_len = channel_data_len(cd, udp_len);
+	if (cd_len == 0)
 		return TCX_NEXT;
 	struct to_peer_key pk = {
 		.client_ip = ip->saddr, .server_ip = ip->daddr, .client_port = udp->source, .server_port = udp->dest,
@@ -431,22 +453,16 @@ static __always_inline int rewrite6(struct __sk_buff *skb, const struct route *r
 	__u16 *sum = data + UDP_CHECK6;
 	if (*sum == 0)
 		*sum = 0xffff;
-	if (rt->neigh)
-		return bpf_redirect_neigh(rt->ifindex, 0, 0, 0);
-	return bpf_redirect(rt->ifindex, 0);
+	return send(rt);
 }
 
 // relay6 relays an IPv6 datagram of a binding: no extension headers, a
 // UDP checksum present.
 static __always_inline int relay6(struct __sk_buff *skb)
 {
+	if (!pull(skb, HDRS6 + CD_HDR))
+		return TCX_NEXT;
 	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
-	if (data + HDRS6 + CD_HDR > end && skb->len >= HDRS6 + CD_HDR) {
-		if (bpf_skb_pull_data(skb, HDRS6 + CD_HDR))
-			return TCX_NEXT;
-		data = (void *)(long)skb->data;
-		end = (void *)(long)skb->data_end;
-	}
 	struct ethhdr *eth = data;
 	if (data + HDRS6 > end || eth->h_proto != bpf_htons(ETH_P_IPV6))
 		return TCX_NEXT;
@@ -498,10 +514,8 @@ static __always_inline int relay6(struct __sk_buff *skb)
 	if (data + HDRS6 + CD_HDR > end)
 		return TCX_NEXT;
 	__u8 *cd = (void *)(udp + 1);
-	if ((cd[0] & 0xc0) != 0x40)
-		return TCX_NEXT;
-	__u16 cd_len = (__u16)cd[2] << 8 | cd[3];
-	if (cd_len == 0 || udp_len != sizeof(struct udphdr) + CD_HDR + cd_len)
+	__u16 cd_len = channel_data_len(cd, udp_len);
+	if (cd_len == 0)
 		return TCX_NEXT;
 	struct to_peer6_key pk = {
 		.client_port = udp->source, .server_port = udp->dest, .channel = (__u16)cd[0] << 8 | cd[1],

@@ -238,7 +238,9 @@ func TestPagedDatagram(t *testing.T) {
 // which receive them as the separate datagrams they are.
 func TestSegmentedSendsGoUp(t *testing.T) {
 	// Over loopback: a segmented send needs the device's checksum offload,
-	// which loopback has.
+	// which loopback has. Its buffer is thus also partial (partial() in
+	// the program), so this shows what a sender sees, not which of the
+	// program's two checks sent it up.
 	p := openLo(t)
 	e, b := newEnds(t)
 	if err := p.Install(b, time.Now().Add(time.Minute)); err != nil {
