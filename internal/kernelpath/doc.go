@@ -18,5 +18,6 @@
 // The program is kernelpath.c, compiled by bpf2go into
 // kernelpath_bpfel.o and its loader (go generate; the object is
 // committed, so that building needs no clang). Linux only; it needs
-// CAP_BPF and CAP_NET_ADMIN (or root) and a kernel with TCX (6.6).
+// CAP_BPF and CAP_NET_ADMIN (or root) and a kernel with TCX (6.6) and its
+// BTF (the program reads the buffer's checksum state through CO-RE).
 package kernelpath

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/postern/postern/internal/turntest"
 )
 
 // openLo attaches the program to the loopback interface. Only root can:
@@ -66,11 +68,11 @@ func quiet(t *testing.T, c *net.UDPConn, what string) {
 	}
 }
 
-// ends are a binding's four sockets; ns is the network namespace of the
-// client and the peer, if not this one.
+// ends are a binding's four sockets; remote is the host of the client and
+// the peer, if not this one.
 type ends struct {
 	client, server, relay, peer *net.UDPConn
-	ns                          string
+	remote                      *turntest.VethHost
 }
 
 func newEnds(t *testing.T) (ends, Binding) {
@@ -163,7 +165,7 @@ func TestLeavesTheRestToTheStack(t *testing.T) {
 	}
 	// Another peer of the same relayed address.
 	var other *net.UDPConn
-	inNetns(t, e.ns, func() { other = udpOn(t, "10.254.1.2") })
+	e.remote.Do(t, func() { other = udpOn(t, "10.254.1.2") })
 	if _, err := other.WriteToUDPAddrPort([]byte("stranger"), b.Relay); err != nil {
 		t.Fatal(err)
 	}

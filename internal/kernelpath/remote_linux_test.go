@@ -17,21 +17,12 @@ import (
 // run runs a command of the test's network set-up.
 func run(t *testing.T, args ...string) { t.Helper(); turntest.Run(t, args...) }
 
-// inNetns runs fn on a thread in network namespace ns: the sockets it
-// opens belong there.
-func inNetns(t *testing.T, ns string, fn func()) {
+// remoteHost makes another host for the test: turntest.VethHost on
+// 10.254.1.0/24 and fd54:1::/64, whose sends carry computed checksums as
+// a network card's datagrams do.
+func remoteHost(t *testing.T) *turntest.VethHost {
 	t.Helper()
-	(&turntest.VethHost{NS: ns}).Do(t, fn)
-}
-
-// remoteHost makes another host for the test (turntest.VethHost on
-// 10.254.1.0/24 and fd54:1::/64): a network namespace ns behind a veth
-// pair whose end here is host, whose sends carry computed checksums as a
-// network card's datagrams do.
-func remoteHost(t *testing.T) (ns, host, guest string) {
-	t.Helper()
-	h := turntest.NewVethHost(t, 1)
-	return h.NS, h.Host, h.Guest
+	return turntest.NewVethHost(t, 1)
 }
 
 // openRemote is the program attached to a remoteHost's veth pair, with a
@@ -39,8 +30,8 @@ func remoteHost(t *testing.T) (ns, host, guest string) {
 // addresses with v6).
 func openRemote(t *testing.T, v6 bool) (*Path, ends, Binding) {
 	t.Helper()
-	ns, host, _ := remoteHost(t)
-	p, err := Open([]string{host})
+	h := remoteHost(t)
+	p, err := Open([]string{h.Host})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,21 +40,21 @@ func openRemote(t *testing.T, v6 bool) (*Path, ends, Binding) {
 			t.Error(err)
 		}
 	})
-	e, b := remoteEnds(t, p, ns, v6)
+	e, b := remoteEnds(t, p, h, v6)
 	return p, e, b
 }
 
 // remoteEnds are the server's and relay's sockets here and the client's
-// and peer's in ns, and their binding, installed in p.
-func remoteEnds(t *testing.T, p *Path, ns string, v6 bool) (ends, Binding) {
+// and peer's on h, and their binding, installed in p.
+func remoteEnds(t *testing.T, p *Path, h *turntest.VethHost, v6 bool) (ends, Binding) {
 	t.Helper()
 	here, there := "10.254.1.1", "10.254.1.2"
 	if v6 {
 		here, there = "fd54:1::1", "fd54:1::2"
 	}
-	e := ends{ns: ns}
+	e := ends{remote: h}
 	e.server, e.relay = udpOn(t, here), udpOn(t, here)
-	inNetns(t, ns, func() { e.client, e.peer = udpOn(t, there), udpOn(t, there) })
+	h.Do(t, func() { e.client, e.peer = udpOn(t, there), udpOn(t, there) })
 	b := Binding{Client: addr(e.client), Server: addr(e.server), Relay: addr(e.relay), Peer: addr(e.peer), Channel: 0x4001}
 
 	// The relay's first datagram to the peer, sent by user space, teaches
@@ -92,7 +83,8 @@ func TestAttachesNewInterfaces(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close() })
-	ns, host, _ := remoteHost(t)
+	h := remoteHost(t)
+	host := h.Host
 	if slices.Contains(p.Interfaces(), host) {
 		t.Fatalf("attached to %s before it existed", host)
 	}
@@ -103,7 +95,7 @@ func TestAttachesNewInterfaces(t *testing.T) {
 	if again, err := p.AttachNew(); err != nil || len(again) != 0 {
 		t.Fatalf("a second AttachNew attached %v (%v), want none", again, err)
 	}
-	e, b := remoteEnds(t, p, ns, false)
+	e, b := remoteEnds(t, p, h, false)
 	if _, err := e.client.WriteToUDPAddrPort(channelData(b.Channel, []byte("new")), b.Server); err != nil {
 		t.Fatal(err)
 	}
@@ -138,13 +130,14 @@ func udpOn(t *testing.T, ip string) *net.UDPConn {
 // forwards and else left to the neighbour table; a datagram that would
 // not fit the link is left to the relay's sockets.
 func TestRemoteEnds(t *testing.T) {
-	ns, host, guest := remoteHost(t)
+	h := remoteHost(t)
+	host := h.Host
 	p, err := Open([]string{host})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close() })
-	e, b := remoteEnds(t, p, ns, false)
+	e, b := remoteEnds(t, p, h, false)
 	payload := bytes.Repeat([]byte{0x5a}, 1200)
 	// With forwarding, by the route lookup's interface and next hop; without,
 	// by the interface of user space's route and the neighbour table.
@@ -175,7 +168,7 @@ func TestRemoteEnds(t *testing.T) {
 	// more) would not is left to the relay's socket, either way.
 	const mtu = 20 + 8 + 1200 + 2
 	run(t, "ip", "link", "set", host, "mtu", fmt.Sprint(mtu))
-	run(t, "ip", "-n", ns, "link", "set", guest, "mtu", fmt.Sprint(mtu))
+	run(t, "ip", "-n", h.NS, "link", "set", h.Guest, "mtu", fmt.Sprint(mtu))
 	for _, forwarding := range []string{"1", "0"} {
 		run(t, "sysctl", "-qw", "net.ipv4.conf."+host+".forwarding="+forwarding)
 		if _, err := e.peer.WriteToUDPAddrPort(payload, b.Relay); err != nil {
@@ -194,14 +187,15 @@ func TestRemoteEnds(t *testing.T) {
 // martian), and so is the local peer's answer (its checksum left to the
 // device).
 func TestLocalPeer(t *testing.T) {
-	ns, host, _ := remoteHost(t)
+	h := remoteHost(t)
+	host := h.Host
 	p, err := Open([]string{host})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close() })
-	e := ends{ns: ns, server: udpOn(t, "10.254.1.1"), relay: udpOn(t, "10.254.1.1"), peer: udpOn(t, "10.254.1.1")}
-	inNetns(t, ns, func() { e.client = udpOn(t, "10.254.1.2") })
+	e := ends{remote: h, server: udpOn(t, "10.254.1.1"), relay: udpOn(t, "10.254.1.1"), peer: udpOn(t, "10.254.1.1")}
+	h.Do(t, func() { e.client = udpOn(t, "10.254.1.2") })
 	b := Binding{Client: addr(e.client), Server: addr(e.server), Relay: addr(e.relay), Peer: addr(e.peer), Channel: 0x4001}
 	if err := p.Install(b, time.Now().Add(time.Minute)); err != nil {
 		t.Fatal(err)

@@ -40,17 +40,17 @@ func NewVethHost(t testing.TB, n int) *VethHost {
 		Here4: netip.AddrFrom4([4]byte{10, 254, byte(n), 1}), There4: netip.AddrFrom4([4]byte{10, 254, byte(n), 2}),
 		Here6: netip.MustParseAddr(fmt.Sprintf("fd54:%x::1", n)), There6: netip.MustParseAddr(fmt.Sprintf("fd54:%x::2", n)),
 	}
-	run(t, "ip", "netns", "add", h.NS)
+	Run(t, "ip", "netns", "add", h.NS)
 	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", h.NS).Run() })
-	run(t, "ip", "link", "add", h.Host, "type", "veth", "peer", "name", h.Guest)
+	Run(t, "ip", "link", "add", h.Host, "type", "veth", "peer", "name", h.Guest)
 	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", h.Host).Run() })
-	run(t, "ip", "link", "set", h.Guest, "netns", h.NS)
-	run(t, "ip", "addr", "add", h.Here4.String()+"/24", "dev", h.Host)
-	run(t, "ip", "addr", "add", h.Here6.String()+"/64", "dev", h.Host, "nodad")
-	run(t, "ip", "link", "set", h.Host, "up")
-	run(t, "ip", "-n", h.NS, "addr", "add", h.There4.String()+"/24", "dev", h.Guest)
-	run(t, "ip", "-n", h.NS, "addr", "add", h.There6.String()+"/64", "dev", h.Guest, "nodad")
-	run(t, "ip", "-n", h.NS, "link", "set", h.Guest, "up")
+	Run(t, "ip", "link", "set", h.Guest, "netns", h.NS)
+	Run(t, "ip", "addr", "add", h.Here4.String()+"/24", "dev", h.Host)
+	Run(t, "ip", "addr", "add", h.Here6.String()+"/64", "dev", h.Host, "nodad")
+	Run(t, "ip", "link", "set", h.Host, "up")
+	Run(t, "ip", "-n", h.NS, "addr", "add", h.There4.String()+"/24", "dev", h.Guest)
+	Run(t, "ip", "-n", h.NS, "addr", "add", h.There6.String()+"/64", "dev", h.Guest, "nodad")
+	Run(t, "ip", "-n", h.NS, "link", "set", h.Guest, "up")
 	h.Do(t, func() {
 		if err := DisableTxChecksum(h.Guest); err != nil {
 			t.Fatal(err)
@@ -86,10 +86,9 @@ func (h *VethHost) Do(t testing.TB, fn func()) {
 	fn()
 }
 
-// Run runs a command of the test's network set-up.
-func Run(t testing.TB, args ...string) { t.Helper(); run(t, args...) }
-
-func run(t testing.TB, args ...string) {
+// Run runs a command of the test's network set-up, failing the test on
+// an error with what it printed.
+func Run(t testing.TB, args ...string) {
 	t.Helper()
 	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
 		t.Fatalf("%v: %v\n%s", args, err, out)
